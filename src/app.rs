@@ -1,0 +1,222 @@
+//! The modes of the program, wired from validated settings, and the exit
+//! status each outcome maps to.
+
+use std::num::NonZeroU32;
+use std::process::ExitCode;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::attempt::{AttemptOutcome, SyncService};
+use crate::cli::{Cli, Mode};
+use crate::clock::{format_unix, unix_now};
+use crate::config::{ConfigError, Settings};
+use crate::kommo::{ClientOptions, KommoClient, KommoError};
+use crate::store::{RunKind, RunStatus, Store};
+use crate::sync::{SyncOptions, Syncer};
+use crate::token::{ExpiryState, expiry_state};
+
+/// Exit statuses of the one-shot modes (see the README).
+pub mod exit {
+    /// Done.
+    pub const OK: u8 = 0;
+    /// The sync failed (network, server, data); progress is kept.
+    pub const FAILED: u8 = 1;
+    /// Usage or configuration error, before any request.
+    pub const CONFIG: u8 = 2;
+    /// Kommo rejected the token (401), or it is expired.
+    pub const UNAUTHORIZED: u8 = 3;
+    /// Stopped by SIGINT or SIGTERM before finishing (128 + SIGINT).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// Runs the mode the command line selects and returns the exit status.
+pub async fn run(cli: Cli) -> ExitCode {
+    let mode = cli.mode();
+    if mode == Mode::Demo {
+        return ExitCode::from(crate::demo::run().await);
+    }
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => return config_error(&e),
+    };
+    let code = match mode {
+        Mode::Status => status(&settings).await,
+        Mode::Check => check(&settings).await,
+        Mode::Backfill => one_shot(&settings, RunKind::Full).await,
+        Mode::Once => one_shot(&settings, RunKind::Incremental).await,
+        Mode::Daemon => daemon(&settings).await,
+        Mode::Demo => unreachable!("handled above"),
+    };
+    ExitCode::from(code)
+}
+
+fn config_error(e: &ConfigError) -> ExitCode {
+    eprintln!("kommo-sync: configuration error: {e}");
+    ExitCode::from(exit::CONFIG)
+}
+
+/// The client for the configured account. Validates what requests need.
+fn build_client(settings: &Settings) -> Result<KommoClient, String> {
+    let base = settings.require_base_url().map_err(|e| e.to_string())?;
+    let options = ClientOptions {
+        requests_per_second: NonZeroU32::new(settings.kommo.requests_per_second)
+            .ok_or("kommo.requests_per_second: must be at least 1")?,
+        connect_timeout: settings.kommo.connect_timeout,
+        request_timeout: settings.kommo.request_timeout,
+        max_retries: settings.kommo.max_retries,
+        ..ClientOptions::default()
+    };
+    KommoClient::new(base, options).map_err(|e| e.to_string())
+}
+
+/// Builds the sync service, validating everything a sync needs (base URL,
+/// readable token) before any request; `Err` is an exit status.
+async fn build_service(settings: &Settings) -> Result<SyncService, u8> {
+    let client = build_client(settings).map_err(|e| {
+        eprintln!("kommo-sync: configuration error: {e}");
+        exit::CONFIG
+    })?;
+    if let Err(e) = settings.kommo.token.read() {
+        eprintln!("kommo-sync: configuration error: {e}");
+        return Err(exit::CONFIG);
+    }
+    let store = Store::open(&settings.database.path).await.map_err(|e| {
+        eprintln!("kommo-sync: {e}");
+        exit::CONFIG
+    })?;
+    let syncer = Syncer::new(
+        client,
+        store,
+        SyncOptions {
+            page_size: settings.kommo.page_size,
+            overlap_seconds: settings.sync.overlap_seconds,
+        },
+    );
+    Ok(SyncService {
+        syncer,
+        token_source: settings.kommo.token.clone(),
+        token_expiry_warning_days: settings.kommo.token_expiry_warning_days,
+    })
+}
+
+/// Maps a one-shot outcome to its exit status.
+pub fn exit_status(outcome: &AttemptOutcome) -> u8 {
+    match outcome.status {
+        RunStatus::Ok => exit::OK,
+        RunStatus::Unauthorized => exit::UNAUTHORIZED,
+        RunStatus::Interrupted => exit::INTERRUPTED,
+        RunStatus::Failed | RunStatus::Running => exit::FAILED,
+    }
+}
+
+async fn one_shot(settings: &Settings, kind: RunKind) -> u8 {
+    let service = match build_service(settings).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let cancel = CancellationToken::new();
+    let signals = tokio::spawn(crate::signals::cancel_on_signal(cancel.clone()));
+    let outcome = service.attempt(kind, &cancel).await;
+    signals.abort();
+    service.syncer.store().close().await;
+    if let Some(error) = &outcome.error {
+        eprintln!("kommo-sync: {kind} sync {}: {error}", outcome.status);
+    }
+    exit_status(&outcome)
+}
+
+async fn daemon(settings: &Settings) -> u8 {
+    let service = match build_service(settings).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let cancel = CancellationToken::new();
+    tokio::spawn(crate::signals::cancel_on_signal(cancel.clone()));
+    match crate::daemon::run(service, &settings.schedule, cancel.cancelled_owned()).await {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("kommo-sync: {e}");
+            exit::FAILED
+        }
+    }
+}
+
+/// `--check`: configuration, token expiry, and one probe of the API.
+async fn check(settings: &Settings) -> u8 {
+    let client = match build_client(settings) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kommo-sync: configuration error: {e}");
+            return exit::CONFIG;
+        }
+    };
+    let token = match settings.kommo.token.read() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("kommo-sync: configuration error: {e}");
+            return exit::CONFIG;
+        }
+    };
+    println!("configuration: ok ({})", settings.source_file.as_ref().map_or_else(
+        || "no file, defaults and environment".to_string(),
+        |p| p.display().to_string(),
+    ));
+    if let Some(url) = &settings.kommo.base_url {
+        println!("account URL:   {url}");
+    }
+    println!("token source:  {}", settings.kommo.token.describe());
+    match expiry_state(&token, unix_now(), settings.kommo.token_expiry_warning_days) {
+        ExpiryState::Unknown => println!("token expiry:  unknown (not a JWT with an exp claim)"),
+        ExpiryState::Valid { expires_at } => println!("token expiry:  {}", format_unix(expires_at)),
+        ExpiryState::ExpiresSoon { expires_at, days_left } => println!(
+            "token expiry:  {} (WARNING: {days_left} days left; replace the token soon)",
+            format_unix(expires_at)
+        ),
+        ExpiryState::Expired { expires_at } => {
+            println!("token expiry:  {} (EXPIRED)", format_unix(expires_at));
+            eprintln!("kommo-sync: the token is expired; no request was sent; create a new long-lived token and replace it");
+            return exit::UNAUTHORIZED;
+        }
+    }
+    match client.fetch_account(&token).await {
+        Ok(account) => {
+            let field = |k: &str| account.get(k).map_or_else(|| "?".to_string(), |v| v.to_string().trim_matches('"').to_string());
+            println!("API probe:     ok, account {} (id {}, subdomain {})", field("name"), field("id"), field("subdomain"));
+            exit::OK
+        }
+        Err(KommoError::Unauthorized) => {
+            eprintln!("kommo-sync: {}", KommoError::Unauthorized);
+            exit::UNAUTHORIZED
+        }
+        Err(e) => {
+            eprintln!("kommo-sync: API probe failed: {e}");
+            exit::FAILED
+        }
+    }
+}
+
+/// `--status`: the state of the mirror, from the database only.
+async fn status(settings: &Settings) -> u8 {
+    let path = &settings.database.path;
+    if !path.exists() {
+        eprintln!(
+            "kommo-sync: the mirror {} does not exist yet; run kommo-sync --backfill first (or check database.path)",
+            path.display()
+        );
+        return exit::CONFIG;
+    }
+    let store = match Store::open(path).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kommo-sync: {e}");
+            return exit::FAILED;
+        }
+    };
+    match crate::status::print(&store, settings).await {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("kommo-sync: cannot read the mirror: {e}");
+            exit::FAILED
+        }
+    }
+}

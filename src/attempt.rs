@@ -1,0 +1,229 @@
+//! One sync attempt as the daemon and the one-shot modes see it: take the
+//! database's sync lock, record the run, re-read the token and check its
+//! expiry, run the sync, record the outcome and raise the alerts.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{format_unix, unix_now};
+use crate::kommo::KommoError;
+use crate::store::{RunKind, RunStatus};
+use crate::sync::{RunProgress, SyncError, SyncReport, Syncer};
+use crate::token::{ExpiryState, Secret, TokenSource, expiry_state};
+
+/// How one attempt ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptOutcome {
+    /// The run's recorded status (`Failed` also when no run could be recorded).
+    pub status: RunStatus,
+    /// The `sync_runs` row, when one was written.
+    pub run_id: Option<i64>,
+    /// What the completed sync did.
+    pub report: Option<SyncReport>,
+    /// A readable message when the attempt did not succeed.
+    pub error: Option<String>,
+}
+
+impl AttemptOutcome {
+    fn failed_without_run(error: String) -> Self {
+        AttemptOutcome {
+            status: RunStatus::Failed,
+            run_id: None,
+            report: None,
+            error: Some(error),
+        }
+    }
+}
+
+/// Everything an attempt needs, built once per process.
+#[derive(Clone)]
+pub struct SyncService {
+    /// The algorithm with its client and store.
+    pub syncer: Syncer,
+    /// Where the token is read from at each attempt.
+    pub token_source: TokenSource,
+    /// Warn this many days before the token expires.
+    pub token_expiry_warning_days: u32,
+}
+
+impl SyncService {
+    /// Runs one sync of `kind` and records it.
+    pub async fn attempt(&self, kind: RunKind, cancel: &CancellationToken) -> AttemptOutcome {
+        let store = self.syncer.store();
+        let _lock = match SyncLock::acquire(store.path()) {
+            Ok(lock) => lock,
+            Err(message) => {
+                tracing::error!(kind = %kind, "{message}");
+                return AttemptOutcome::failed_without_run(message);
+            }
+        };
+        if let Err(e) = store.close_abandoned_runs(unix_now()).await {
+            tracing::warn!(error = %e, "cannot close runs abandoned by a killed process");
+        }
+        let run_id = match store.start_run(kind, unix_now()).await {
+            Ok(id) => id,
+            Err(e) => {
+                let message = format!("cannot record the run: {e}");
+                tracing::error!(kind = %kind, "{message}");
+                return AttemptOutcome::failed_without_run(message);
+            }
+        };
+        let (status, report, error) = self.run_recorded(kind, run_id, cancel).await;
+        AttemptOutcome {
+            status,
+            run_id: Some(run_id),
+            report,
+            error,
+        }
+    }
+
+    async fn run_recorded(
+        &self,
+        kind: RunKind,
+        run_id: i64,
+        cancel: &CancellationToken,
+    ) -> (RunStatus, Option<SyncReport>, Option<String>) {
+        let token = match self.usable_token(run_id) {
+            Ok(token) => token,
+            Err((status, message)) => {
+                self.record(run_id, status, &Default::default(), Some(&message)).await;
+                return (status, None, Some(message));
+            }
+        };
+        tracing::debug!(run_id, kind = %kind, "sync started");
+        let mut progress = RunProgress::new(run_id, &token, cancel);
+        let result = self.syncer.run(kind, &mut progress).await;
+        let counters = progress.counters;
+        let (status, report, message) = match result {
+            Ok(report) => {
+                tracing::info!(
+                    run_id,
+                    kind = %kind,
+                    leads_upserted = report.leads_upserted,
+                    requests = report.requests,
+                    marked_deleted = report.marked_deleted,
+                    "sync finished"
+                );
+                (RunStatus::Ok, Some(report), None)
+            }
+            Err(SyncError::Kommo(KommoError::Unauthorized)) => {
+                let message = format!(
+                    "Kommo returned HTTP 401 Unauthorized: the token is expired or revoked; create a new \
+                     long-lived token in the Kommo integration settings and put it in {} (it is re-read at the next sync)",
+                    self.token_source.describe()
+                );
+                tracing::error!(alert = "token_rejected", run_id, kind = %kind, "{message}");
+                (RunStatus::Unauthorized, None, Some(message))
+            }
+            Err(SyncError::Interrupted) => {
+                let message = SyncError::Interrupted.to_string();
+                tracing::warn!(run_id, kind = %kind, leads_upserted = counters.leads_upserted, "sync {message}");
+                (RunStatus::Interrupted, None, Some(message))
+            }
+            Err(e) => {
+                let message = e.to_string();
+                tracing::error!(run_id, kind = %kind, leads_upserted = counters.leads_upserted, error = %message, "sync failed; progress up to the last committed page is kept");
+                (RunStatus::Failed, None, Some(message))
+            }
+        };
+        self.record(run_id, status, &counters, message.as_deref()).await;
+        (status, report, message)
+    }
+
+    /// Reads the token and checks its expiry, raising the expiry alerts.
+    fn usable_token(&self, run_id: i64) -> Result<Secret, (RunStatus, String)> {
+        let token = self.token_source.read().map_err(|e| {
+            let message = e.to_string();
+            tracing::error!(run_id, "{message}");
+            (RunStatus::Failed, message)
+        })?;
+        match self.check_expiry(&token) {
+            Some(message) => Err((RunStatus::Unauthorized, message)),
+            None => Ok(token),
+        }
+    }
+
+    /// Logs the expiry alerts; returns a message when the token is already expired.
+    pub fn check_expiry(&self, token: &Secret) -> Option<String> {
+        match expiry_state(token, unix_now(), self.token_expiry_warning_days) {
+            ExpiryState::Expired { expires_at } => {
+                let message = format!(
+                    "the Kommo token expired on {}; no request was sent with it; create a new long-lived \
+                     token in the Kommo integration settings and put it in {}",
+                    format_unix(expires_at),
+                    self.token_source.describe()
+                );
+                tracing::error!(alert = "token_expired", expires_at, "{message}");
+                Some(message)
+            }
+            ExpiryState::ExpiresSoon {
+                expires_at,
+                days_left,
+            } => {
+                tracing::warn!(
+                    alert = "token_expiring",
+                    days_left,
+                    expires_at,
+                    "the Kommo token expires on {} ({days_left} days left); create a new long-lived token and replace it in {} before then",
+                    format_unix(expires_at),
+                    self.token_source.describe()
+                );
+                None
+            }
+            ExpiryState::Valid { .. } | ExpiryState::Unknown => None,
+        }
+    }
+
+    async fn record(
+        &self,
+        run_id: i64,
+        status: RunStatus,
+        counters: &crate::store::RunCounters,
+        error: Option<&str>,
+    ) {
+        if let Err(e) = self
+            .syncer
+            .store()
+            .finish_run(run_id, status, counters, error, unix_now())
+            .await
+        {
+            tracing::error!(run_id, error = %e, "cannot record the end of the run");
+        }
+    }
+}
+
+/// An exclusive lock on `<database>.lock`, held while a sync runs, so that two
+/// processes (a daemon and a manual `--once`, say) never sync one mirror at
+/// once. Released when dropped, or by the OS when the process dies.
+pub struct SyncLock {
+    _file: File,
+}
+
+impl SyncLock {
+    /// Takes the lock without waiting.
+    pub fn acquire(database: &Path) -> Result<SyncLock, String> {
+        let path = lock_path(database);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open the lock file {}: {e}; check that its directory is writable", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(SyncLock { _file: file }),
+            Err(TryLockError::WouldBlock) => Err(format!(
+                "another kommo-sync process is syncing {} right now; this sync is skipped",
+                database.display()
+            )),
+            Err(TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+        }
+    }
+}
+
+fn lock_path(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}

@@ -1,0 +1,148 @@
+//! `--demo`: the whole program on a simulated account, with nothing to set up.
+//! It starts the simulator on 127.0.0.1, backfills `./kommo-demo.sqlite`,
+//! changes some leads, syncs the changes, reconciles deletions, and prints what
+//! the mirror holds and a query to try next.
+
+use std::num::NonZeroU32;
+use std::path::Path;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{exit, exit_status};
+use crate::attempt::{AttemptOutcome, SyncService};
+use crate::clock::unix_now;
+use crate::config::parse_base_url;
+use crate::kommo::{ClientOptions, KommoClient};
+use crate::simulator::{Simulator, SimulatorConfig};
+use crate::store::{RunKind, Store};
+use crate::sync::{SyncOptions, Syncer};
+use crate::token::{TokenSource, fake_jwt};
+
+/// The demo's database file, in the current directory.
+pub const DEMO_DATABASE: &str = "kommo-demo.sqlite";
+
+/// Runs the demo and returns the exit status.
+pub async fn run() -> u8 {
+    match demo().await {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("kommo-sync --demo: {message}");
+            exit::FAILED
+        }
+    }
+}
+
+async fn demo() -> Result<u8, String> {
+    let token = fake_jwt(unix_now() + 365 * 86_400);
+    let simulator = Simulator::start(SimulatorConfig {
+        leads: 5_000,
+        tie_block: 600,
+        token: token.expose().to_string(),
+        ..SimulatorConfig::default()
+    })
+    .await
+    .map_err(|e| format!("cannot start the simulator on 127.0.0.1: {e}"))?;
+    let path = Path::new(DEMO_DATABASE);
+    for suffix in ["", "-wal", "-shm", ".lock"] {
+        let _ = std::fs::remove_file(format!("{DEMO_DATABASE}{suffix}"));
+    }
+    let store = Store::open(path).await.map_err(|e| e.to_string())?;
+    let base = parse_base_url(&simulator.base_url()).map_err(|e| e.to_string())?;
+    let client = KommoClient::new(
+        base,
+        ClientOptions {
+            requests_per_second: NonZeroU32::new(7).expect("not zero"),
+            ..ClientOptions::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    // The demo's token is handed over through the environment, as a user would.
+    // SAFETY: set before any other thread reads the environment for it.
+    unsafe { std::env::set_var(crate::token::TOKEN_ENV_VAR, token.expose()) };
+    let service = SyncService {
+        syncer: Syncer::new(
+            client,
+            store.clone(),
+            SyncOptions {
+                page_size: 250,
+                overlap_seconds: 300,
+            },
+        ),
+        token_source: TokenSource::default(),
+        token_expiry_warning_days: 14,
+    };
+    let cancel = CancellationToken::new();
+    let signals = tokio::spawn(crate::signals::cancel_on_signal(cancel.clone()));
+
+    println!("Simulated Kommo account on {} with {} leads (600 of them share one updated_at second).", simulator.base_url(), simulator.alive_ids().len());
+    println!("\n1. Backfill (--backfill): every lead, by keyset on updated_at, at most 7 requests per second…");
+    let outcome = service.attempt(RunKind::Full, &cancel).await;
+    report_step(&outcome)?;
+
+    let ids = simulator.alive_ids();
+    for id in ids.iter().step_by(97).take(40) {
+        simulator.update_lead(*id);
+    }
+    let added: Vec<i64> = (0..10).map(|_| simulator.add_lead()).collect();
+    for id in ids.iter().skip(13).step_by(501).take(5) {
+        simulator.delete_lead(*id);
+    }
+    println!("\n2. In Kommo: 40 leads changed, 10 added, 5 deleted. Incremental sync (--once)…");
+    let outcome = service.attempt(RunKind::Incremental, &cancel).await;
+    report_step(&outcome)?;
+
+    println!("\n3. Full sync with deletion reconciliation (the daemon's nightly run)…");
+    let outcome = service.attempt(RunKind::Full, &cancel).await;
+    report_step(&outcome)?;
+    signals.abort();
+
+    let counts = store.lead_counts().await.map_err(|e| e.to_string())?;
+    let stats = simulator.stats();
+    let exact = mirror_matches(&store, &simulator).await?;
+    println!("\nThe mirror {} holds {} leads: {} alive, {} marked deleted (rows are never removed).",
+        path.display(), counts.total, counts.alive, counts.deleted);
+    println!("Alive leads equal to the simulated account: {}", if exact { "yes, every one" } else { "NO (please report this)" });
+    println!("The simulator saw {} requests, at most {} in any one second, {} answered 429.",
+        stats.requests, stats.max_requests_in_any_second, stats.responses_429);
+    println!("New leads mirrored: {}", added.len());
+    println!("\nTry it:\n  sqlite3 {DEMO_DATABASE} \"SELECT status_id, COUNT(*), SUM(price) FROM leads WHERE is_deleted = 0 GROUP BY status_id ORDER BY 2 DESC LIMIT 5;\"");
+    println!("  sqlite3 {DEMO_DATABASE} \"SELECT id, kind, status, leads_upserted, requests FROM sync_runs;\"");
+    store.close().await;
+    simulator.shutdown();
+    Ok(if exact { exit::OK } else { exit::FAILED })
+}
+
+fn report_step(outcome: &AttemptOutcome) -> Result<(), String> {
+    match (&outcome.report, &outcome.error) {
+        (Some(r), _) => {
+            println!("   {} leads written, {} requests, {} marked deleted.", r.leads_upserted, r.requests, r.marked_deleted);
+            Ok(())
+        }
+        (None, error) => Err(format!(
+            "the sync ended {} (exit {}): {}",
+            outcome.status,
+            exit_status(outcome),
+            error.as_deref().unwrap_or("no detail")
+        )),
+    }
+}
+
+/// Whether every alive lead of the account is in the mirror, equal to the
+/// JSON the API returns, and no other lead is alive in the mirror.
+async fn mirror_matches(store: &Store, simulator: &Simulator) -> Result<bool, String> {
+    let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id, raw FROM leads WHERE is_deleted = 0 ORDER BY id")
+        .fetch_all(store.pool())
+        .await
+        .map_err(|e| e.to_string())?;
+    let expected = simulator.alive_leads();
+    if rows.len() != expected.len() {
+        return Ok(false);
+    }
+    for ((id, raw), lead) in rows.iter().zip(&expected) {
+        let raw: serde_json::Value = serde_json::from_str(raw).map_err(|e| e.to_string())?;
+        if Some(*id) != lead.get("id").and_then(serde_json::Value::as_i64) || &raw != lead {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}

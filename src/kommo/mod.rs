@@ -1,0 +1,12 @@
+//! Everything about talking to Kommo's API v4: the client, the pacing of
+//! requests, the typed errors and the shapes of the data received.
+
+mod client;
+mod error;
+mod model;
+mod pacer;
+
+pub use client::{ClientOptions, KommoClient, LeadQuery};
+pub use error::KommoError;
+pub use model::{Lead, LeadId, LeadPage};
+pub use pacer::{Pacer, WINDOW_MARGIN, request_spacing};

@@ -1,0 +1,30 @@
+//! kommo-sync keeps an exact, queryable SQLite mirror of every lead of a Kommo
+//! (amoCRM) account, using a long-lived token.
+//!
+//! The binary (`main.rs`) only parses the command line and calls [`app::run`];
+//! everything else lives here so tests drive it directly:
+//!
+//! - [`config`]: layered settings, validated before anything runs;
+//! - [`token`]: the token's sources, secrecy and JWT expiry;
+//! - [`kommo`]: the HTTP client, its pacing and typed errors;
+//! - [`store`]: the SQLite mirror, one transaction per page;
+//! - [`sync`]: the keyset algorithm that keeps the mirror exact;
+//! - [`attempt`]: one recorded sync attempt with its alerts;
+//! - [`daemon`]: the cron schedules, no overlap, systemd integration;
+//! - [`simulator`]: a simulated Kommo account on 127.0.0.1 for the demo and tests.
+
+pub mod app;
+pub mod attempt;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod kommo;
+pub mod signals;
+pub mod simulator;
+pub mod status;
+pub mod store;
+pub mod sync;
+pub mod telemetry;
+pub mod token;

@@ -1,0 +1,60 @@
+//! `--status`: what the mirror holds and how the last runs went, read from the
+//! database alone (no request is sent).
+
+use crate::clock::{format_unix, unix_now};
+use crate::config::Settings;
+use crate::store::{Store, StoreError};
+use crate::token::{ExpiryState, expiry_state};
+
+/// Prints the state of the mirror to stdout.
+pub async fn print(store: &Store, settings: &Settings) -> Result<(), StoreError> {
+    let counts = store.lead_counts().await?;
+    let state = store.sync_state().await?;
+    let when = |t: Option<i64>| t.map_or_else(|| "never".to_string(), format_unix);
+    println!("mirror:              {}", store.path().display());
+    println!(
+        "leads:               {} alive, {} deleted, {} in all",
+        counts.alive, counts.deleted, counts.total
+    );
+    println!("newest lead change:  {}", when(counts.newest_update));
+    println!("incremental cursor:  {}", when(state.incremental_cursor));
+    match state.full_cursor {
+        Some(cursor) => println!(
+            "full sync:           pass {} unfinished, started {}, reached {} (the next full sync resumes there)",
+            state.full_pass,
+            when(state.full_pass_started_at),
+            format_unix(cursor)
+        ),
+        None => println!("full sync:           {} completed passes", state.full_pass),
+    }
+    let token = match settings.kommo.token.read() {
+        Err(_) => "unknown (no token readable here)".to_string(),
+        Ok(token) => match expiry_state(&token, unix_now(), settings.kommo.token_expiry_warning_days) {
+            ExpiryState::Unknown => "unknown (not a JWT with an exp claim)".to_string(),
+            ExpiryState::Valid { expires_at } => format_unix(expires_at),
+            ExpiryState::ExpiresSoon { expires_at, days_left } => {
+                format!("{} ({days_left} days left: replace it soon)", format_unix(expires_at))
+            }
+            ExpiryState::Expired { expires_at } => format!("{} (EXPIRED)", format_unix(expires_at)),
+        },
+    };
+    println!("token expiry:        {token}");
+    println!("last runs:");
+    let runs = store.recent_runs(10).await?;
+    if runs.is_empty() {
+        println!("  none yet");
+    }
+    for run in runs {
+        println!(
+            "  #{:<5} {:<11} {:<12} started {}  {} leads, {} requests{}",
+            run.id,
+            run.kind,
+            run.status,
+            format_unix(run.started_at),
+            run.leads_upserted,
+            run.requests,
+            run.error.map(|e| format!("\n         error: {e}")).unwrap_or_default()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! The `leads` table: upserting leads exactly as received, and marking
+//! deletions without ever removing a row.
+
+use serde_json::Value;
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use super::StoreError;
+use crate::kommo::{Lead, LeadId};
+
+/// The scalar columns copied from the lead's field of the same name, "as Kommo
+/// sends them" (SQLite keeps the type received: an integer stays an integer, a
+/// string a string, null NULL).
+pub const SCALAR_COLUMNS: [&str; 17] = [
+    "name",
+    "price",
+    "responsible_user_id",
+    "group_id",
+    "status_id",
+    "pipeline_id",
+    "loss_reason_id",
+    "source_id",
+    "created_by",
+    "updated_by",
+    "score",
+    "account_id",
+    "labor_cost",
+    "created_at",
+    "updated_at",
+    "closed_at",
+    "closest_task_at",
+];
+
+const UPSERT_ALIVE: &str = "INSERT INTO leads (id, name, price, responsible_user_id, group_id, \
+    status_id, pipeline_id, loss_reason_id, source_id, created_by, updated_by, score, account_id, \
+    labor_cost, created_at, updated_at, closed_at, closest_task_at, is_deleted, deleted_at, \
+    custom_fields_values, raw, synced_at) \
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?) \
+    ON CONFLICT (id) DO UPDATE SET name = excluded.name, price = excluded.price, \
+    responsible_user_id = excluded.responsible_user_id, group_id = excluded.group_id, \
+    status_id = excluded.status_id, pipeline_id = excluded.pipeline_id, \
+    loss_reason_id = excluded.loss_reason_id, source_id = excluded.source_id, \
+    created_by = excluded.created_by, updated_by = excluded.updated_by, score = excluded.score, \
+    account_id = excluded.account_id, labor_cost = excluded.labor_cost, \
+    created_at = excluded.created_at, updated_at = excluded.updated_at, \
+    closed_at = excluded.closed_at, closest_task_at = excluded.closest_task_at, \
+    is_deleted = 0, deleted_at = NULL, custom_fields_values = excluded.custom_fields_values, \
+    raw = excluded.raw, synced_at = excluded.synced_at";
+
+/// Upserts an alive lead; a lead that was marked deleted becomes alive again.
+pub async fn upsert_alive(
+    tx: &mut Transaction<'static, Sqlite>,
+    lead: &Lead,
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut query = sqlx::query(UPSERT_ALIVE).bind(lead.id);
+    for column in SCALAR_COLUMNS {
+        query = match lead.raw.get(column) {
+            None | Some(Value::Null) => query.bind(None::<i64>),
+            Some(Value::Bool(b)) => query.bind(i64::from(*b)),
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(i) => query.bind(i),
+                None => query.bind(n.as_f64()),
+            },
+            Some(Value::String(s)) => query.bind(s.clone()),
+            Some(other) => query.bind(other.to_string()),
+        };
+    }
+    let custom_fields = match lead.raw.get("custom_fields_values") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.to_string()),
+    };
+    let raw = Value::Object(lead.raw.clone()).to_string();
+    query
+        .bind(custom_fields)
+        .bind(raw)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Records a lead listed by `with=only_deleted`: marks the mirrored row deleted
+/// (keeping its last alive content), or stores the minimal object when the
+/// lead was never seen alive.
+pub async fn mark_deleted_from_listing(
+    tx: &mut Transaction<'static, Sqlite>,
+    lead: &Lead,
+    now: i64,
+) -> Result<(), StoreError> {
+    let raw = Value::Object(lead.raw.clone()).to_string();
+    sqlx::query(
+        "INSERT INTO leads (id, updated_at, is_deleted, deleted_at, raw, synced_at) \
+         VALUES (?, ?, 1, ?, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET is_deleted = 1, \
+         deleted_at = COALESCE(leads.deleted_at, excluded.deleted_at), synced_at = excluded.synced_at \
+         WHERE leads.is_deleted = 0",
+    )
+    .bind(lead.id)
+    .bind(lead.updated_at)
+    .bind(now)
+    .bind(raw)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Notes that a full pass saw this lead alive.
+pub async fn mark_seen(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: LeadId,
+    pass: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO lead_full_pass_seen (lead_id, full_pass) VALUES (?, ?) \
+         ON CONFLICT (lead_id) DO UPDATE SET full_pass = excluded.full_pass",
+    )
+    .bind(id)
+    .bind(pass)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Marks every alive lead that the full pass did not see as deleted. A pass
+/// that saw no lead at all marks nothing: an empty listing is far more likely
+/// a fault than an account whose every lead was deleted.
+pub async fn mark_unseen_deleted(
+    tx: &mut Transaction<'static, Sqlite>,
+    pass: i64,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let result = sqlx::query(
+        "UPDATE leads SET is_deleted = 1, deleted_at = ?2, synced_at = ?2 \
+         WHERE is_deleted = 0 AND id NOT IN \
+         (SELECT lead_id FROM lead_full_pass_seen WHERE full_pass = ?1) \
+         AND EXISTS (SELECT 1 FROM lead_full_pass_seen WHERE full_pass = ?1)",
+    )
+    .bind(pass)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// How many leads the mirror holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoredLeadCounts {
+    pub total: i64,
+    pub alive: i64,
+    pub deleted: i64,
+    /// Largest `updated_at` of an alive lead.
+    pub newest_update: Option<i64>,
+}
+
+pub async fn counts(pool: &SqlitePool) -> Result<StoredLeadCounts, StoreError> {
+    let (total, deleted, newest_update): (i64, Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT COUNT(*), SUM(is_deleted), MAX(CASE WHEN is_deleted = 0 THEN updated_at END) FROM leads",
+    )
+    .fetch_one(pool)
+    .await?;
+    let deleted = deleted.unwrap_or(0);
+    Ok(StoredLeadCounts {
+        total,
+        alive: total - deleted,
+        deleted,
+        newest_update,
+    })
+}

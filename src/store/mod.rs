@@ -1,0 +1,202 @@
+//! The SQLite mirror: opening (WAL, busy timeout, embedded migrations) and the
+//! one transaction per page that makes every sync step atomic.
+//!
+//! All SQL lives in this module and its children: `leads` (the mirrored rows
+//! and deletion marks), `runs` (the `sync_runs` record) and `state` (cursors
+//! and the full-pass bookkeeping).
+
+mod leads;
+mod runs;
+mod state;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+pub use leads::StoredLeadCounts;
+pub use runs::{RunCounters, RunKind, RunRecord, RunStatus};
+pub use state::{CursorUpdate, SyncState};
+
+use crate::kommo::Lead;
+
+/// How long a writer waits for a lock held by another connection or process.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A database failure, with the file it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the SQLite database {path}: {source}; check database.path and that its directory exists and is writable")]
+    Open { path: PathBuf, source: sqlx::Error },
+    #[error("cannot migrate the SQLite database {path}: {source}; was it created by a newer kommo-sync?")]
+    Migrate {
+        path: PathBuf,
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("SQLite error: {0}")]
+    Sql(#[from] sqlx::Error),
+}
+
+/// The mirror database.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+/// What one page changes, committed together.
+#[derive(Debug, Default)]
+pub struct PageCommit<'a> {
+    /// The run this page belongs to.
+    pub run_id: i64,
+    /// Alive leads to upsert.
+    pub leads: &'a [Lead],
+    /// When set, the full pass that saw these leads (for deletion reconciliation).
+    pub full_pass: Option<i64>,
+    /// Cursors to move.
+    pub cursor: CursorUpdate,
+    /// The run's counters after this page.
+    pub counters: RunCounters,
+    /// Unix seconds of the write.
+    pub now: i64,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Store {
+            pool,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection pool, for read-only queries by tests and `--status`.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Closes every connection (checkpointing the WAL).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Answers a trivial query: the database is usable (for the watchdog).
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Upserts a page of leads, moves the cursors and updates the run's
+    /// counters in one transaction: after a crash either all of it is there or
+    /// none of it.
+    pub async fn commit_page(&self, commit: PageCommit<'_>) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        for lead in commit.leads {
+            if lead.is_deleted {
+                leads::mark_deleted_from_listing(&mut tx, lead, commit.now).await?;
+            } else {
+                leads::upsert_alive(&mut tx, lead, commit.now).await?;
+                if let Some(pass) = commit.full_pass {
+                    leads::mark_seen(&mut tx, lead.id, pass).await?;
+                }
+            }
+        }
+        state::apply(&mut tx, &commit.cursor).await?;
+        runs::set_counters(&mut tx, commit.run_id, &commit.counters).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Ends a full pass: marks alive leads it did not see as deleted and closes
+    /// the pass, in one transaction. Returns how many leads were marked deleted.
+    pub async fn finish_full_pass(&self, pass: i64, now: i64) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let deleted = leads::mark_unseen_deleted(&mut tx, pass, now).await?;
+        state::close_full_pass(&mut tx).await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    /// The sync cursors.
+    pub async fn sync_state(&self) -> Result<SyncState, StoreError> {
+        state::read(&self.pool).await
+    }
+
+    /// Starts a full pass, or continues the unfinished one: its number and the
+    /// cursor to resume from.
+    pub async fn begin_full_pass(&self, now: i64) -> Result<(i64, i64), StoreError> {
+        let mut tx = self.begin().await?;
+        let result = state::begin_full_pass(&mut tx, now).await?;
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    /// Records the start of a run.
+    pub async fn start_run(&self, kind: RunKind, now: i64) -> Result<i64, StoreError> {
+        runs::start(&self.pool, kind, now).await
+    }
+
+    /// Records the end of a run.
+    pub async fn finish_run(
+        &self,
+        run_id: i64,
+        status: RunStatus,
+        counters: &RunCounters,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        runs::finish(&self.pool, run_id, status, counters, error, now).await
+    }
+
+    /// Marks runs left `running` by a process that died as `interrupted`.
+    /// Call only while holding the sync lock, so no live run is touched.
+    pub async fn close_abandoned_runs(&self, now: i64) -> Result<u64, StoreError> {
+        runs::close_abandoned(&self.pool, now).await
+    }
+
+    /// The most recent runs, newest first.
+    pub async fn recent_runs(&self, limit: i64) -> Result<Vec<RunRecord>, StoreError> {
+        runs::recent(&self.pool, limit).await
+    }
+
+    /// Lead counts for `--status` and the demo.
+    pub async fn lead_counts(&self) -> Result<StoredLeadCounts, StoreError> {
+        leads::counts(&self.pool).await
+    }
+}

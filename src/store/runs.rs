@@ -1,0 +1,152 @@
+//! The `sync_runs` table: one row per sync attempt, its kind, outcome and
+//! counters.
+
+use std::fmt;
+
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use super::StoreError;
+
+/// What a run does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunKind {
+    /// Every lead, then deletion reconciliation.
+    Full,
+    /// Changes since the last sync.
+    Incremental,
+}
+
+impl RunKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Full => "full",
+            RunKind::Incremental => "incremental",
+        }
+    }
+}
+
+impl fmt::Display for RunKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a run ended (or that it is still running).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunStatus {
+    Running,
+    Ok,
+    Failed,
+    Unauthorized,
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Ok => "ok",
+            RunStatus::Failed => "failed",
+            RunStatus::Unauthorized => "unauthorized",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The counters a run keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunCounters {
+    /// Leads written (a lead read twice counts twice).
+    pub leads_upserted: i64,
+    /// HTTP requests sent, retries included.
+    pub requests: i64,
+}
+
+/// A row of `sync_runs`.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct RunRecord {
+    pub id: i64,
+    pub kind: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub status: String,
+    pub leads_upserted: i64,
+    pub requests: i64,
+    pub error: Option<String>,
+}
+
+pub async fn start(pool: &SqlitePool, kind: RunKind, now: i64) -> Result<i64, StoreError> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO sync_runs (kind, started_at, status) VALUES (?, ?, 'running') RETURNING id",
+    )
+    .bind(kind.as_str())
+    .bind(now)
+    .fetch_one(pool)
+    .await?;
+    Ok(id)
+}
+
+pub async fn set_counters(
+    tx: &mut Transaction<'static, Sqlite>,
+    run_id: i64,
+    counters: &RunCounters,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE sync_runs SET leads_upserted = ?, requests = ? WHERE id = ?")
+        .bind(counters.leads_upserted)
+        .bind(counters.requests)
+        .bind(run_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn finish(
+    pool: &SqlitePool,
+    run_id: i64,
+    status: RunStatus,
+    counters: &RunCounters,
+    error: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE sync_runs SET status = ?, finished_at = ?, leads_upserted = ?, requests = ?, error = ? \
+         WHERE id = ?",
+    )
+    .bind(status.as_str())
+    .bind(now)
+    .bind(counters.leads_upserted)
+    .bind(counters.requests)
+    .bind(error)
+    .bind(run_id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn close_abandoned(pool: &SqlitePool, now: i64) -> Result<u64, StoreError> {
+    let result = sqlx::query(
+        "UPDATE sync_runs SET status = 'interrupted', finished_at = ?, \
+         error = 'the process ended before the run finished (killed or crashed); the next run resumed from the last committed page' \
+         WHERE status = 'running'",
+    )
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+pub async fn recent(pool: &SqlitePool, limit: i64) -> Result<Vec<RunRecord>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT id, kind, started_at, finished_at, status, leads_upserted, requests, error \
+         FROM sync_runs ORDER BY id DESC LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}

@@ -1,0 +1,25 @@
+//! Logging: a tracing subscriber writing to stderr, filtered by `RUST_LOG`
+//! (default `info`), as text or, with `KOMMO_SYNC_LOG_FORMAT=json`, as one
+//! JSON object per line.
+
+use tracing_subscriber::EnvFilter;
+
+/// Environment variable choosing the log format: `text` (default) or `json`.
+pub const LOG_FORMAT_ENV_VAR: &str = "KOMMO_SYNC_LOG_FORMAT";
+
+/// Installs the global subscriber. Safe to call once per process.
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tokio_cron_scheduler=warn"));
+    let json = std::env::var(LOG_FORMAT_ENV_VAR).is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    // A subscriber already installed (tests) is fine.
+    drop(result);
+}
