@@ -1,0 +1,278 @@
+//! The simulated account: the alive and deleted lead sets, the mutations a
+//! test (or the churn hook) applies to them, the wall clock those mutations
+//! stamp, and the live filter/sort/offset query the list endpoint answers
+//! from. Everything here is synchronous; callers hold the state mutex.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use fastrand::Rng;
+use serde_json::{Map, Value, json};
+
+use super::generator;
+use super::query::{ListQuery, SortField};
+
+/// One change applied to the account, in the order applied.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Mutation {
+    Updated(i64),
+    Deleted(i64),
+    Restored(i64),
+    Added(i64),
+}
+
+/// Wall clock, Unix seconds.
+pub(crate) fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Sort keys extracted once per request: (id, created_at, updated_at, lead).
+type Row<'a> = (Option<i64>, Option<i64>, Option<i64>, &'a Value);
+
+/// A deleted lead: its full object (restored as is) and the deletion time.
+struct Deleted {
+    lead: Value,
+    deleted_at: i64,
+}
+
+pub(crate) struct Account {
+    alive: BTreeMap<i64, Value>,
+    deleted: BTreeMap<i64, Deleted>,
+    next_id: i64,
+    rng: Rng,
+    mutations: Vec<Mutation>,
+    base_url: String,
+}
+
+fn field(v: &Value, name: &str) -> Option<i64> {
+    v.get(name).and_then(Value::as_i64)
+}
+
+impl Account {
+    pub(crate) fn new(leads: usize, tie_block: usize, seed: u64, base_url: String) -> Account {
+        let mut rng = Rng::with_seed(seed);
+        let (list, next_id) =
+            generator::generate(&mut rng, leads, tie_block, &base_url, now_unix());
+        let alive = list
+            .into_iter()
+            .filter_map(|v| field(&v, "id").map(|id| (id, v)))
+            .collect();
+        Account {
+            alive,
+            deleted: BTreeMap::new(),
+            next_id,
+            rng: Rng::with_seed(seed ^ 0x9E37_79B9_7F4A_7C15),
+            mutations: Vec::new(),
+            base_url,
+        }
+    }
+
+    pub(crate) fn update(&mut self, id: i64) -> bool {
+        let now = now_unix();
+        let rng = &mut self.rng;
+        let Some(Value::Object(lead)) = self.alive.get_mut(&id) else {
+            return false;
+        };
+        let old_name = lead.get("name").cloned();
+        let mut name = generator::random_name(rng, id);
+        if name.is_null()
+            || name == Value::String(String::new())
+            || Some(&name) == old_name.as_ref()
+        {
+            name = json!(match rng.u8(0..3) {
+                0 => format!("Обновлённая сделка {}", rng.u32(..100_000)),
+                1 => format!("✨ Updated deal {}", rng.u32(..100_000)),
+                _ => format!("Updated \"deal\" {}", rng.u32(..100_000)),
+            });
+        }
+        lead.insert("name".into(), name);
+        let old_price = lead.get("price").and_then(Value::as_i64);
+        generator::set_price(rng, lead, old_price);
+        generator::change_custom_field(rng, lead, now);
+        lead.insert("updated_by".into(), json!(9_000_001 + rng.i64(0..8)));
+        lead.insert("updated_at".into(), json!(now));
+        self.mutations.push(Mutation::Updated(id));
+        true
+    }
+
+    pub(crate) fn delete(&mut self, id: i64) -> bool {
+        let Some(lead) = self.alive.remove(&id) else {
+            return false;
+        };
+        let deleted_at = now_unix();
+        self.deleted.insert(id, Deleted { lead, deleted_at });
+        self.mutations.push(Mutation::Deleted(id));
+        true
+    }
+
+    /// Back to alive with the object it had; `updated_at` is not bumped.
+    pub(crate) fn restore(&mut self, id: i64) -> bool {
+        let Some(d) = self.deleted.remove(&id) else {
+            return false;
+        };
+        self.alive.insert(id, d.lead);
+        self.mutations.push(Mutation::Restored(id));
+        true
+    }
+
+    pub(crate) fn add(&mut self) -> i64 {
+        let now = now_unix();
+        let id = self.next_id;
+        self.next_id += 1 + if self.rng.u8(0..10) == 0 {
+            self.rng.i64(1..20)
+        } else {
+            0
+        };
+        let lead = generator::lead(&mut self.rng, id, &self.base_url, now, now, now);
+        self.alive.insert(id, lead);
+        self.mutations.push(Mutation::Added(id));
+        id
+    }
+
+    /// `n` random mutations: ~60% update, ~20% delete, ~15% add, ~5% restore.
+    pub(crate) fn churn(&mut self, n: usize) {
+        for _ in 0..n {
+            let roll = self.rng.u8(0..100);
+            let pick_alive = |rng: &mut Rng, m: &BTreeMap<i64, Value>| {
+                (!m.is_empty())
+                    .then(|| m.keys().nth(rng.usize(..m.len())).copied())
+                    .flatten()
+            };
+            match roll {
+                0..=59 | 95..=99 => {
+                    if roll >= 95 && !self.deleted.is_empty() {
+                        let i = self.rng.usize(..self.deleted.len());
+                        if let Some(id) = self.deleted.keys().nth(i).copied() {
+                            self.restore(id);
+                        }
+                    } else if let Some(id) = pick_alive(&mut self.rng, &self.alive) {
+                        self.update(id);
+                    } else {
+                        self.add();
+                    }
+                }
+                60..=79 => match pick_alive(&mut self.rng, &self.alive) {
+                    Some(id) => {
+                        self.delete(id);
+                    }
+                    None => {
+                        self.add();
+                    }
+                },
+                _ => {
+                    self.add();
+                }
+            }
+        }
+    }
+
+    pub(crate) fn alive_leads(&self) -> Vec<Value> {
+        self.alive.values().cloned().collect()
+    }
+
+    pub(crate) fn alive_ids(&self) -> Vec<i64> {
+        self.alive.keys().copied().collect()
+    }
+
+    pub(crate) fn deleted_ids(&self) -> Vec<i64> {
+        self.deleted.keys().copied().collect()
+    }
+
+    pub(crate) fn mutations(&self) -> Vec<Mutation> {
+        self.mutations.clone()
+    }
+
+    /// The minimal object `with=only_deleted` lists for a deleted lead.
+    fn deleted_view(&self, id: i64, deleted_at: i64) -> Value {
+        let mut m = Map::new();
+        for key in [
+            "name",
+            "price",
+            "responsible_user_id",
+            "group_id",
+            "status_id",
+            "pipeline_id",
+            "loss_reason_id",
+            "created_by",
+            "updated_by",
+            "created_at",
+        ] {
+            m.insert(key.into(), Value::Null);
+        }
+        m.insert("updated_at".into(), json!(deleted_at));
+        for key in ["closed_at", "closest_task_at"] {
+            m.insert(key.into(), Value::Null);
+        }
+        m.insert("is_deleted".into(), json!(true));
+        for key in ["custom_fields_values", "score"] {
+            m.insert(key.into(), Value::Null);
+        }
+        m.insert("account_id".into(), json!(generator::ACCOUNT_ID));
+        m.insert("labor_cost".into(), Value::Null);
+        let mut out = Map::new();
+        out.insert("id".into(), json!(id));
+        out.extend(m);
+        out.insert(
+            "_links".into(),
+            json!({"self": {"href": format!("{}/api/v4/leads/{id}", self.base_url)}}),
+        );
+        Value::Object(out)
+    }
+
+    /// The page `q.page` of the filtered and sorted set as it is right now,
+    /// and whether more items exist past it.
+    pub(crate) fn page(&self, q: &ListQuery) -> (Vec<Value>, bool) {
+        let owned: Vec<Value>;
+        let candidates: Vec<&Value> = if q.only_deleted {
+            owned = self
+                .deleted
+                .iter()
+                .map(|(id, d)| self.deleted_view(*id, d.deleted_at))
+                .collect();
+            owned.iter().collect()
+        } else {
+            self.alive.values().collect()
+        };
+        let mut rows: Vec<Row<'_>> = candidates
+            .into_iter()
+            .filter(|v| q.matches(v))
+            .map(|v| {
+                (
+                    field(v, "id"),
+                    field(v, "created_at"),
+                    field(v, "updated_at"),
+                    v,
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            for (f, desc) in &q.order {
+                let ord = match f {
+                    SortField::Id => a.0.cmp(&b.0),
+                    SortField::CreatedAt => a.1.cmp(&b.1),
+                    SortField::UpdatedAt => a.2.cmp(&b.2),
+                };
+                let ord = if *desc { ord.reverse() } else { ord };
+                if ord.is_ne() {
+                    return ord;
+                }
+            }
+            a.0.cmp(&b.0)
+        });
+        let limit = usize::try_from(q.limit).unwrap_or(usize::MAX);
+        let start = usize::try_from(q.page.saturating_sub(1))
+            .unwrap_or(usize::MAX)
+            .saturating_mul(limit);
+        let end = start.saturating_add(limit);
+        let page: Vec<Value> = rows
+            .iter()
+            .skip(start)
+            .take(limit)
+            .map(|row| row.3.clone())
+            .collect();
+        (page, rows.len() > end)
+    }
+}

@@ -1,0 +1,231 @@
+//! Test harness: each test gets its own simulated Kommo account on 127.0.0.1,
+//! its own directory with a config file, a token file and a real SQLite
+//! mirror, and runs the real `kommo-sync` binary against them.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use kommo_sync::simulator::{Simulator, SimulatorConfig};
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use tempfile::TempDir;
+
+/// The columns copied from the lead's field of the same name.
+pub const SCALAR_COLUMNS: [&str; 17] = [
+    "name",
+    "price",
+    "responsible_user_id",
+    "group_id",
+    "status_id",
+    "pipeline_id",
+    "loss_reason_id",
+    "source_id",
+    "created_by",
+    "updated_by",
+    "score",
+    "account_id",
+    "labor_cost",
+    "created_at",
+    "updated_at",
+    "closed_at",
+    "closest_task_at",
+];
+
+/// What one run of the binary printed and returned.
+#[derive(Debug)]
+pub struct RunOutput {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// One test's world.
+pub struct TestEnv {
+    pub sim: Simulator,
+    pub dir: TempDir,
+    pub token: String,
+    pub token_file: PathBuf,
+    pub db: PathBuf,
+    pub config: PathBuf,
+}
+
+/// A JWT-shaped token valid for a year, unique to the test.
+pub fn test_token() -> String {
+    kommo_sync::token::fake_jwt(kommo_sync::clock::unix_now() + 365 * 86_400)
+        .expose()
+        .to_string()
+}
+
+impl TestEnv {
+    /// Starts a simulator with `config` (its token replaced by a fresh JWT) and
+    /// writes a config file pointing at it, plus `extra` TOML lines per section.
+    pub async fn start(config: SimulatorConfig) -> TestEnv {
+        Self::start_with(config, "", "").await
+    }
+
+    /// Like [`TestEnv::start`], with extra lines in `[kommo]` and at the top level sections.
+    pub async fn start_with(mut config: SimulatorConfig, kommo_extra: &str, sections: &str) -> TestEnv {
+        let token = test_token();
+        config.token = token.clone();
+        let sim = Simulator::start(config).await.expect("simulator starts");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, format!("{token}\n")).unwrap();
+        let db = dir.path().join("mirror.sqlite");
+        let config = dir.path().join("config.toml");
+        let env = TestEnv {
+            sim,
+            dir,
+            token,
+            token_file,
+            db,
+            config,
+        };
+        env.write_config(kommo_extra, sections);
+        env
+    }
+
+    /// Rewrites the config file.
+    pub fn write_config(&self, kommo_extra: &str, sections: &str) {
+        let text = format!(
+            "[kommo]\nbase_url = \"{}\"\ntoken_file = \"{}\"\n{kommo_extra}\n[database]\npath = \"{}\"\n{sections}\n",
+            self.sim.base_url(),
+            self.token_file.display(),
+            self.db.display()
+        );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// The binary, with this test's config and a clean environment.
+    pub fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kommo-sync"));
+        cmd.arg("--config").arg(&self.config).args(args);
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy().into_owned();
+            if key.starts_with("KOMMO") || key == "CREDENTIALS_DIRECTORY" || key == "NOTIFY_SOCKET" {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("RUST_LOG", "info").env("NO_COLOR", "1");
+        cmd.current_dir(self.dir.path());
+        cmd.stdin(Stdio::null()).kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs the binary to completion.
+    pub async fn run(&self, args: &[&str]) -> RunOutput {
+        let out = tokio::time::timeout(Duration::from_secs(300), self.command(args).output())
+            .await
+            .expect("kommo-sync finishes within 5 minutes")
+            .expect("kommo-sync runs");
+        RunOutput {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs the binary and insists on exit 0.
+    pub async fn run_ok(&self, args: &[&str]) -> RunOutput {
+        let out = self.run(args).await;
+        assert_eq!(out.code, Some(0), "kommo-sync {args:?} failed: {out:#?}");
+        out
+    }
+
+    /// A read connection to the mirror.
+    pub async fn db(&self) -> SqlitePool {
+        open_db(&self.db).await
+    }
+
+    /// Asserts that the alive leads of the mirror are exactly the account's
+    /// alive leads, every column equal to the lead's field.
+    pub async fn assert_mirror_equals_account(&self) {
+        let expected = self.sim.alive_leads();
+        let rows = mirror_rows(&self.db().await, "is_deleted = 0").await;
+        let mirror_ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let account_ids: Vec<i64> = expected.iter().map(|l| l["id"].as_i64().unwrap()).collect();
+        assert_eq!(
+            mirror_ids.len(),
+            account_ids.len(),
+            "alive lead count differs: mirror {} vs account {}",
+            mirror_ids.len(),
+            account_ids.len()
+        );
+        assert_eq!(mirror_ids, account_ids, "alive lead ids differ");
+        for (row, lead) in rows.iter().zip(&expected) {
+            assert_row_equals_lead(row, lead);
+        }
+    }
+}
+
+/// Opens a SQLite file read-write (tests only read).
+pub async fn open_db(path: &Path) -> SqlitePool {
+    let options = SqliteConnectOptions::new().filename(path).busy_timeout(Duration::from_secs(30));
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .expect("mirror opens")
+}
+
+/// One row of `leads`, with its scalar columns as a JSON object (types kept).
+#[derive(Debug)]
+pub struct MirrorRow {
+    pub id: i64,
+    pub columns: Value,
+    pub is_deleted: i64,
+    pub deleted_at: Option<i64>,
+    pub custom_fields_values: Option<String>,
+    pub raw: String,
+}
+
+/// The rows matching `filter`, by id.
+pub async fn mirror_rows(pool: &SqlitePool, filter: &str) -> Vec<MirrorRow> {
+    let object: Vec<String> = SCALAR_COLUMNS.iter().map(|c| format!("'{c}', {c}")).collect();
+    let sql = format!(
+        "SELECT id, json_object({}), is_deleted, deleted_at, custom_fields_values, raw FROM leads WHERE {filter} ORDER BY id",
+        object.join(", ")
+    );
+    let rows: Vec<(i64, String, i64, Option<i64>, Option<String>, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await.unwrap();
+    rows.into_iter()
+        .map(|(id, columns, is_deleted, deleted_at, custom_fields_values, raw)| MirrorRow {
+            id,
+            columns: serde_json::from_str(&columns).unwrap(),
+            is_deleted,
+            deleted_at,
+            custom_fields_values,
+            raw,
+        })
+        .collect()
+}
+
+/// Asserts every interface column of `row` equals the field of `lead`.
+pub fn assert_row_equals_lead(row: &MirrorRow, lead: &Value) {
+    let id = row.id;
+    assert_eq!(Some(id), lead["id"].as_i64());
+    for column in SCALAR_COLUMNS {
+        let want = lead.get(column).cloned().unwrap_or(Value::Null);
+        assert_eq!(row.columns[column], want, "lead {id}: column {column}");
+    }
+    assert_eq!(row.is_deleted, 0, "lead {id}: is_deleted");
+    assert_eq!(row.deleted_at, None, "lead {id}: deleted_at");
+    let cf: Value = row
+        .custom_fields_values
+        .as_deref()
+        .map_or(Value::Null, |s| serde_json::from_str(s).unwrap());
+    assert_eq!(cf, lead.get("custom_fields_values").cloned().unwrap_or(Value::Null), "lead {id}: custom_fields_values");
+    let raw: Value = serde_json::from_str(&row.raw).unwrap();
+    assert_eq!(&raw, lead, "lead {id}: raw");
+}
+
+/// The statuses of the runs, oldest first.
+pub async fn run_statuses(pool: &SqlitePool) -> Vec<(String, String)> {
+    sqlx::query_as("SELECT kind, status FROM sync_runs ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}

@@ -1,0 +1,144 @@
+//! The daemon on a seconds-level schedule: follows changes, survives a
+//! revoked token and recovers when the token file is rewritten, never runs
+//! two syncs at once, and exits 0 on SIGTERM.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestEnv, test_token};
+use kommo_sync::simulator::SimulatorConfig;
+use sqlx::SqlitePool;
+
+/// Polls `check` every 100 ms until it is true or `limit` passes.
+async fn wait_for<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+async fn count_runs(pool: &SqlitePool, status: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM sync_runs WHERE status = ?")
+        .bind(status)
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_follows_changes_alerts_recovers_and_stops_cleanly() {
+    const TICK: Duration = Duration::from_secs(2);
+    let env = TestEnv::start_with(
+        SimulatorConfig {
+            leads: 800,
+            tie_block: 300,
+            ..SimulatorConfig::default()
+        },
+        "",
+        // Incremental every 2 s, full every 3 s: ticks collide and must be skipped.
+        "[schedule]\nincremental = \"*/2 * * * * *\"\nfull = \"*/3 * * * * *\"\n",
+    )
+    .await;
+    let log_path = env.dir.path().join("daemon.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut daemon = env
+        .command(&[])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("the daemon starts");
+    let pid = daemon.id().expect("pid");
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+
+    // The first tick mirrors the account.
+    let pool = loop {
+        if env.db.exists() {
+            break env.db().await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        wait_for(Duration::from_secs(30), || async { count_runs(&pool, "ok").await >= 1 }).await,
+        "no sync finished: {}",
+        read_log()
+    );
+    env.assert_mirror_equals_account().await;
+
+    // A change is mirrored within two ticks.
+    let id = env.sim.alive_ids()[17];
+    assert!(env.sim.update_lead(id));
+    let new_name = env.sim.alive_leads().into_iter().find(|l| l["id"] == id).unwrap()["name"].clone();
+    let changed = Instant::now();
+    let mirrored = wait_for(2 * TICK + Duration::from_secs(2), || async {
+        let name: Option<String> = sqlx::query_scalar("SELECT name FROM leads WHERE id = ?")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .ok()
+            .flatten();
+        name.as_deref() == new_name.as_str()
+    })
+    .await;
+    assert!(mirrored, "change not mirrored after {:?}: {}", changed.elapsed(), read_log());
+
+    // Revoked token: alert at each attempt, the daemon keeps running.
+    env.sim.revoke_token();
+    assert!(
+        wait_for(Duration::from_secs(15), || async { count_runs(&pool, "unauthorized").await >= 2 }).await,
+        "no unauthorized runs: {}",
+        read_log()
+    );
+    assert!(daemon.try_wait().unwrap().is_none(), "the daemon exited on a 401");
+    let alerts = read_log().lines().filter(|l| l.contains("alert=\"token_rejected\"") && l.contains("ERROR")).count();
+    assert!(alerts >= 2, "one alert per attempt expected: {}", read_log());
+
+    // A new token in the file: the next attempt succeeds without a restart.
+    let new_token = test_token();
+    env.sim.set_token(&new_token);
+    let before = count_runs(&pool, "ok").await;
+    std::fs::write(&env.token_file, &new_token).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(15), || async { count_runs(&pool, "ok").await > before }).await,
+        "no recovery after the token file was rewritten: {}",
+        read_log()
+    );
+    env.sim.update_lead(env.sim.alive_ids()[3]);
+    tokio::time::sleep(2 * TICK + Duration::from_secs(1)).await;
+
+    // SIGTERM: exit 0.
+    let status = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), daemon.wait())
+        .await
+        .expect("the daemon stops within 30 s of SIGTERM")
+        .unwrap();
+    assert_eq!(exit.code(), Some(0), "{}", read_log());
+
+    // Never two syncs at once: the recorded intervals do not overlap, and
+    // colliding ticks were skipped.
+    let runs: Vec<(i64, i64, Option<i64>, String)> =
+        sqlx::query_as("SELECT id, started_at, finished_at, status FROM sync_runs ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(runs.len() >= 5, "{runs:?}");
+    for pair in runs.windows(2) {
+        let (_, _, finished, _) = &pair[0];
+        let (_, started, _, _) = &pair[1];
+        let finished = finished.expect("every run finished");
+        assert!(finished <= *started, "runs overlap: {pair:?}");
+    }
+    assert!(runs.iter().all(|r| r.3 != "running"));
+    assert!(read_log().contains("tick skipped"), "{}", read_log());
+    assert!(!read_log().contains(&env.token) && !read_log().contains(&new_token));
+    env.assert_mirror_equals_account().await;
+}

@@ -1,0 +1,246 @@
+//! The mirror end to end: `--backfill` and `--once` of the real binary
+//! against a simulated account, checked against the account lead by lead.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{TestEnv, mirror_rows, run_statuses};
+use kommo_sync::simulator::{Mutation, SimulatorConfig};
+
+fn account(leads: usize, tie_block: usize) -> SimulatorConfig {
+    SimulatorConfig {
+        leads,
+        tie_block,
+        ..SimulatorConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_mirrors_every_lead_exactly() {
+    let env = TestEnv::start(account(5_000, 600)).await;
+    env.run_ok(&["--backfill"]).await;
+
+    env.assert_mirror_equals_account().await;
+    assert_eq!(env.sim.alive_ids().len(), 5_000);
+    let stats = env.sim.stats();
+    assert_eq!(stats.responses_429, 0, "{stats:?}");
+    assert!(stats.max_requests_in_any_second <= 7, "{stats:?}");
+    let pool = env.db().await;
+    assert_eq!(run_statuses(&pool).await, vec![("full".into(), "ok".into())]);
+    let (leads_upserted, requests): (i64, i64) =
+        sqlx::query_as("SELECT leads_upserted, requests FROM sync_runs").fetch_one(&pool).await.unwrap();
+    assert!(leads_upserted >= 5_000);
+    assert_eq!(requests as u64, stats.lead_requests, "the run counts every request it sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_mirrors_changes_without_rescanning() {
+    let env = TestEnv::start(account(5_000, 600)).await;
+    env.run_ok(&["--backfill"]).await;
+
+    let ids = env.sim.alive_ids();
+    for id in ids.iter().step_by(50).take(100) {
+        assert!(env.sim.update_lead(*id));
+    }
+    let added: Vec<i64> = (0..20).map(|_| env.sim.add_lead()).collect();
+    env.sim.reset_stats();
+    env.run_ok(&["--once"]).await;
+
+    env.assert_mirror_equals_account().await;
+    let lead_requests = env.sim.stats().lead_requests;
+    assert!(lead_requests <= 4, "an incremental sync of 120 changes sent {lead_requests} lead requests");
+    let pool = env.db().await;
+    let (upserted,): (i64,) = sqlx::query_as("SELECT leads_upserted FROM sync_runs WHERE kind = 'incremental'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!((120..250).contains(&upserted), "incremental wrote {upserted} leads");
+    let found: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM leads WHERE is_deleted = 0 AND id IN ({})",
+        added.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+    )))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(found, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_under_churn_keeps_every_unchanged_lead_then_converges() {
+    let env = TestEnv::start(account(5_000, 600)).await;
+    let alive_before: HashSet<i64> = env.sim.alive_ids().into_iter().collect();
+    env.sim.set_churn_per_lead_request(4);
+    env.run_ok(&["--backfill"]).await;
+    env.sim.set_churn_per_lead_request(0);
+
+    // Every lead alive and untouched throughout is in the mirror after that backfill alone.
+    let mutations = env.sim.mutations();
+    assert!(mutations.len() >= 80, "the churn changed only {} leads", mutations.len());
+    let touched: HashSet<i64> = mutations
+        .iter()
+        .map(|m| match m {
+            Mutation::Updated(id) | Mutation::Deleted(id) | Mutation::Restored(id) | Mutation::Added(id) => *id,
+        })
+        .collect();
+    let pool = env.db().await;
+    let mirrored: HashSet<i64> = mirror_rows(&pool, "is_deleted = 0").await.into_iter().map(|r| r.id).collect();
+    let unchanged: Vec<i64> = alive_before.iter().filter(|id| !touched.contains(id)).copied().collect();
+    assert!(unchanged.len() > 4_000);
+    let missing: Vec<&i64> = unchanged.iter().filter(|id| !mirrored.contains(id)).collect();
+    assert!(missing.is_empty(), "{} unchanged leads missing after the backfill: {:?}", missing.len(), &missing[..missing.len().min(10)]);
+    let unchanged_rows = mirror_rows(&pool, "1").await;
+    let account = env.sim.alive_leads();
+    let by_id: std::collections::HashMap<i64, &serde_json::Value> =
+        account.iter().map(|l| (l["id"].as_i64().unwrap(), l)).collect();
+    for row in unchanged_rows.iter().filter(|r| !touched.contains(&r.id)) {
+        common::assert_row_equals_lead(row, by_id[&row.id]);
+    }
+
+    // One more --once: every alive lead equals the account.
+    env.run_ok(&["--once"]).await;
+    env.assert_mirror_equals_account().await;
+
+    // One more --backfill: every deleted lead is marked deleted and still present.
+    env.run_ok(&["--backfill"]).await;
+    env.assert_mirror_equals_account().await;
+    let deleted = env.sim.deleted_ids();
+    assert!(!deleted.is_empty(), "the churn deleted no lead");
+    let rows = mirror_rows(&pool, "is_deleted = 1").await;
+    let marked: HashSet<i64> = rows.iter().map(|r| r.id).collect();
+    for id in &deleted {
+        if alive_before.contains(id) || mirrored.contains(id) {
+            assert!(marked.contains(id), "deleted lead {id} is not marked deleted");
+        }
+    }
+    for row in &rows {
+        assert!(row.deleted_at.is_some(), "lead {} is deleted without deleted_at", row.id);
+        assert!(!row.raw.is_empty());
+    }
+    let stats = env.sim.stats();
+    assert_eq!(stats.responses_429, 0, "{stats:?}");
+    assert!(stats.max_requests_in_any_second <= 7, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_than_three_pages_in_one_second_are_all_mirrored() {
+    // 900 leads share one updated_at: with 250 per page that is 4 pages in one
+    // second. The first --once has no cursor, so it walks the whole account
+    // incrementally, through the crowded second.
+    let env = TestEnv::start(account(1_500, 900)).await;
+    env.run_ok(&["--once"]).await;
+    env.assert_mirror_equals_account().await;
+
+    let pool = env.db().await;
+    let (second, count): (i64, i64) =
+        sqlx::query_as("SELECT updated_at, COUNT(*) FROM leads GROUP BY updated_at ORDER BY 2 DESC LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(count, 900, "the crowded second {second} is mirrored whole");
+
+    // An incremental sync whose cursor stands just before the crowded second
+    // walks through it again and terminates.
+    sqlx::query("UPDATE sync_state SET incremental_cursor = ?")
+        .bind(second - 1)
+        .execute(&pool)
+        .await
+        .unwrap();
+    env.sim.reset_stats();
+    env.write_config("", "[sync]\noverlap_seconds = 0\n");
+    env.run_ok(&["--once"]).await;
+    env.assert_mirror_equals_account().await;
+    let (kind, status, upserted): (String, String, i64) =
+        sqlx::query_as("SELECT kind, status, leads_upserted FROM sync_runs ORDER BY id DESC LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((kind.as_str(), status.as_str()), ("incremental", "ok"));
+    assert!(upserted >= 900, "the crowded second was read again: {upserted}");
+    assert!(env.sim.stats().lead_requests < 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_token_mid_backfill_exits_3_and_keeps_progress() {
+    let env = TestEnv::start(account(3_000, 300)).await;
+    env.sim.revoke_token_after_lead_requests(4);
+    let out = env.run(&["--backfill"]).await;
+
+    assert_eq!(out.code, Some(3), "{out:#?}");
+    let alert_lines: Vec<&str> = out.stderr.lines().filter(|l| l.contains("alert=\"token_rejected\"")).collect();
+    assert_eq!(alert_lines.len(), 1, "{}", out.stderr);
+    assert!(alert_lines[0].contains("ERROR") && alert_lines[0].contains("401"), "{}", alert_lines[0]);
+    assert!(!out.stderr.contains(&env.token) && !out.stdout.contains(&env.token));
+
+    let pool = env.db().await;
+    assert_eq!(run_statuses(&pool).await, vec![("full".into(), "unauthorized".into())]);
+    let rows = mirror_rows(&pool, "1").await;
+    assert!(rows.len() >= 4 * 250 - 250, "the pages before the 401 are kept: {}", rows.len());
+    let account = env.sim.alive_leads();
+    let by_id: std::collections::HashMap<i64, &serde_json::Value> =
+        account.iter().map(|l| (l["id"].as_i64().unwrap(), l)).collect();
+    for row in &rows {
+        common::assert_row_equals_lead(row, by_id[&row.id]);
+    }
+    pool.close().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", env.db.display());
+        if let Ok(bytes) = std::fs::read(&path) {
+            assert!(
+                !bytes.windows(env.token.len()).any(|w| w == env.token.as_bytes()),
+                "the token is in {path}"
+            );
+        }
+    }
+
+    // The token comes back: the next run completes the mirror.
+    env.sim.set_token(&env.token);
+    env.run_ok(&["--backfill"]).await;
+    env.assert_mirror_equals_account().await;
+    let pool = env.db().await;
+    assert_eq!(
+        run_statuses(&pool).await,
+        vec![("full".into(), "unauthorized".into()), ("full".into(), "ok".into())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_exceeds_the_configured_rate() {
+    // A stricter account (3 per second) and a small page size: many requests.
+    let env = TestEnv::start_with(
+        SimulatorConfig {
+            rate_limit_per_second: 3,
+            ..account(1_200, 0)
+        },
+        "requests_per_second = 3\npage_size = 60\n",
+        "",
+    )
+    .await;
+    env.run_ok(&["--backfill"]).await;
+    env.assert_mirror_equals_account().await;
+    let stats = env.sim.stats();
+    assert!(stats.lead_requests >= 20, "{stats:?}");
+    assert_eq!(stats.responses_429, 0, "{stats:?}");
+    assert!(stats.max_requests_in_any_second <= 3, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_retried_and_progress_is_kept_when_they_persist() {
+    let env = TestEnv::start_with(account(1_000, 0), "max_retries = 2\n", "").await;
+    env.sim.fail_next_lead_requests(2, 503);
+    env.run_ok(&["--backfill"]).await;
+    env.assert_mirror_equals_account().await;
+
+    for id in env.sim.alive_ids().iter().take(10) {
+        env.sim.update_lead(*id);
+    }
+    env.sim.fail_next_lead_requests(10, 500);
+    let out = env.run(&["--once"]).await;
+    assert_eq!(out.code, Some(1), "{out:#?}");
+    let pool = env.db().await;
+    let (status, error): (String, Option<String>) =
+        sqlx::query_as("SELECT status, error FROM sync_runs ORDER BY id DESC LIMIT 1").fetch_one(&pool).await.unwrap();
+    assert_eq!(status, "failed");
+    assert!(error.unwrap_or_default().contains("500"));
+    assert_eq!(mirror_rows(&pool, "is_deleted = 0").await.len(), 1_000, "nothing lost");
+}
