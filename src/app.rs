@@ -157,10 +157,13 @@ async fn check(settings: &Settings) -> u8 {
             return exit::CONFIG;
         }
     };
-    println!("configuration: ok ({})", settings.source_file.as_ref().map_or_else(
-        || "no file, defaults and environment".to_string(),
-        |p| p.display().to_string(),
-    ));
+    println!(
+        "configuration: ok ({})",
+        settings.source_file.as_ref().map_or_else(
+            || "no file, defaults and environment".to_string(),
+            |p| p.display().to_string(),
+        )
+    );
     if let Some(url) = &settings.kommo.base_url {
         println!("account URL:   {url}");
     }
@@ -168,20 +171,35 @@ async fn check(settings: &Settings) -> u8 {
     match expiry_state(&token, unix_now(), settings.kommo.token_expiry_warning_days) {
         ExpiryState::Unknown => println!("token expiry:  unknown (not a JWT with an exp claim)"),
         ExpiryState::Valid { expires_at } => println!("token expiry:  {}", format_unix(expires_at)),
-        ExpiryState::ExpiresSoon { expires_at, days_left } => println!(
+        ExpiryState::ExpiresSoon {
+            expires_at,
+            days_left,
+        } => println!(
             "token expiry:  {} (WARNING: {days_left} days left; replace the token soon)",
             format_unix(expires_at)
         ),
         ExpiryState::Expired { expires_at } => {
             println!("token expiry:  {} (EXPIRED)", format_unix(expires_at));
-            eprintln!("kommo-sync: the token is expired; no request was sent; create a new long-lived token and replace it");
+            eprintln!(
+                "kommo-sync: the token is expired; no request was sent; create a new long-lived token and replace it"
+            );
             return exit::UNAUTHORIZED;
         }
     }
     match client.fetch_account(&token).await {
         Ok(account) => {
-            let field = |k: &str| account.get(k).map_or_else(|| "?".to_string(), |v| v.to_string().trim_matches('"').to_string());
-            println!("API probe:     ok, account {} (id {}, subdomain {})", field("name"), field("id"), field("subdomain"));
+            let field = |k: &str| {
+                account.get(k).map_or_else(
+                    || "?".to_string(),
+                    |v| v.to_string().trim_matches('"').to_string(),
+                )
+            };
+            println!(
+                "API probe:     ok, account {} (id {}, subdomain {})",
+                field("name"),
+                field("id"),
+                field("subdomain")
+            );
             exit::OK
         }
         Err(KommoError::Unauthorized) => {

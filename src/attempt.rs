@@ -88,7 +88,8 @@ impl SyncService {
         let token = match self.usable_token(run_id) {
             Ok(token) => token,
             Err((status, message)) => {
-                self.record(run_id, status, &Default::default(), Some(&message)).await;
+                self.record(run_id, status, &Default::default(), Some(&message))
+                    .await;
                 return (status, None, Some(message));
             }
         };
@@ -128,7 +129,8 @@ impl SyncService {
                 (RunStatus::Failed, None, Some(message))
             }
         };
-        self.record(run_id, status, &counters, message.as_deref()).await;
+        self.record(run_id, status, &counters, message.as_deref())
+            .await;
         (status, report, message)
     }
 
@@ -210,7 +212,12 @@ impl SyncLock {
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| format!("cannot open the lock file {}: {e}; check that its directory is writable", path.display()))?;
+            .map_err(|e| {
+                format!(
+                    "cannot open the lock file {}: {e}; check that its directory is writable",
+                    path.display()
+                )
+            })?;
         match file.try_lock() {
             Ok(()) => Ok(SyncLock { _file: file }),
             Err(TryLockError::WouldBlock) => Err(format!(

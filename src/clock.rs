@@ -11,8 +11,10 @@ pub fn unix_now() -> i64 {
 
 /// `2026-11-28 12:00:00 UTC` for Unix seconds (or the number itself when out of range).
 pub fn format_unix(seconds: i64) -> String {
-    chrono::DateTime::from_timestamp(seconds, 0)
-        .map_or_else(|| seconds.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+    chrono::DateTime::from_timestamp(seconds, 0).map_or_else(
+        || seconds.to_string(),
+        |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    )
 }
 
 #[cfg(test)]

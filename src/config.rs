@@ -25,7 +25,9 @@ pub const MAX_PAGE_SIZE: u32 = 250;
 pub enum ConfigError {
     #[error("cannot read the configuration: {0}")]
     Load(String),
-    #[error("the configuration file {0} does not exist; pass an existing file with --config or set {CONFIG_ENV_VAR}")]
+    #[error(
+        "the configuration file {0} does not exist; pass an existing file with --config or set {CONFIG_ENV_VAR}"
+    )]
     MissingFile(PathBuf),
     #[error("{key}: {message}")]
     Invalid { key: &'static str, message: String },
@@ -232,30 +234,71 @@ impl Settings {
             (None, Some(sub)) => Some(subdomain_url(sub)?),
             (None, None) => None,
         };
-        let requests_per_second = in_range("kommo.requests_per_second", k.requests_per_second, 1, 1000,
-            "set it to the number of requests Kommo allows per second (7 by default)")?;
-        let page_size = in_range("kommo.page_size", k.page_size, 1, i64::from(MAX_PAGE_SIZE),
-            "Kommo returns at most 250 leads per page; use a value from 1 to 250")?;
-        let token_expiry_warning_days = in_range("kommo.token_expiry_warning_days",
-            k.token_expiry_warning_days, 0, 3650, "use a number of days, e.g. 14")?;
-        let connect = in_range("kommo.connect_timeout_seconds", k.connect_timeout_seconds, 1, 600,
-            "use a number of seconds, e.g. 10")?;
-        let request = in_range("kommo.request_timeout_seconds", k.request_timeout_seconds, 1, 3600,
-            "use a number of seconds, e.g. 60")?;
-        let max_retries = in_range("kommo.max_retries", k.max_retries, 0, 100,
-            "use a small number, e.g. 5")?;
+        let requests_per_second = in_range(
+            "kommo.requests_per_second",
+            k.requests_per_second,
+            1,
+            1000,
+            "set it to the number of requests Kommo allows per second (7 by default)",
+        )?;
+        let page_size = in_range(
+            "kommo.page_size",
+            k.page_size,
+            1,
+            i64::from(MAX_PAGE_SIZE),
+            "Kommo returns at most 250 leads per page; use a value from 1 to 250",
+        )?;
+        let token_expiry_warning_days = in_range(
+            "kommo.token_expiry_warning_days",
+            k.token_expiry_warning_days,
+            0,
+            3650,
+            "use a number of days, e.g. 14",
+        )?;
+        let connect = in_range(
+            "kommo.connect_timeout_seconds",
+            k.connect_timeout_seconds,
+            1,
+            600,
+            "use a number of seconds, e.g. 10",
+        )?;
+        let request = in_range(
+            "kommo.request_timeout_seconds",
+            k.request_timeout_seconds,
+            1,
+            3600,
+            "use a number of seconds, e.g. 60",
+        )?;
+        let max_retries = in_range(
+            "kommo.max_retries",
+            k.max_retries,
+            0,
+            100,
+            "use a small number, e.g. 5",
+        )?;
         if let Some(path) = &k.token_file
             && path.as_os_str().is_empty()
         {
-            return Err(invalid("kommo.token_file", "is empty; give the path of the file holding the token, or remove the key"));
+            return Err(invalid(
+                "kommo.token_file",
+                "is empty; give the path of the file holding the token, or remove the key",
+            ));
         }
         if raw.database.path.as_os_str().is_empty() {
-            return Err(invalid("database.path", "is empty; give the path of the SQLite file, e.g. /var/lib/kommo-sync/mirror.sqlite"));
+            return Err(invalid(
+                "database.path",
+                "is empty; give the path of the SQLite file, e.g. /var/lib/kommo-sync/mirror.sqlite",
+            ));
         }
         validate_cron("schedule.incremental", &raw.schedule.incremental)?;
         validate_cron("schedule.full", &raw.schedule.full)?;
-        let overlap_seconds = in_range("sync.overlap_seconds", raw.sync.overlap_seconds, 0, 86_400,
-            "use a number of seconds, e.g. 300")?;
+        let overlap_seconds = in_range(
+            "sync.overlap_seconds",
+            raw.sync.overlap_seconds,
+            0,
+            86_400,
+            "use a number of seconds, e.g. 300",
+        )?;
         Ok(Settings {
             kommo: KommoSettings {
                 base_url,
@@ -292,9 +335,18 @@ impl Settings {
     }
 }
 
-fn in_range(key: &'static str, value: i64, min: i64, max: i64, fix: &str) -> Result<u32, ConfigError> {
+fn in_range(
+    key: &'static str,
+    value: i64,
+    min: i64,
+    max: i64,
+    fix: &str,
+) -> Result<u32, ConfigError> {
     if value < min || value > max {
-        return Err(invalid(key, format!("{value} is out of range {min}..={max}; {fix}")));
+        return Err(invalid(
+            key,
+            format!("{value} is out of range {min}..={max}; {fix}"),
+        ));
     }
     u32::try_from(value).map_err(|_| invalid(key, format!("{value} is out of range; {fix}")))
 }
@@ -307,7 +359,9 @@ fn subdomain_url(sub: &str) -> Result<Url, ConfigError> {
     if !valid {
         return Err(invalid(
             "kommo.subdomain",
-            format!("{sub:?} is not a subdomain; use only the first part of the account address (acme for https://acme.kommo.com), or set kommo.base_url"),
+            format!(
+                "{sub:?} is not a subdomain; use only the first part of the account address (acme for https://acme.kommo.com), or set kommo.base_url"
+            ),
         ));
     }
     parse_base_url(&format!("https://{sub}.kommo.com"))
@@ -316,10 +370,16 @@ fn subdomain_url(sub: &str) -> Result<Url, ConfigError> {
 /// Parses `kommo.base_url`: https anywhere, plain http only to a loopback host.
 pub fn parse_base_url(text: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(text.trim()).map_err(|e| {
-        invalid("kommo.base_url", format!("{text:?} is not a URL ({e}); use e.g. https://acme.kommo.com"))
+        invalid(
+            "kommo.base_url",
+            format!("{text:?} is not a URL ({e}); use e.g. https://acme.kommo.com"),
+        )
     })?;
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid("kommo.base_url", "must not contain credentials; the token goes in kommo.token_file or KOMMO_TOKEN"));
+        return Err(invalid(
+            "kommo.base_url",
+            "must not contain credentials; the token goes in kommo.token_file or KOMMO_TOKEN",
+        ));
     }
     match url.scheme() {
         "https" => {}
@@ -327,15 +387,23 @@ pub fn parse_base_url(text: &str) -> Result<Url, ConfigError> {
         "http" => {
             return Err(invalid(
                 "kommo.base_url",
-                format!("{url} uses plain http to a non-loopback host, which would send the token unencrypted; use https://"),
+                format!(
+                    "{url} uses plain http to a non-loopback host, which would send the token unencrypted; use https://"
+                ),
             ));
         }
         other => {
-            return Err(invalid("kommo.base_url", format!("scheme {other:?} is not supported; use https://")));
+            return Err(invalid(
+                "kommo.base_url",
+                format!("scheme {other:?} is not supported; use https://"),
+            ));
         }
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(invalid("kommo.base_url", format!("{text:?} has no host; use e.g. https://acme.kommo.com")));
+        return Err(invalid(
+            "kommo.base_url",
+            format!("{text:?} has no host; use e.g. https://acme.kommo.com"),
+        ));
     }
     Ok(url)
 }
@@ -383,20 +451,30 @@ mod tests {
         assert!(parse_base_url("http://127.0.0.1:8080").is_ok());
         assert!(parse_base_url("http://localhost:1").is_ok());
         assert!(parse_base_url("http://[::1]:1").is_ok());
-        let err = parse_base_url("http://acme.kommo.com").unwrap_err().to_string();
-        assert!(err.contains("kommo.base_url") && err.contains("https"), "{err}");
+        let err = parse_base_url("http://acme.kommo.com")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("kommo.base_url") && err.contains("https"),
+            "{err}"
+        );
     }
 
     #[test]
     fn subdomain_becomes_kommo_url() {
-        assert_eq!(subdomain_url("acme").unwrap().as_str(), "https://acme.kommo.com/");
+        assert_eq!(
+            subdomain_url("acme").unwrap().as_str(),
+            "https://acme.kommo.com/"
+        );
         assert!(subdomain_url("acme.kommo.com/x").is_err());
     }
 
     #[test]
     fn rejects_bad_cron() {
         assert!(validate_cron("schedule.full", "0 17 3 * * *").is_ok());
-        let err = validate_cron("schedule.full", "every day").unwrap_err().to_string();
+        let err = validate_cron("schedule.full", "every day")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("schedule.full"), "{err}");
     }
 }

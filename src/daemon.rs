@@ -56,7 +56,10 @@ impl TickState {
             kind
         };
         let outcome = self.service.attempt(kind, &self.cancel).await;
-        if kind == RunKind::Full && outcome.status != crate::store::RunStatus::Ok && !self.cancel.is_cancelled() {
+        if kind == RunKind::Full
+            && outcome.status != crate::store::RunStatus::Ok
+            && !self.cancel.is_cancelled()
+        {
             // Try the full sync again at the next tick (it resumes where it stopped).
             self.full_due.store(true, Ordering::SeqCst);
         }
@@ -87,7 +90,10 @@ pub async fn run(
     }
 
     let mut scheduler = JobScheduler::new().await?;
-    for (expr, kind) in [(&schedule.incremental, RunKind::Incremental), (&schedule.full, RunKind::Full)] {
+    for (expr, kind) in [
+        (&schedule.incremental, RunKind::Incremental),
+        (&schedule.full, RunKind::Full),
+    ] {
         let state = state.clone();
         scheduler
             .add(Job::new_async(expr.as_str(), move |_id, _lock| {

@@ -74,8 +74,14 @@ async fn demo() -> Result<u8, String> {
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(crate::signals::cancel_on_signal(cancel.clone()));
 
-    println!("Simulated Kommo account on {} with {} leads (600 of them share one updated_at second).", simulator.base_url(), simulator.alive_ids().len());
-    println!("\n1. Backfill (--backfill): every lead, by keyset on updated_at, at most 7 requests per second…");
+    println!(
+        "Simulated Kommo account on {} with {} leads (600 of them share one updated_at second).",
+        simulator.base_url(),
+        simulator.alive_ids().len()
+    );
+    println!(
+        "\n1. Backfill (--backfill): every lead, by keyset on updated_at, at most 7 requests per second…"
+    );
     let outcome = service.attempt(RunKind::Full, &cancel).await;
     report_step(&outcome)?;
 
@@ -99,14 +105,32 @@ async fn demo() -> Result<u8, String> {
     let counts = store.lead_counts().await.map_err(|e| e.to_string())?;
     let stats = simulator.stats();
     let exact = mirror_matches(&store, &simulator).await?;
-    println!("\nThe mirror {} holds {} leads: {} alive, {} marked deleted (rows are never removed).",
-        path.display(), counts.total, counts.alive, counts.deleted);
-    println!("Alive leads equal to the simulated account: {}", if exact { "yes, every one" } else { "NO (please report this)" });
-    println!("The simulator saw {} requests, at most {} in any one second, {} answered 429.",
-        stats.requests, stats.max_requests_in_any_second, stats.responses_429);
+    println!(
+        "\nThe mirror {} holds {} leads: {} alive, {} marked deleted (rows are never removed).",
+        path.display(),
+        counts.total,
+        counts.alive,
+        counts.deleted
+    );
+    println!(
+        "Alive leads equal to the simulated account: {}",
+        if exact {
+            "yes, every one"
+        } else {
+            "NO (please report this)"
+        }
+    );
+    println!(
+        "The simulator saw {} requests, at most {} in any one second, {} answered 429.",
+        stats.requests, stats.max_requests_in_any_second, stats.responses_429
+    );
     println!("New leads mirrored: {}", added.len());
-    println!("\nTry it:\n  sqlite3 {DEMO_DATABASE} \"SELECT status_id, COUNT(*), SUM(price) FROM leads WHERE is_deleted = 0 GROUP BY status_id ORDER BY 2 DESC LIMIT 5;\"");
-    println!("  sqlite3 {DEMO_DATABASE} \"SELECT id, kind, status, leads_upserted, requests FROM sync_runs;\"");
+    println!(
+        "\nTry it:\n  sqlite3 {DEMO_DATABASE} \"SELECT status_id, COUNT(*), SUM(price) FROM leads WHERE is_deleted = 0 GROUP BY status_id ORDER BY 2 DESC LIMIT 5;\""
+    );
+    println!(
+        "  sqlite3 {DEMO_DATABASE} \"SELECT id, kind, status, leads_upserted, requests FROM sync_runs;\""
+    );
     store.close().await;
     simulator.shutdown();
     Ok(if exact { exit::OK } else { exit::FAILED })
@@ -115,7 +139,10 @@ async fn demo() -> Result<u8, String> {
 fn report_step(outcome: &AttemptOutcome) -> Result<(), String> {
     match (&outcome.report, &outcome.error) {
         (Some(r), _) => {
-            println!("   {} leads written, {} requests, {} marked deleted.", r.leads_upserted, r.requests, r.marked_deleted);
+            println!(
+                "   {} leads written, {} requests, {} marked deleted.",
+                r.leads_upserted, r.requests, r.marked_deleted
+            );
             Ok(())
         }
         (None, error) => Err(format!(
@@ -130,10 +157,11 @@ fn report_step(outcome: &AttemptOutcome) -> Result<(), String> {
 /// Whether every alive lead of the account is in the mirror, equal to the
 /// JSON the API returns, and no other lead is alive in the mirror.
 async fn mirror_matches(store: &Store, simulator: &Simulator) -> Result<bool, String> {
-    let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id, raw FROM leads WHERE is_deleted = 0 ORDER BY id")
-        .fetch_all(store.pool())
-        .await
-        .map_err(|e| e.to_string())?;
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, raw FROM leads WHERE is_deleted = 0 ORDER BY id")
+            .fetch_all(store.pool())
+            .await
+            .map_err(|e| e.to_string())?;
     let expected = simulator.alive_leads();
     if rows.len() != expected.len() {
         return Ok(false);

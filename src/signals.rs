@@ -7,7 +7,9 @@ use tokio_util::sync::CancellationToken;
 /// Waits for SIGTERM or SIGINT, cancels `cancel`, and exits on a second signal.
 pub async fn cancel_on_signal(cancel: CancellationToken) {
     wait_for_signal().await;
-    tracing::info!("stop signal received; stopping after the page in flight (send it again to stop at once)");
+    tracing::info!(
+        "stop signal received; stopping after the page in flight (send it again to stop at once)"
+    );
     cancel.cancel();
     wait_for_signal().await;
     tracing::warn!("second stop signal: exiting now");

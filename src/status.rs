@@ -29,14 +29,24 @@ pub async fn print(store: &Store, settings: &Settings) -> Result<(), StoreError>
     }
     let token = match settings.kommo.token.read() {
         Err(_) => "unknown (no token readable here)".to_string(),
-        Ok(token) => match expiry_state(&token, unix_now(), settings.kommo.token_expiry_warning_days) {
-            ExpiryState::Unknown => "unknown (not a JWT with an exp claim)".to_string(),
-            ExpiryState::Valid { expires_at } => format_unix(expires_at),
-            ExpiryState::ExpiresSoon { expires_at, days_left } => {
-                format!("{} ({days_left} days left: replace it soon)", format_unix(expires_at))
+        Ok(token) => {
+            match expiry_state(&token, unix_now(), settings.kommo.token_expiry_warning_days) {
+                ExpiryState::Unknown => "unknown (not a JWT with an exp claim)".to_string(),
+                ExpiryState::Valid { expires_at } => format_unix(expires_at),
+                ExpiryState::ExpiresSoon {
+                    expires_at,
+                    days_left,
+                } => {
+                    format!(
+                        "{} ({days_left} days left: replace it soon)",
+                        format_unix(expires_at)
+                    )
+                }
+                ExpiryState::Expired { expires_at } => {
+                    format!("{} (EXPIRED)", format_unix(expires_at))
+                }
             }
-            ExpiryState::Expired { expires_at } => format!("{} (EXPIRED)", format_unix(expires_at)),
-        },
+        }
     };
     println!("token expiry:        {token}");
     println!("last runs:");
@@ -53,7 +63,9 @@ pub async fn print(store: &Store, settings: &Settings) -> Result<(), StoreError>
             format_unix(run.started_at),
             run.leads_upserted,
             run.requests,
-            run.error.map(|e| format!("\n         error: {e}")).unwrap_or_default()
+            run.error
+                .map(|e| format!("\n         error: {e}"))
+                .unwrap_or_default()
         );
     }
     Ok(())

@@ -127,13 +127,22 @@ impl Syncer {
 
     /// Runs one sync of `kind`. On error, `progress.counters` holds what was
     /// done before it, and everything committed stays committed.
-    pub async fn run(&self, kind: RunKind, progress: &mut RunProgress<'_>) -> Result<SyncReport, SyncError> {
+    pub async fn run(
+        &self,
+        kind: RunKind,
+        progress: &mut RunProgress<'_>,
+    ) -> Result<SyncReport, SyncError> {
         progress.requests_before = self.client.requests_sent();
         let marked_deleted = match kind {
             RunKind::Full => {
                 let (pass, start) = self.store.begin_full_pass(unix_now()).await?;
                 if start > 0 {
-                    tracing::info!(run_id = progress.run_id, full_pass = pass, from = start, "resuming the unfinished full sync");
+                    tracing::info!(
+                        run_id = progress.run_id,
+                        full_pass = pass,
+                        from = start,
+                        "resuming the unfinished full sync"
+                    );
                 }
                 progress.full_pass = Some(pass);
                 self.walk(progress, start, Listing::Alive).await?;
@@ -160,7 +169,12 @@ impl Syncer {
     }
 
     /// Walks one listing from `start` to its end by keyset on `updated_at`.
-    async fn walk(&self, progress: &mut RunProgress<'_>, start: i64, listing: Listing) -> Result<(), SyncError> {
+    async fn walk(
+        &self,
+        progress: &mut RunProgress<'_>,
+        start: i64,
+        listing: Listing,
+    ) -> Result<(), SyncError> {
         let limit = self.options.page_size;
         let mut cursor = start;
         loop {
@@ -195,7 +209,12 @@ impl Syncer {
 
     /// Reads every lead whose `updated_at` is `second`, by id with offset
     /// pages, until a pass brings no id the earlier passes had not seen.
-    async fn walk_second(&self, progress: &mut RunProgress<'_>, second: i64, listing: Listing) -> Result<(), SyncError> {
+    async fn walk_second(
+        &self,
+        progress: &mut RunProgress<'_>,
+        second: i64,
+        listing: Listing,
+    ) -> Result<(), SyncError> {
         let limit = self.options.page_size;
         let mut seen: HashSet<i64> = HashSet::new();
         for pass in 1..=MAX_PASSES_PER_SECOND {
@@ -218,7 +237,13 @@ impl Syncer {
                     break;
                 }
             }
-            tracing::debug!(run_id = progress.run_id, second, pass, new_ids, "read one crowded second");
+            tracing::debug!(
+                run_id = progress.run_id,
+                second,
+                pass,
+                new_ids,
+                "read one crowded second"
+            );
             if pass > 1 && new_ids == 0 {
                 return Ok(());
             }
@@ -233,7 +258,11 @@ impl Syncer {
 
     /// Fetches one page; a stop request lets the page in flight finish (up to
     /// [`STOP_GRACE`]) and then ends the run.
-    async fn fetch(&self, progress: &mut RunProgress<'_>, query: &LeadQuery) -> Result<LeadPage, SyncError> {
+    async fn fetch(
+        &self,
+        progress: &mut RunProgress<'_>,
+        query: &LeadQuery,
+    ) -> Result<LeadPage, SyncError> {
         if progress.cancel.is_cancelled() {
             return Err(SyncError::Interrupted);
         }
@@ -253,7 +282,13 @@ impl Syncer {
     }
 
     /// Commits a page with the cursor it reaches.
-    async fn commit(&self, progress: &mut RunProgress<'_>, leads: &[Lead], listing: Listing, reached: i64) -> Result<(), SyncError> {
+    async fn commit(
+        &self,
+        progress: &mut RunProgress<'_>,
+        leads: &[Lead],
+        listing: Listing,
+        reached: i64,
+    ) -> Result<(), SyncError> {
         progress.counters.leads_upserted += leads.len() as i64;
         let cursor = match listing {
             Listing::Alive => CursorUpdate {

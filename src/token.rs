@@ -69,7 +69,9 @@ pub enum TokenError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("the token in {origin} is empty; paste the long-lived token from the Kommo integration settings into it")]
+    #[error(
+        "the token in {origin} is empty; paste the long-lived token from the Kommo integration settings into it"
+    )]
     Empty { origin: String },
 }
 
@@ -77,7 +79,10 @@ impl TokenSource {
     /// Reads the token now, from the first source that is set.
     pub fn read(&self) -> Result<Secret, TokenError> {
         if let Some(value) = std::env::var_os(TOKEN_ENV_VAR) {
-            return clean(value.to_string_lossy().into_owned(), TOKEN_ENV_VAR.to_string());
+            return clean(
+                value.to_string_lossy().into_owned(),
+                TOKEN_ENV_VAR.to_string(),
+            );
         }
         if let Some(path) = &self.token_file {
             return read_file(path.clone());

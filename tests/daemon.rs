@@ -67,7 +67,10 @@ async fn daemon_follows_changes_alerts_recovers_and_stops_cleanly() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(
-        wait_for(Duration::from_secs(30), || async { count_runs(&pool, "ok").await >= 1 }).await,
+        wait_for(Duration::from_secs(30), || async {
+            count_runs(&pool, "ok").await >= 1
+        })
+        .await,
         "no sync finished: {}",
         read_log()
     );
@@ -76,7 +79,13 @@ async fn daemon_follows_changes_alerts_recovers_and_stops_cleanly() {
     // A change is mirrored within two ticks.
     let id = env.sim.alive_ids()[17];
     assert!(env.sim.update_lead(id));
-    let new_name = env.sim.alive_leads().into_iter().find(|l| l["id"] == id).unwrap()["name"].clone();
+    let new_name = env
+        .sim
+        .alive_leads()
+        .into_iter()
+        .find(|l| l["id"] == id)
+        .unwrap()["name"]
+        .clone();
     let changed = Instant::now();
     let mirrored = wait_for(2 * TICK + Duration::from_secs(2), || async {
         let name: Option<String> = sqlx::query_scalar("SELECT name FROM leads WHERE id = ?")
@@ -88,18 +97,36 @@ async fn daemon_follows_changes_alerts_recovers_and_stops_cleanly() {
         name.as_deref() == new_name.as_str()
     })
     .await;
-    assert!(mirrored, "change not mirrored after {:?}: {}", changed.elapsed(), read_log());
+    assert!(
+        mirrored,
+        "change not mirrored after {:?}: {}",
+        changed.elapsed(),
+        read_log()
+    );
 
     // Revoked token: alert at each attempt, the daemon keeps running.
     env.sim.revoke_token();
     assert!(
-        wait_for(Duration::from_secs(15), || async { count_runs(&pool, "unauthorized").await >= 2 }).await,
+        wait_for(Duration::from_secs(15), || async {
+            count_runs(&pool, "unauthorized").await >= 2
+        })
+        .await,
         "no unauthorized runs: {}",
         read_log()
     );
-    assert!(daemon.try_wait().unwrap().is_none(), "the daemon exited on a 401");
-    let alerts = read_log().lines().filter(|l| l.contains("alert=\"token_rejected\"") && l.contains("ERROR")).count();
-    assert!(alerts >= 2, "one alert per attempt expected: {}", read_log());
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "the daemon exited on a 401"
+    );
+    let alerts = read_log()
+        .lines()
+        .filter(|l| l.contains("alert=\"token_rejected\"") && l.contains("ERROR"))
+        .count();
+    assert!(
+        alerts >= 2,
+        "one alert per attempt expected: {}",
+        read_log()
+    );
 
     // A new token in the file: the next attempt succeeds without a restart.
     let new_token = test_token();
@@ -107,7 +134,10 @@ async fn daemon_follows_changes_alerts_recovers_and_stops_cleanly() {
     let before = count_runs(&pool, "ok").await;
     std::fs::write(&env.token_file, &new_token).unwrap();
     assert!(
-        wait_for(Duration::from_secs(15), || async { count_runs(&pool, "ok").await > before }).await,
+        wait_for(Duration::from_secs(15), || async {
+            count_runs(&pool, "ok").await > before
+        })
+        .await,
         "no recovery after the token file was rewritten: {}",
         read_log()
     );
@@ -115,7 +145,11 @@ async fn daemon_follows_changes_alerts_recovers_and_stops_cleanly() {
     tokio::time::sleep(2 * TICK + Duration::from_secs(1)).await;
 
     // SIGTERM: exit 0.
-    let status = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
     assert!(status.success());
     let exit = tokio::time::timeout(Duration::from_secs(30), daemon.wait())
         .await

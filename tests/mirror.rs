@@ -27,11 +27,20 @@ async fn backfill_mirrors_every_lead_exactly() {
     assert_eq!(stats.responses_429, 0, "{stats:?}");
     assert!(stats.max_requests_in_any_second <= 7, "{stats:?}");
     let pool = env.db().await;
-    assert_eq!(run_statuses(&pool).await, vec![("full".into(), "ok".into())]);
+    assert_eq!(
+        run_statuses(&pool).await,
+        vec![("full".into(), "ok".into())]
+    );
     let (leads_upserted, requests): (i64, i64) =
-        sqlx::query_as("SELECT leads_upserted, requests FROM sync_runs").fetch_one(&pool).await.unwrap();
+        sqlx::query_as("SELECT leads_upserted, requests FROM sync_runs")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert!(leads_upserted >= 5_000);
-    assert_eq!(requests as u64, stats.lead_requests, "the run counts every request it sent");
+    assert_eq!(
+        requests as u64, stats.lead_requests,
+        "the run counts every request it sent"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,16 +58,27 @@ async fn once_mirrors_changes_without_rescanning() {
 
     env.assert_mirror_equals_account().await;
     let lead_requests = env.sim.stats().lead_requests;
-    assert!(lead_requests <= 4, "an incremental sync of 120 changes sent {lead_requests} lead requests");
+    assert!(
+        lead_requests <= 4,
+        "an incremental sync of 120 changes sent {lead_requests} lead requests"
+    );
     let pool = env.db().await;
-    let (upserted,): (i64,) = sqlx::query_as("SELECT leads_upserted FROM sync_runs WHERE kind = 'incremental'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert!((120..250).contains(&upserted), "incremental wrote {upserted} leads");
+    let (upserted,): (i64,) =
+        sqlx::query_as("SELECT leads_upserted FROM sync_runs WHERE kind = 'incremental'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(
+        (120..250).contains(&upserted),
+        "incremental wrote {upserted} leads"
+    );
     let found: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT COUNT(*) FROM leads WHERE is_deleted = 0 AND id IN ({})",
-        added.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+        added
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
     )))
     .fetch_one(&pool)
     .await
@@ -76,23 +96,48 @@ async fn backfill_under_churn_keeps_every_unchanged_lead_then_converges() {
 
     // Every lead alive and untouched throughout is in the mirror after that backfill alone.
     let mutations = env.sim.mutations();
-    assert!(mutations.len() >= 80, "the churn changed only {} leads", mutations.len());
+    assert!(
+        mutations.len() >= 80,
+        "the churn changed only {} leads",
+        mutations.len()
+    );
     let touched: HashSet<i64> = mutations
         .iter()
         .map(|m| match m {
-            Mutation::Updated(id) | Mutation::Deleted(id) | Mutation::Restored(id) | Mutation::Added(id) => *id,
+            Mutation::Updated(id)
+            | Mutation::Deleted(id)
+            | Mutation::Restored(id)
+            | Mutation::Added(id) => *id,
         })
         .collect();
     let pool = env.db().await;
-    let mirrored: HashSet<i64> = mirror_rows(&pool, "is_deleted = 0").await.into_iter().map(|r| r.id).collect();
-    let unchanged: Vec<i64> = alive_before.iter().filter(|id| !touched.contains(id)).copied().collect();
+    let mirrored: HashSet<i64> = mirror_rows(&pool, "is_deleted = 0")
+        .await
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let unchanged: Vec<i64> = alive_before
+        .iter()
+        .filter(|id| !touched.contains(id))
+        .copied()
+        .collect();
     assert!(unchanged.len() > 4_000);
-    let missing: Vec<&i64> = unchanged.iter().filter(|id| !mirrored.contains(id)).collect();
-    assert!(missing.is_empty(), "{} unchanged leads missing after the backfill: {:?}", missing.len(), &missing[..missing.len().min(10)]);
+    let missing: Vec<&i64> = unchanged
+        .iter()
+        .filter(|id| !mirrored.contains(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} unchanged leads missing after the backfill: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
     let unchanged_rows = mirror_rows(&pool, "1").await;
     let account = env.sim.alive_leads();
-    let by_id: std::collections::HashMap<i64, &serde_json::Value> =
-        account.iter().map(|l| (l["id"].as_i64().unwrap(), l)).collect();
+    let by_id: std::collections::HashMap<i64, &serde_json::Value> = account
+        .iter()
+        .map(|l| (l["id"].as_i64().unwrap(), l))
+        .collect();
     for row in unchanged_rows.iter().filter(|r| !touched.contains(&r.id)) {
         common::assert_row_equals_lead(row, by_id[&row.id]);
     }
@@ -110,11 +155,18 @@ async fn backfill_under_churn_keeps_every_unchanged_lead_then_converges() {
     let marked: HashSet<i64> = rows.iter().map(|r| r.id).collect();
     for id in &deleted {
         if alive_before.contains(id) || mirrored.contains(id) {
-            assert!(marked.contains(id), "deleted lead {id} is not marked deleted");
+            assert!(
+                marked.contains(id),
+                "deleted lead {id} is not marked deleted"
+            );
         }
     }
     for row in &rows {
-        assert!(row.deleted_at.is_some(), "lead {} is deleted without deleted_at", row.id);
+        assert!(
+            row.deleted_at.is_some(),
+            "lead {} is deleted without deleted_at",
+            row.id
+        );
         assert!(!row.raw.is_empty());
     }
     let stats = env.sim.stats();
@@ -132,11 +184,12 @@ async fn more_than_three_pages_in_one_second_are_all_mirrored() {
     env.assert_mirror_equals_account().await;
 
     let pool = env.db().await;
-    let (second, count): (i64, i64) =
-        sqlx::query_as("SELECT updated_at, COUNT(*) FROM leads GROUP BY updated_at ORDER BY 2 DESC LIMIT 1")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let (second, count): (i64, i64) = sqlx::query_as(
+        "SELECT updated_at, COUNT(*) FROM leads GROUP BY updated_at ORDER BY 2 DESC LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(count, 900, "the crowded second {second} is mirrored whole");
 
     // An incremental sync whose cursor stands just before the crowded second
@@ -150,13 +203,17 @@ async fn more_than_three_pages_in_one_second_are_all_mirrored() {
     env.write_config("", "[sync]\noverlap_seconds = 0\n");
     env.run_ok(&["--once"]).await;
     env.assert_mirror_equals_account().await;
-    let (kind, status, upserted): (String, String, i64) =
-        sqlx::query_as("SELECT kind, status, leads_upserted FROM sync_runs ORDER BY id DESC LIMIT 1")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let (kind, status, upserted): (String, String, i64) = sqlx::query_as(
+        "SELECT kind, status, leads_upserted FROM sync_runs ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!((kind.as_str(), status.as_str()), ("incremental", "ok"));
-    assert!(upserted >= 900, "the crowded second was read again: {upserted}");
+    assert!(
+        upserted >= 900,
+        "the crowded second was read again: {upserted}"
+    );
     assert!(env.sim.stats().lead_requests < 40);
 }
 
@@ -167,18 +224,35 @@ async fn revoked_token_mid_backfill_exits_3_and_keeps_progress() {
     let out = env.run(&["--backfill"]).await;
 
     assert_eq!(out.code, Some(3), "{out:#?}");
-    let alert_lines: Vec<&str> = out.stderr.lines().filter(|l| l.contains("alert=\"token_rejected\"")).collect();
+    let alert_lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("alert=\"token_rejected\""))
+        .collect();
     assert_eq!(alert_lines.len(), 1, "{}", out.stderr);
-    assert!(alert_lines[0].contains("ERROR") && alert_lines[0].contains("401"), "{}", alert_lines[0]);
+    assert!(
+        alert_lines[0].contains("ERROR") && alert_lines[0].contains("401"),
+        "{}",
+        alert_lines[0]
+    );
     assert!(!out.stderr.contains(&env.token) && !out.stdout.contains(&env.token));
 
     let pool = env.db().await;
-    assert_eq!(run_statuses(&pool).await, vec![("full".into(), "unauthorized".into())]);
+    assert_eq!(
+        run_statuses(&pool).await,
+        vec![("full".into(), "unauthorized".into())]
+    );
     let rows = mirror_rows(&pool, "1").await;
-    assert!(rows.len() >= 4 * 250 - 250, "the pages before the 401 are kept: {}", rows.len());
+    assert!(
+        rows.len() >= 4 * 250 - 250,
+        "the pages before the 401 are kept: {}",
+        rows.len()
+    );
     let account = env.sim.alive_leads();
-    let by_id: std::collections::HashMap<i64, &serde_json::Value> =
-        account.iter().map(|l| (l["id"].as_i64().unwrap(), l)).collect();
+    let by_id: std::collections::HashMap<i64, &serde_json::Value> = account
+        .iter()
+        .map(|l| (l["id"].as_i64().unwrap(), l))
+        .collect();
     for row in &rows {
         common::assert_row_equals_lead(row, by_id[&row.id]);
     }
@@ -187,7 +261,9 @@ async fn revoked_token_mid_backfill_exits_3_and_keeps_progress() {
         let path = format!("{}{suffix}", env.db.display());
         if let Ok(bytes) = std::fs::read(&path) {
             assert!(
-                !bytes.windows(env.token.len()).any(|w| w == env.token.as_bytes()),
+                !bytes
+                    .windows(env.token.len())
+                    .any(|w| w == env.token.as_bytes()),
                 "the token is in {path}"
             );
         }
@@ -200,7 +276,10 @@ async fn revoked_token_mid_backfill_exits_3_and_keeps_progress() {
     let pool = env.db().await;
     assert_eq!(
         run_statuses(&pool).await,
-        vec![("full".into(), "unauthorized".into()), ("full".into(), "ok".into())]
+        vec![
+            ("full".into(), "unauthorized".into()),
+            ("full".into(), "ok".into())
+        ]
     );
 }
 
@@ -239,8 +318,15 @@ async fn server_errors_are_retried_and_progress_is_kept_when_they_persist() {
     assert_eq!(out.code, Some(1), "{out:#?}");
     let pool = env.db().await;
     let (status, error): (String, Option<String>) =
-        sqlx::query_as("SELECT status, error FROM sync_runs ORDER BY id DESC LIMIT 1").fetch_one(&pool).await.unwrap();
+        sqlx::query_as("SELECT status, error FROM sync_runs ORDER BY id DESC LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(status, "failed");
     assert!(error.unwrap_or_default().contains("500"));
-    assert_eq!(mirror_rows(&pool, "is_deleted = 0").await.len(), 1_000, "nothing lost");
+    assert_eq!(
+        mirror_rows(&pool, "is_deleted = 0").await.len(),
+        1_000,
+        "nothing lost"
+    );
 }

@@ -64,7 +64,10 @@ pub struct LeadQuery {
 
 impl LeadQuery {
     fn to_pairs(&self) -> Vec<(&'static str, String)> {
-        let mut q = vec![("page", self.page.to_string()), ("limit", self.limit.to_string())];
+        let mut q = vec![
+            ("page", self.page.to_string()),
+            ("limit", self.limit.to_string()),
+        ];
         let with = if self.only_deleted {
             "only_deleted,source_id"
         } else {
@@ -122,8 +125,15 @@ impl KommoClient {
     }
 
     /// One page of `GET /api/v4/leads`; a 204 is an empty page.
-    pub async fn fetch_leads(&self, token: &Secret, query: &LeadQuery) -> Result<LeadPage, KommoError> {
-        match self.get_json(token, "api/v4/leads", &query.to_pairs()).await? {
+    pub async fn fetch_leads(
+        &self,
+        token: &Secret,
+        query: &LeadQuery,
+    ) -> Result<LeadPage, KommoError> {
+        match self
+            .get_json(token, "api/v4/leads", &query.to_pairs())
+            .await?
+        {
             None => Ok(LeadPage::default()),
             Some(body) => LeadPage::from_json(body),
         }
@@ -148,12 +158,16 @@ impl KommoClient {
         let mut url = self.base.join(path).map_err(|e| KommoError::Transport {
             message: format!("cannot build the URL for {path}: {e}"),
         })?;
-        url.query_pairs_mut().extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
-            KommoError::Transport {
-                message: "the token contains characters that cannot go in an HTTP header; paste it again".into(),
+        url.query_pairs_mut()
+            .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        let mut auth =
+            HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+                KommoError::Transport {
+                message:
+                    "the token contains characters that cannot go in an HTTP header; paste it again"
+                        .into(),
             }
-        })?;
+            })?;
         auth.set_sensitive(true);
 
         let mut attempt = 0u32;
@@ -193,7 +207,10 @@ impl KommoClient {
             .http
             .get(url)
             .header(AUTHORIZATION, auth)
-            .header(reqwest::header::ACCEPT, "application/hal+json, application/json")
+            .header(
+                reqwest::header::ACCEPT,
+                "application/hal+json, application/json",
+            )
             .send()
             .await?;
         let status = response.status();
@@ -222,7 +239,10 @@ impl KommoClient {
 
     /// Capped exponential backoff with ±25 % jitter.
     fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.options.backoff_base.saturating_mul(1u32 << attempt.min(16));
+        let base = self
+            .options
+            .backoff_base
+            .saturating_mul(1u32 << attempt.min(16));
         let capped = base.min(self.options.backoff_cap);
         capped.mul_f64(0.75 + fastrand::f64() * 0.5)
     }

@@ -12,22 +12,32 @@ pub enum KommoError {
          long-lived token in the Kommo integration settings and replace the old one"
     )]
     Unauthorized,
-    #[error("Kommo returned HTTP 402 Payment Required: the account is not paid; renew the subscription")]
+    #[error(
+        "Kommo returned HTTP 402 Payment Required: the account is not paid; renew the subscription"
+    )]
     PaymentRequired,
     #[error(
         "Kommo returned HTTP 403 Forbidden ({detail}): the integration lacks rights, this \
          machine's IP is not on the account's allow list, or the IP was blocked for abuse"
     )]
     Forbidden { detail: String },
-    #[error("Kommo rejected the request with HTTP 400 ({detail}); this is a bug in kommo-sync, please report it")]
+    #[error(
+        "Kommo rejected the request with HTTP 400 ({detail}); this is a bug in kommo-sync, please report it"
+    )]
     BadRequest { detail: String },
-    #[error("Kommo returned HTTP 429 Too Many Requests; lower kommo.requests_per_second if it persists")]
+    #[error(
+        "Kommo returned HTTP 429 Too Many Requests; lower kommo.requests_per_second if it persists"
+    )]
     RateLimited { retry_after: Option<Duration> },
-    #[error("Kommo returned HTTP {status} (server error); it usually passes, the next sync retries")]
+    #[error(
+        "Kommo returned HTTP {status} (server error); it usually passes, the next sync retries"
+    )]
     Server { status: u16 },
     #[error("Kommo returned unexpected HTTP {status} ({detail})")]
     UnexpectedStatus { status: u16, detail: String },
-    #[error("cannot reach Kommo: {message}; check the network and kommo.subdomain / kommo.base_url")]
+    #[error(
+        "cannot reach Kommo: {message}; check the network and kommo.subdomain / kommo.base_url"
+    )]
     Transport { message: String },
     #[error("Kommo sent a response that cannot be read: {message}")]
     Decode { message: String },
@@ -120,7 +130,10 @@ mod tests {
 
     #[test]
     fn maps_statuses() {
-        assert!(matches!(KommoError::from_status(401, None, b""), KommoError::Unauthorized));
+        assert!(matches!(
+            KommoError::from_status(401, None, b""),
+            KommoError::Unauthorized
+        ));
         assert!(!KommoError::from_status(401, None, b"").is_transient());
         assert!(!KommoError::from_status(403, None, b"<html>blocked</html>").is_transient());
         assert!(KommoError::from_status(429, None, b"Too many").is_transient());

@@ -128,7 +128,13 @@ mod tests {
 
     #[test]
     fn empty_and_broken_pages() {
-        assert_eq!(LeadPage::from_json(json!({"_page": 1})).unwrap().leads.len(), 0);
+        assert_eq!(
+            LeadPage::from_json(json!({"_page": 1}))
+                .unwrap()
+                .leads
+                .len(),
+            0
+        );
         assert!(LeadPage::from_json(json!({"_embedded": {"leads": {}}})).is_err());
         assert!(LeadPage::from_json(json!({"_embedded": {"leads": [{"name": "x"}]}})).is_err());
         assert!(LeadPage::from_json(json!([1])).is_err());

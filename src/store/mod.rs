@@ -28,9 +28,13 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// A database failure, with the file it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the SQLite database {path}: {source}; check database.path and that its directory exists and is writable")]
+    #[error(
+        "cannot open the SQLite database {path}: {source}; check database.path and that its directory exists and is writable"
+    )]
     Open { path: PathBuf, source: sqlx::Error },
-    #[error("cannot migrate the SQLite database {path}: {source}; was it created by a newer kommo-sync?")]
+    #[error(
+        "cannot migrate the SQLite database {path}: {source}; was it created by a newer kommo-sync?"
+    )]
     Migrate {
         path: PathBuf,
         source: sqlx::migrate::MigrateError,

@@ -80,8 +80,10 @@ pub async fn begin_full_pass(
 }
 
 pub async fn close_full_pass(tx: &mut Transaction<'static, Sqlite>) -> Result<(), StoreError> {
-    sqlx::query("UPDATE sync_state SET full_cursor = NULL, full_pass_started_at = NULL WHERE id = 1")
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "UPDATE sync_state SET full_cursor = NULL, full_pass_started_at = NULL WHERE id = 1",
+    )
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }

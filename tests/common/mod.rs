@@ -67,7 +67,11 @@ impl TestEnv {
     }
 
     /// Like [`TestEnv::start`], with extra lines in `[kommo]` and at the top level sections.
-    pub async fn start_with(mut config: SimulatorConfig, kommo_extra: &str, sections: &str) -> TestEnv {
+    pub async fn start_with(
+        mut config: SimulatorConfig,
+        kommo_extra: &str,
+        sections: &str,
+    ) -> TestEnv {
         let token = test_token();
         config.token = token.clone();
         let sim = Simulator::start(config).await.expect("simulator starts");
@@ -105,7 +109,8 @@ impl TestEnv {
         cmd.arg("--config").arg(&self.config).args(args);
         for (key, _) in std::env::vars_os() {
             let key = key.to_string_lossy().into_owned();
-            if key.starts_with("KOMMO") || key == "CREDENTIALS_DIRECTORY" || key == "NOTIFY_SOCKET" {
+            if key.starts_with("KOMMO") || key == "CREDENTIALS_DIRECTORY" || key == "NOTIFY_SOCKET"
+            {
                 cmd.env_remove(key);
             }
         }
@@ -163,7 +168,9 @@ impl TestEnv {
 
 /// Opens a SQLite file read-write (tests only read).
 pub async fn open_db(path: &Path) -> SqlitePool {
-    let options = SqliteConnectOptions::new().filename(path).busy_timeout(Duration::from_secs(30));
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .busy_timeout(Duration::from_secs(30));
     SqlitePoolOptions::new()
         .max_connections(1)
         .connect_with(options)
@@ -182,24 +189,34 @@ pub struct MirrorRow {
     pub raw: String,
 }
 
+/// A `leads` row as selected by [`mirror_rows`].
+type RowTuple = (i64, String, i64, Option<i64>, Option<String>, String);
+
 /// The rows matching `filter`, by id.
 pub async fn mirror_rows(pool: &SqlitePool, filter: &str) -> Vec<MirrorRow> {
-    let object: Vec<String> = SCALAR_COLUMNS.iter().map(|c| format!("'{c}', {c}")).collect();
+    let object: Vec<String> = SCALAR_COLUMNS
+        .iter()
+        .map(|c| format!("'{c}', {c}"))
+        .collect();
     let sql = format!(
         "SELECT id, json_object({}), is_deleted, deleted_at, custom_fields_values, raw FROM leads WHERE {filter} ORDER BY id",
         object.join(", ")
     );
-    let rows: Vec<(i64, String, i64, Option<i64>, Option<String>, String)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await.unwrap();
+    let rows: Vec<RowTuple> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_all(pool)
+        .await
+        .unwrap();
     rows.into_iter()
-        .map(|(id, columns, is_deleted, deleted_at, custom_fields_values, raw)| MirrorRow {
-            id,
-            columns: serde_json::from_str(&columns).unwrap(),
-            is_deleted,
-            deleted_at,
-            custom_fields_values,
-            raw,
-        })
+        .map(
+            |(id, columns, is_deleted, deleted_at, custom_fields_values, raw)| MirrorRow {
+                id,
+                columns: serde_json::from_str(&columns).unwrap(),
+                is_deleted,
+                deleted_at,
+                custom_fields_values,
+                raw,
+            },
+        )
         .collect()
 }
 
@@ -217,7 +234,13 @@ pub fn assert_row_equals_lead(row: &MirrorRow, lead: &Value) {
         .custom_fields_values
         .as_deref()
         .map_or(Value::Null, |s| serde_json::from_str(s).unwrap());
-    assert_eq!(cf, lead.get("custom_fields_values").cloned().unwrap_or(Value::Null), "lead {id}: custom_fields_values");
+    assert_eq!(
+        cf,
+        lead.get("custom_fields_values")
+            .cloned()
+            .unwrap_or(Value::Null),
+        "lead {id}: custom_fields_values"
+    );
     let raw: Value = serde_json::from_str(&row.raw).unwrap();
     assert_eq!(&raw, lead, "lead {id}: raw");
 }
