@@ -17,18 +17,22 @@
 //! to resume from. A full pass remembers which leads it saw; when it completes,
 //! the alive leads it did not see are marked deleted (never removed).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::unix_now;
-use crate::kommo::{KommoClient, KommoError, Lead, LeadPage, LeadQuery};
+use crate::kommo::{EventQuery, KommoClient, KommoError, Lead, LeadId, LeadPage, LeadQuery};
 use crate::store::{CursorUpdate, PageCommit, RunCounters, RunKind, Store, StoreError};
 use crate::token::Secret;
 
 /// Passes over one crowded second before giving up on finding more ids in it.
 pub const MAX_PASSES_PER_SECOND: u32 = 4;
+/// Events per request (Kommo's maximum for `/api/v4/events`).
+pub const EVENTS_PER_PAGE: u32 = 100;
+/// Lead ids per `filter[id]` request when checking the leads events name.
+pub const IDS_PER_REQUEST: usize = 50;
 /// How long the page in flight may still take after a stop was requested.
 pub const STOP_GRACE: Duration = Duration::from_secs(15);
 
@@ -149,6 +153,7 @@ impl Syncer {
                 self.store.finish_full_pass(pass, unix_now()).await?
             }
             RunKind::Incremental => {
+                let started = unix_now();
                 let state = self.store.sync_state().await?;
                 let overlap = i64::from(self.options.overlap_seconds);
                 let start = state.incremental_cursor.map_or(0, |c| (c - overlap).max(0));
@@ -156,6 +161,8 @@ impl Syncer {
                 let deleted_start = state.deleted_cursor.map_or(0, |c| (c - overlap).max(0));
                 let before = self.store.lead_counts().await?.deleted;
                 self.walk(progress, deleted_start, Listing::Deleted).await?;
+                self.follow_events(progress, state.events_cursor, started)
+                    .await?;
                 let after = self.store.lead_counts().await?.deleted;
                 u64::try_from(after - before).unwrap_or(0)
             }
@@ -185,6 +192,7 @@ impl Syncer {
                 limit,
                 only_deleted: listing == Listing::Deleted,
                 order_by_id: false,
+                ids: Vec::new(),
             };
             let page = self.fetch(progress, &query).await?;
             if page.leads.is_empty() {
@@ -227,6 +235,7 @@ impl Syncer {
                     limit,
                     only_deleted: listing == Listing::Deleted,
                     order_by_id: true,
+                    ids: Vec::new(),
                 };
                 let page = self.fetch(progress, &query).await?;
                 new_ids += page.leads.iter().filter(|l| seen.insert(l.id)).count();
@@ -253,6 +262,119 @@ impl Syncer {
             second,
             "leads kept changing inside one second while it was read; the next full sync reads it again"
         );
+        Ok(())
+    }
+
+    /// Follows `lead_deleted` / `lead_restored` events since the event
+    /// cursor: a restore need not change a lead's `updated_at`, so the keyset
+    /// walk may never meet a restored lead. Every lead an event names is
+    /// fetched by id: the ones returned are alive and upserted, the ones whose
+    /// last event is a deletion and that are not returned are marked deleted.
+    async fn follow_events(
+        &self,
+        progress: &mut RunProgress<'_>,
+        events_cursor: Option<i64>,
+        until: i64,
+    ) -> Result<(), SyncError> {
+        let Some(cursor) = events_cursor else {
+            // Nothing to catch up on before the first sync: start following now.
+            return self.commit_events_cursor(progress, until).await;
+        };
+        let from = (cursor - i64::from(self.options.overlap_seconds)).max(0);
+        let mut last_event: HashMap<LeadId, (i64, bool)> = HashMap::new();
+        for page_number in 1.. {
+            if progress.cancel.is_cancelled() {
+                return Err(SyncError::Interrupted);
+            }
+            let query = EventQuery {
+                types: vec!["lead_deleted", "lead_restored"],
+                created_from: from,
+                created_to: until,
+                page: page_number,
+                limit: EVENTS_PER_PAGE,
+            };
+            let result = self.client.fetch_events(progress.token, &query).await;
+            self.update_request_count(progress);
+            let page = match result {
+                Ok(page) => page,
+                Err(KommoError::Unauthorized) => return Err(KommoError::Unauthorized.into()),
+                Err(e) if !e.is_transient() => {
+                    tracing::warn!(run_id = progress.run_id, error = %e, "cannot read lead events; restores are picked up by the next full sync");
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            };
+            for event in &page.events {
+                let deleted = event.kind == "lead_deleted";
+                let entry = last_event
+                    .entry(event.lead_id)
+                    .or_insert((event.created_at, deleted));
+                if event.created_at >= entry.0 {
+                    *entry = (event.created_at, deleted);
+                }
+            }
+            if !page.has_next && page.events.len() < EVENTS_PER_PAGE as usize {
+                break;
+            }
+        }
+        let mut ids: Vec<LeadId> = last_event.keys().copied().collect();
+        ids.sort_unstable();
+        for chunk in ids.chunks(IDS_PER_REQUEST) {
+            let query = LeadQuery {
+                updated_from: None,
+                updated_to: None,
+                page: 1,
+                limit: self.options.page_size.max(IDS_PER_REQUEST as u32),
+                only_deleted: false,
+                order_by_id: true,
+                ids: chunk.to_vec(),
+            };
+            let page = self.fetch(progress, &query).await?;
+            let alive: Vec<Lead> = page
+                .leads
+                .into_iter()
+                .filter(|l| !l.is_deleted && chunk.contains(&l.id))
+                .collect();
+            let gone: Vec<LeadId> = chunk
+                .iter()
+                .filter(|id| last_event[id].1 && !alive.iter().any(|l| l.id == **id))
+                .copied()
+                .collect();
+            progress.counters.leads_upserted += alive.len() as i64;
+            self.store
+                .commit_page(PageCommit {
+                    run_id: progress.run_id,
+                    leads: &alive,
+                    gone: &gone,
+                    full_pass: None,
+                    cursor: CursorUpdate::default(),
+                    counters: progress.counters,
+                    now: unix_now(),
+                })
+                .await?;
+        }
+        self.commit_events_cursor(progress, until).await
+    }
+
+    async fn commit_events_cursor(
+        &self,
+        progress: &mut RunProgress<'_>,
+        until: i64,
+    ) -> Result<(), SyncError> {
+        self.store
+            .commit_page(PageCommit {
+                run_id: progress.run_id,
+                leads: &[],
+                gone: &[],
+                full_pass: None,
+                cursor: CursorUpdate {
+                    events: Some(until),
+                    ..CursorUpdate::default()
+                },
+                counters: progress.counters,
+                now: unix_now(),
+            })
+            .await?;
         Ok(())
     }
 
@@ -295,6 +417,7 @@ impl Syncer {
                 incremental: Some(reached),
                 deleted: None,
                 full: progress.full_pass.map(|_| reached),
+                events: None,
             },
             Listing::Deleted => CursorUpdate {
                 deleted: Some(reached),
@@ -305,6 +428,7 @@ impl Syncer {
             .commit_page(PageCommit {
                 run_id: progress.run_id,
                 leads,
+                gone: &[],
                 full_pass: progress.full_pass,
                 cursor,
                 counters: progress.counters,

@@ -330,3 +330,77 @@ async fn server_errors_are_retried_and_progress_is_kept_when_they_persist() {
         "nothing lost"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_follows_deletions_and_restores_that_keep_updated_at() {
+    let env = TestEnv::start(account(800, 0)).await;
+    env.run_ok(&["--backfill"]).await;
+    let ids = env.sim.alive_ids();
+    let (kept, restored) = (ids[10], ids[20]);
+    assert!(env.sim.delete_lead(kept) && env.sim.delete_lead(restored));
+    env.run_ok(&["--once"]).await;
+    let pool = env.db().await;
+    let deleted: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM leads WHERE is_deleted = 1 AND deleted_at IS NOT NULL ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(deleted, vec![kept, restored], "--once marks deletions");
+
+    // Restored in Kommo with its old updated_at: no keyset walk can meet it,
+    // the lead_restored event brings it back.
+    assert!(env.sim.restore_lead(restored));
+    env.run_ok(&["--once"]).await;
+    env.assert_mirror_equals_account().await;
+    let (is_deleted, deleted_at): (i64, Option<i64>) =
+        sqlx::query_as("SELECT is_deleted, deleted_at FROM leads WHERE id = ?")
+            .bind(restored)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (is_deleted, deleted_at),
+        (0, None),
+        "a restored lead is alive again"
+    );
+    let rows = mirror_rows(&pool, "is_deleted = 1").await;
+    assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), vec![kept]);
+    assert!(
+        rows[0].raw.contains("\"name\""),
+        "the deleted lead keeps its last content"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_expose_custom_fields_and_tags() {
+    let env = TestEnv::start(account(300, 0)).await;
+    env.run_ok(&["--backfill"]).await;
+    let pool = env.db().await;
+    let account = env.sim.alive_leads();
+    let expected_values: usize = account
+        .iter()
+        .filter_map(|l| l["custom_fields_values"].as_array())
+        .flatten()
+        .map(|f| f["values"].as_array().map_or(0, Vec::len))
+        .sum();
+    let values: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM lead_custom_field_values")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(values as usize, expected_values);
+    let expected_tags: usize = account
+        .iter()
+        .map(|l| l["_embedded"]["tags"].as_array().map_or(0, Vec::len))
+        .sum();
+    let tags: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM lead_tags")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(tags as usize, expected_tags);
+    let alive: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM alive_leads")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(alive, 300);
+}

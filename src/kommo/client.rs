@@ -12,7 +12,7 @@ use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
-use super::{KommoError, LeadPage, Pacer};
+use super::{EventPage, KommoError, LeadId, LeadPage, Pacer};
 use crate::token::Secret;
 
 /// How the client behaves; the defaults suit the real Kommo.
@@ -60,6 +60,8 @@ pub struct LeadQuery {
     pub only_deleted: bool,
     /// Order by id instead of by `updated_at` (used inside one second).
     pub order_by_id: bool,
+    /// Only these ids (`filter[id][]`); empty for no id filter.
+    pub ids: Vec<LeadId>,
 }
 
 impl LeadQuery {
@@ -80,12 +82,43 @@ impl LeadQuery {
         if let Some(to) = self.updated_to {
             q.push(("filter[updated_at][to]", to.to_string()));
         }
+        for id in &self.ids {
+            q.push(("filter[id][]", id.to_string()));
+        }
         if self.order_by_id {
             q.push(("order[id]", "asc".into()));
         } else {
             q.push(("order[updated_at]", "asc".into()));
         }
         q
+    }
+}
+
+/// Which lead events to ask for (`GET /api/v4/events`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EventQuery {
+    /// Event types, e.g. `lead_restored`.
+    pub types: Vec<&'static str>,
+    /// `filter[created_at][from]` (inclusive).
+    pub created_from: i64,
+    /// `filter[created_at][to]` (inclusive): a fixed upper bound keeps the
+    /// set of events still while it is paged by offset.
+    pub created_to: i64,
+    /// 1-based page.
+    pub page: u32,
+    /// Events per page (at most 100).
+    pub limit: u32,
+}
+
+impl EventQuery {
+    fn to_pairs(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("page", self.page.to_string()),
+            ("limit", self.limit.to_string()),
+            ("filter[type]", self.types.join(",")),
+            ("filter[created_at][from]", self.created_from.to_string()),
+            ("filter[created_at][to]", self.created_to.to_string()),
+        ]
     }
 }
 
@@ -136,6 +169,21 @@ impl KommoClient {
         {
             None => Ok(LeadPage::default()),
             Some(body) => LeadPage::from_json(body),
+        }
+    }
+
+    /// One page of `GET /api/v4/events`; a 204 is an empty page.
+    pub async fn fetch_events(
+        &self,
+        token: &Secret,
+        query: &EventQuery,
+    ) -> Result<EventPage, KommoError> {
+        match self
+            .get_json(token, "api/v4/events", &query.to_pairs())
+            .await?
+        {
+            None => Ok(EventPage::default()),
+            Some(body) => EventPage::from_json(body),
         }
     }
 

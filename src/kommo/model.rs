@@ -103,6 +103,76 @@ impl LeadPage {
     }
 }
 
+/// One entry of `GET /api/v4/events` about a lead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeadEvent {
+    /// `type`, e.g. `lead_deleted`, `lead_restored`.
+    pub kind: String,
+    /// The lead it concerns (`entity_id`).
+    pub lead_id: LeadId,
+    /// `created_at`, Unix seconds.
+    pub created_at: i64,
+}
+
+/// One page of `GET /api/v4/events`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EventPage {
+    /// The lead events of the page; events about other entities are skipped.
+    pub events: Vec<LeadEvent>,
+    /// `_links.next` was present.
+    pub has_next: bool,
+}
+
+impl EventPage {
+    /// Parses a 200 body of the events list.
+    pub fn from_json(body: Value) -> Result<EventPage, KommoError> {
+        let has_next = body
+            .get("_links")
+            .and_then(|l| l.get("next"))
+            .is_some_and(|n| !n.is_null());
+        let items = match body.get("_embedded").and_then(|e| e.get("events")) {
+            None | Some(Value::Null) => {
+                return Ok(EventPage {
+                    events: Vec::new(),
+                    has_next,
+                });
+            }
+            Some(Value::Array(items)) => items,
+            Some(_) => {
+                return Err(KommoError::Decode {
+                    message: "_embedded.events is not an array".into(),
+                });
+            }
+        };
+        let mut events = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            if item
+                .get("entity_type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t != "lead")
+            {
+                continue;
+            }
+            let field = |k: &str| item.get(k).and_then(Value::as_i64);
+            let (Some(lead_id), Some(created_at), Some(kind)) = (
+                field("entity_id"),
+                field("created_at"),
+                item.get("type").and_then(Value::as_str),
+            ) else {
+                return Err(KommoError::Decode {
+                    message: format!("_embedded.events[{i}] lacks type, entity_id or created_at"),
+                });
+            };
+            events.push(LeadEvent {
+                kind: kind.to_string(),
+                lead_id,
+                created_at,
+            });
+        }
+        Ok(EventPage { events, has_next })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use fastrand::Rng;
 use serde_json::{Map, Value, json};
 
+use super::events::{self, Event, EventQuery};
 use super::generator;
 use super::query::{ListQuery, SortField};
 
@@ -44,6 +45,7 @@ pub(crate) struct Account {
     next_id: i64,
     rng: Rng,
     mutations: Vec<Mutation>,
+    events: Vec<Event>,
     base_url: String,
 }
 
@@ -66,6 +68,7 @@ impl Account {
             next_id,
             rng: Rng::with_seed(seed ^ 0x9E37_79B9_7F4A_7C15),
             mutations: Vec::new(),
+            events: Vec::new(),
             base_url,
         }
     }
@@ -105,6 +108,7 @@ impl Account {
         let deleted_at = now_unix();
         self.deleted.insert(id, Deleted { lead, deleted_at });
         self.mutations.push(Mutation::Deleted(id));
+        self.log_event("lead_deleted", id, deleted_at);
         true
     }
 
@@ -115,6 +119,7 @@ impl Account {
         };
         self.alive.insert(id, d.lead);
         self.mutations.push(Mutation::Restored(id));
+        self.log_event("lead_restored", id, now_unix());
         true
     }
 
@@ -167,6 +172,21 @@ impl Account {
                 }
             }
         }
+    }
+
+    fn log_event(&mut self, kind: &'static str, lead_id: i64, created_at: i64) {
+        let id = self.events.len() as u64 + 1;
+        self.events.push(Event {
+            id,
+            kind,
+            lead_id,
+            created_at,
+        });
+    }
+
+    /// A page of `/api/v4/events`, newest first, and whether more follow.
+    pub(crate) fn events_page(&self, q: &EventQuery) -> (Vec<Value>, bool) {
+        events::page(&self.events, q, &self.base_url)
     }
 
     pub(crate) fn alive_leads(&self) -> Vec<Value> {

@@ -15,12 +15,14 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::account::now_unix;
+use super::events::EventQuery;
 use super::generator::ACCOUNT_ID;
 use super::query::{self, ListQuery};
 use super::{Shared, State as SimState};
 
 const LEADS: &str = "/api/v4/leads";
 const ACCOUNT: &str = "/api/v4/account";
+const EVENTS: &str = "/api/v4/events";
 
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(handle).with_state(shared)
@@ -161,7 +163,19 @@ fn dispatch(shared: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap) ->
             drop(st);
             account(shared, raw)
         }
-        LEADS | ACCOUNT => problem(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
+        EVENTS if method == Method::GET => {
+            if !authorized(&st, headers) {
+                return unauthorized();
+            }
+            let q = match EventQuery::parse(raw) {
+                Ok(q) => q,
+                Err(e) => return bad_request(&e.path, &e.detail),
+            };
+            let (items, more) = st.account.events_page(&q);
+            drop(st);
+            listing(shared, EVENTS, raw, q.page, more, "events", items)
+        }
+        LEADS | ACCOUNT | EVENTS => problem(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
         _ => problem(StatusCode::NOT_FOUND, "Not Found"),
     }
 }
@@ -199,6 +213,20 @@ fn leads(
     }
     let (items, more) = st.account.page(&q);
     drop(st);
+    listing(shared, LEADS, raw, q.page, more, "leads", items)
+}
+
+/// A HAL list page: 204 when empty, else `_page`, `_links` (with `next` when
+/// more items follow) and `_embedded.<key>`.
+fn listing(
+    shared: &Shared,
+    path: &str,
+    raw: Option<&str>,
+    page: u64,
+    more: bool,
+    key: &str,
+    items: Vec<Value>,
+) -> Response {
     if items.is_empty() {
         return respond(StatusCode::NO_CONTENT, None, String::new());
     }
@@ -206,21 +234,23 @@ fn leads(
     let mut links = serde_json::Map::new();
     links.insert(
         "self".into(),
-        json!({"href": query::page_href(base, LEADS, raw, q.page)}),
+        json!({"href": query::page_href(base, path, raw, page)}),
     );
     if more {
         links.insert(
             "next".into(),
-            json!({"href": query::page_href(base, LEADS, raw, q.page.saturating_add(1))}),
+            json!({"href": query::page_href(base, path, raw, page.saturating_add(1))}),
         );
     }
+    let mut embedded = serde_json::Map::new();
+    embedded.insert(key.to_string(), Value::Array(items));
     json_body(
         StatusCode::OK,
         "application/hal+json",
         &json!({
-            "_page": q.page,
+            "_page": page,
             "_links": links,
-            "_embedded": {"leads": items},
+            "_embedded": embedded,
         }),
     )
 }

@@ -10,6 +10,7 @@
 //! them and `stats` counts what happened.
 
 mod account;
+mod events;
 mod generator;
 mod http;
 mod query;

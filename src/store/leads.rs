@@ -105,6 +105,23 @@ pub async fn mark_deleted_from_listing(
     Ok(())
 }
 
+/// Marks a mirrored lead deleted (it is not alive in Kommo any more); a lead
+/// the mirror never had is left alone.
+pub async fn mark_gone(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: LeadId,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE leads SET is_deleted = 1, deleted_at = ?2, synced_at = ?2 WHERE id = ?1 AND is_deleted = 0",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Notes that a full pass saw this lead alive.
 pub async fn mark_seen(
     tx: &mut Transaction<'static, Sqlite>,

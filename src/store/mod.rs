@@ -20,7 +20,7 @@ pub use leads::StoredLeadCounts;
 pub use runs::{RunCounters, RunKind, RunRecord, RunStatus};
 pub use state::{CursorUpdate, SyncState};
 
-use crate::kommo::Lead;
+use crate::kommo::{Lead, LeadId};
 
 /// How long a writer waits for a lock held by another connection or process.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,8 +55,10 @@ pub struct Store {
 pub struct PageCommit<'a> {
     /// The run this page belongs to.
     pub run_id: i64,
-    /// Alive leads to upsert.
+    /// Leads to upsert (or, with `is_deleted`, to mark deleted).
     pub leads: &'a [Lead],
+    /// Leads known to be gone: marked deleted when the mirror has them alive.
+    pub gone: &'a [LeadId],
     /// When set, the full pass that saw these leads (for deletion reconciliation).
     pub full_pass: Option<i64>,
     /// Cursors to move.
@@ -140,6 +142,9 @@ impl Store {
                     leads::mark_seen(&mut tx, lead.id, pass).await?;
                 }
             }
+        }
+        for id in commit.gone {
+            leads::mark_gone(&mut tx, *id, commit.now).await?;
         }
         state::apply(&mut tx, &commit.cursor).await?;
         runs::set_counters(&mut tx, commit.run_id, &commit.counters).await?;

@@ -18,6 +18,8 @@ pub struct SyncState {
     pub full_cursor: Option<i64>,
     /// When the unfinished full pass started.
     pub full_pass_started_at: Option<i64>,
+    /// `created_at` up to which lead events have been followed.
+    pub events_cursor: Option<i64>,
 }
 
 /// Cursor moves that go with a page. Each cursor only ever moves forward.
@@ -26,12 +28,13 @@ pub struct CursorUpdate {
     pub incremental: Option<i64>,
     pub deleted: Option<i64>,
     pub full: Option<i64>,
+    pub events: Option<i64>,
 }
 
 pub async fn read(pool: &SqlitePool) -> Result<SyncState, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT incremental_cursor, deleted_cursor, full_pass, full_cursor, full_pass_started_at \
-         FROM sync_state WHERE id = 1",
+        "SELECT incremental_cursor, deleted_cursor, full_pass, full_cursor, full_pass_started_at, \
+         events_cursor FROM sync_state WHERE id = 1",
     )
     .fetch_one(pool)
     .await?)
@@ -45,18 +48,22 @@ pub async fn apply(
         "UPDATE sync_state SET \
          incremental_cursor = CASE WHEN ?1 IS NULL THEN incremental_cursor ELSE MAX(COALESCE(incremental_cursor, ?1), ?1) END, \
          deleted_cursor = CASE WHEN ?2 IS NULL THEN deleted_cursor ELSE MAX(COALESCE(deleted_cursor, ?2), ?2) END, \
-         full_cursor = CASE WHEN ?3 IS NULL OR full_cursor IS NULL THEN full_cursor ELSE MAX(full_cursor, ?3) END \
+         full_cursor = CASE WHEN ?3 IS NULL OR full_cursor IS NULL THEN full_cursor ELSE MAX(full_cursor, ?3) END, \
+         events_cursor = CASE WHEN ?4 IS NULL THEN events_cursor ELSE MAX(COALESCE(events_cursor, ?4), ?4) END \
          WHERE id = 1",
     )
     .bind(update.incremental)
     .bind(update.deleted)
     .bind(update.full)
+    .bind(update.events)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
 /// Continues the unfinished full pass, or opens a new one from cursor 0.
+/// The first pass also starts the event cursor: events before it are
+/// covered by the pass itself.
 pub async fn begin_full_pass(
     tx: &mut Transaction<'static, Sqlite>,
     now: i64,
@@ -70,7 +77,8 @@ pub async fn begin_full_pass(
     }
     let pass = pass + 1;
     sqlx::query(
-        "UPDATE sync_state SET full_pass = ?, full_cursor = 0, full_pass_started_at = ? WHERE id = 1",
+        "UPDATE sync_state SET full_pass = ?1, full_cursor = 0, full_pass_started_at = ?2, \
+         events_cursor = COALESCE(events_cursor, ?2) WHERE id = 1",
     )
     .bind(pass)
     .bind(now)
