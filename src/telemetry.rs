@@ -7,10 +7,17 @@ use tracing_subscriber::EnvFilter;
 /// Environment variable choosing the log format: `text` (default) or `json`.
 pub const LOG_FORMAT_ENV_VAR: &str = "KOMMO_SYNC_LOG_FORMAT";
 
-/// Installs the global subscriber. Safe to call once per process.
-pub fn init() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tokio_cron_scheduler=warn"));
+/// The filter when `RUST_LOG` is not set: INFO for kommo-sync (one line per
+/// run), warnings only from the libraries.
+pub const DEFAULT_FILTER: &str = "info,sqlx=warn,tokio_cron_scheduler=warn";
+/// The filter of `--demo` when `RUST_LOG` is not set: its own output says it all.
+pub const QUIET_FILTER: &str = "warn";
+
+/// Installs the global subscriber with `default_filter` unless `RUST_LOG` is
+/// set. A second call does nothing.
+pub fn init(default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let json = std::env::var(LOG_FORMAT_ENV_VAR).is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
