@@ -199,7 +199,13 @@ impl Syncer {
                 return Ok(());
             }
             let more = is_full(&page, limit);
-            let top = page.max_updated_at().unwrap_or(cursor).max(cursor);
+            let Some(newest) = page.max_updated_at() else {
+                return Err(KommoError::Decode {
+                    message: format!("a page of leads from updated_at {cursor} carries no updated_at; the mirror cannot advance past it"),
+                }
+                .into());
+            };
+            let top = newest.max(cursor);
             if more && top == cursor {
                 // A whole page inside the cursor's second: read the second by
                 // id, then step past it.

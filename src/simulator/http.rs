@@ -127,13 +127,17 @@ async fn handle(
 ) -> Response {
     let resp = dispatch(&shared, &method, &uri, &headers);
     let status = resp.status();
-    {
+    let latency = {
         let mut st = shared.lock();
         match status {
             StatusCode::TOO_MANY_REQUESTS => st.stats.responses_429 += 1,
             StatusCode::UNAUTHORIZED => st.stats.responses_401 += 1,
             _ => {}
         }
+        st.control.latency
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
     }
     tracing::trace!(%method, %uri, %status, "simulator answered");
     resp

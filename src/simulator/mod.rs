@@ -64,6 +64,8 @@ struct Control {
     fail_next: u32,
     fail_status: u16,
     churn: usize,
+    /// Added before every answer, like the round trip to a distant server.
+    latency: std::time::Duration,
 }
 
 /// Everything behind the one mutex.
@@ -119,6 +121,7 @@ impl Simulator {
                     fail_next: 0,
                     fail_status: 500,
                     churn: 0,
+                    latency: std::time::Duration::ZERO,
                 },
                 stats: SimulatorStats::default(),
                 window: RateWindow::default(),
@@ -184,6 +187,12 @@ impl Simulator {
     /// Before answering each lead request, apply `n` random mutations.
     pub fn set_churn_per_lead_request(&self, n: usize) {
         self.shared.lock().control.churn = n;
+    }
+
+    /// Delays every answer by `latency` (the request is counted, and its
+    /// answer decided, on arrival).
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.shared.lock().control.latency = latency;
     }
 
     /// Changes name, price and a custom field; `updated_at` = now.
