@@ -34,7 +34,7 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 }
 
 async fn backfill(leads: usize, rate: u32, dir: &Path) -> Measured {
-    let token = kommo_sync::token::fake_jwt(kommo_sync::clock::unix_now() + 86_400);
+    let token = kommo_sync::token::fake_jwt(kommo_sync::clock::unix_now() + 365 * 86_400);
     let sim = Simulator::start(SimulatorConfig {
         leads,
         tie_block: 600,
@@ -95,7 +95,7 @@ async fn main() {
     let sizes: &[usize] = if quick {
         &[5_000, 20_000]
     } else {
-        &[10_000, 50_000, 200_000]
+        &[10_000, 50_000, 100_000]
     };
 
     println!(

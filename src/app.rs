@@ -90,6 +90,7 @@ async fn build_service(settings: &Settings) -> Result<SyncService, u8> {
         SyncOptions {
             page_size: settings.kommo.page_size,
             overlap_seconds: settings.sync.overlap_seconds,
+            parallel_windows: settings.sync.parallel_windows,
         },
     );
     Ok(SyncService {

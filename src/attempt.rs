@@ -94,9 +94,9 @@ impl SyncService {
             }
         };
         tracing::debug!(run_id, kind = %kind, "sync started");
-        let mut progress = RunProgress::new(run_id, &token, cancel);
-        let result = self.syncer.run(kind, &mut progress).await;
-        let counters = progress.counters;
+        let progress = RunProgress::new(run_id, token, cancel.child_token());
+        let result = self.syncer.run(kind, &progress).await;
+        let counters = progress.counters();
         let (status, report, message) = match result {
             Ok(report) => {
                 tracing::info!(

@@ -93,6 +93,9 @@ pub struct SyncSettings {
     /// An incremental sync starts this many seconds before the saved cursor,
     /// so that writes that became visible late are still met.
     pub overlap_seconds: u32,
+    /// Windows of `updated_at` a full sync walks at once, so that requests
+    /// overlap their round trips and use the whole rate allowance.
+    pub parallel_windows: u32,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -172,12 +175,14 @@ impl Default for RawSchedule {
 #[serde(deny_unknown_fields, default)]
 struct RawSync {
     overlap_seconds: i64,
+    parallel_windows: i64,
 }
 
 impl Default for RawSync {
     fn default() -> Self {
         RawSync {
             overlap_seconds: 300,
+            parallel_windows: 4,
         }
     }
 }
@@ -292,6 +297,13 @@ impl Settings {
         }
         validate_cron("schedule.incremental", &raw.schedule.incremental)?;
         validate_cron("schedule.full", &raw.schedule.full)?;
+        let parallel_windows = in_range(
+            "sync.parallel_windows",
+            raw.sync.parallel_windows,
+            1,
+            16,
+            "use 1 for one sequential walk, or up to 16 (4 by default)",
+        )?;
         let overlap_seconds = in_range(
             "sync.overlap_seconds",
             raw.sync.overlap_seconds,
@@ -319,7 +331,10 @@ impl Settings {
                 incremental: raw.schedule.incremental,
                 full: raw.schedule.full,
             },
-            sync: SyncSettings { overlap_seconds },
+            sync: SyncSettings {
+                overlap_seconds,
+                parallel_windows,
+            },
             source_file,
         })
     }

@@ -66,6 +66,7 @@ async fn demo() -> Result<u8, String> {
             SyncOptions {
                 page_size: 250,
                 overlap_seconds: 300,
+                parallel_windows: 4,
             },
         ),
         token_source: TokenSource::default(),

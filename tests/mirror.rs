@@ -404,3 +404,74 @@ async fn views_expose_custom_fields_and_tags() {
         .unwrap();
     assert_eq!(alive, 300);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_round_trips_are_overlapped_by_parallel_windows_under_churn() {
+    // Answers take 400 ms: one sequential walk would manage 2.5 requests a
+    // second; windows walked at once overlap their round trips.
+    let env = TestEnv::start_with(
+        account(3_000, 300),
+        "page_size = 100\n",
+        "[sync]\nparallel_windows = 4\n",
+    )
+    .await;
+    env.sim.set_latency(std::time::Duration::from_millis(400));
+    let alive_before: HashSet<i64> = env.sim.alive_ids().into_iter().collect();
+    env.sim.set_churn_per_lead_request(2);
+    env.run_ok(&["--backfill"]).await;
+    env.sim.set_churn_per_lead_request(0);
+    let stats = env.sim.stats();
+    assert!(
+        stats.max_in_flight >= 2,
+        "the windows were not walked at once: {stats:?}"
+    );
+    assert_eq!(stats.responses_429, 0, "{stats:?}");
+    assert!(stats.max_requests_in_any_second <= 7, "{stats:?}");
+
+    let touched: HashSet<i64> = env
+        .sim
+        .mutations()
+        .iter()
+        .map(|m| match m {
+            Mutation::Updated(id)
+            | Mutation::Deleted(id)
+            | Mutation::Restored(id)
+            | Mutation::Added(id) => *id,
+        })
+        .collect();
+    let pool = env.db().await;
+    let mirrored: HashSet<i64> = mirror_rows(&pool, "is_deleted = 0")
+        .await
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let missing: Vec<i64> = alive_before
+        .iter()
+        .filter(|id| !touched.contains(id) && !mirrored.contains(id))
+        .copied()
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "unchanged leads missing after a parallel backfill: {missing:?}"
+    );
+    let windows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM full_pass_windows")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(windows, 0, "a finished pass forgets its windows");
+
+    env.run_ok(&["--once"]).await;
+    env.assert_mirror_equals_account().await;
+    env.run_ok(&["--backfill"]).await;
+    env.assert_mirror_equals_account().await;
+    let marked: HashSet<i64> = mirror_rows(&pool, "is_deleted = 1")
+        .await
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    for id in env.sim.deleted_ids() {
+        if mirrored.contains(&id) || alive_before.contains(&id) {
+            assert!(marked.contains(&id), "deleted lead {id} not marked deleted");
+        }
+    }
+}

@@ -152,6 +152,11 @@ impl KommoClient {
         })
     }
 
+    /// The gap the pacer keeps between two requests.
+    pub fn request_spacing(&self) -> Duration {
+        super::request_spacing(self.options.requests_per_second)
+    }
+
     /// Requests sent so far by this client and its clones, retries included.
     pub fn requests_sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)

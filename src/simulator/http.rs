@@ -125,6 +125,11 @@ async fn handle(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    {
+        let mut st = shared.lock();
+        st.in_flight += 1;
+        st.stats.max_in_flight = st.stats.max_in_flight.max(st.in_flight);
+    }
     let resp = dispatch(&shared, &method, &uri, &headers);
     let status = resp.status();
     let latency = {
@@ -139,6 +144,7 @@ async fn handle(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    shared.lock().in_flight -= 1;
     tracing::trace!(%method, %uri, %status, "simulator answered");
     resp
 }

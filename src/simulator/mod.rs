@@ -75,6 +75,8 @@ struct State {
     stats: SimulatorStats,
     window: RateWindow,
     rate_limit: u32,
+    /// Requests received and not yet answered.
+    in_flight: u64,
 }
 
 /// State shared by the handle and the server task.
@@ -126,6 +128,7 @@ impl Simulator {
                 stats: SimulatorStats::default(),
                 window: RateWindow::default(),
                 rate_limit: config.rate_limit_per_second,
+                in_flight: 0,
             }),
             base_url,
             shutdown: tx,

@@ -19,6 +19,9 @@ pub struct SimulatorStats {
     pub responses_401: u64,
     /// most arrivals seen in any closed 1-second window `[t-1s, t]`
     pub max_requests_in_any_second: u64,
+    /// most requests being answered at the same time (a client walking
+    /// several windows at once shows more than 1 when answers are slow)
+    pub max_in_flight: u64,
 }
 
 /// Arrival instants of the requests of the last second.

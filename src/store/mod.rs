@@ -11,6 +11,7 @@ mod state;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -21,6 +22,7 @@ pub use runs::{RunCounters, RunKind, RunRecord, RunStatus};
 pub use state::{CursorUpdate, SyncState};
 
 use crate::kommo::{Lead, LeadId};
+use crate::sync::windows::Window;
 
 /// How long a writer waits for a lock held by another connection or process.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,6 +50,9 @@ pub enum StoreError {
 pub struct Store {
     pool: SqlitePool,
     path: PathBuf,
+    /// Serializes this process's write transactions (several windows of a
+    /// full pass commit pages concurrently; SQLite has one writer anyway).
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// What one page changes, committed together.
@@ -63,6 +68,8 @@ pub struct PageCommit<'a> {
     pub full_pass: Option<i64>,
     /// Cursors to move.
     pub cursor: CursorUpdate,
+    /// The full-pass window this page advances, as it stands after the page.
+    pub window: Option<(i64, Window)>,
     /// The run's counters after this page.
     pub counters: RunCounters,
     /// Unix seconds of the write.
@@ -101,6 +108,7 @@ impl Store {
         Ok(Store {
             pool,
             path: path.to_path_buf(),
+            writer: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -132,6 +140,7 @@ impl Store {
     /// counters in one transaction: after a crash either all of it is there or
     /// none of it.
     pub async fn commit_page(&self, commit: PageCommit<'_>) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
         let mut tx = self.begin().await?;
         for lead in commit.leads {
             if lead.is_deleted {
@@ -147,6 +156,9 @@ impl Store {
             leads::mark_gone(&mut tx, *id, commit.now).await?;
         }
         state::apply(&mut tx, &commit.cursor).await?;
+        if let Some((pass, window)) = &commit.window {
+            state::save_window(&mut tx, *pass, window).await?;
+        }
         runs::set_counters(&mut tx, commit.run_id, &commit.counters).await?;
         tx.commit().await?;
         Ok(())
@@ -155,9 +167,10 @@ impl Store {
     /// Ends a full pass: marks alive leads it did not see as deleted and closes
     /// the pass, in one transaction. Returns how many leads were marked deleted.
     pub async fn finish_full_pass(&self, pass: i64, now: i64) -> Result<u64, StoreError> {
+        let _writer = self.writer.lock().await;
         let mut tx = self.begin().await?;
         let deleted = leads::mark_unseen_deleted(&mut tx, pass, now).await?;
-        state::close_full_pass(&mut tx).await?;
+        state::close_full_pass(&mut tx, pass).await?;
         tx.commit().await?;
         Ok(deleted)
     }
@@ -170,10 +183,31 @@ impl Store {
     /// Starts a full pass, or continues the unfinished one: its number and the
     /// cursor to resume from.
     pub async fn begin_full_pass(&self, now: i64) -> Result<(i64, i64), StoreError> {
+        let _writer = self.writer.lock().await;
         let mut tx = self.begin().await?;
         let result = state::begin_full_pass(&mut tx, now).await?;
         tx.commit().await?;
         Ok(result)
+    }
+
+    /// The windows of a full pass.
+    pub async fn full_pass_windows(&self, pass: i64) -> Result<Vec<Window>, StoreError> {
+        state::windows(&self.pool, pass).await
+    }
+
+    /// Records a split of a window in two, atomically.
+    pub async fn save_split(
+        &self,
+        pass: i64,
+        shortened: &Window,
+        new: &Window,
+    ) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
+        let mut tx = self.begin().await?;
+        state::save_window(&mut tx, pass, shortened).await?;
+        state::save_window(&mut tx, pass, new).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Records the start of a run.

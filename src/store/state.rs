@@ -4,6 +4,7 @@
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::StoreError;
+use crate::sync::windows::Window;
 
 /// Where the syncs stand.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
@@ -27,7 +28,6 @@ pub struct SyncState {
 pub struct CursorUpdate {
     pub incremental: Option<i64>,
     pub deleted: Option<i64>,
-    pub full: Option<i64>,
     pub events: Option<i64>,
 }
 
@@ -48,13 +48,11 @@ pub async fn apply(
         "UPDATE sync_state SET \
          incremental_cursor = CASE WHEN ?1 IS NULL THEN incremental_cursor ELSE MAX(COALESCE(incremental_cursor, ?1), ?1) END, \
          deleted_cursor = CASE WHEN ?2 IS NULL THEN deleted_cursor ELSE MAX(COALESCE(deleted_cursor, ?2), ?2) END, \
-         full_cursor = CASE WHEN ?3 IS NULL OR full_cursor IS NULL THEN full_cursor ELSE MAX(full_cursor, ?3) END, \
-         events_cursor = CASE WHEN ?4 IS NULL THEN events_cursor ELSE MAX(COALESCE(events_cursor, ?4), ?4) END \
+         events_cursor = CASE WHEN ?3 IS NULL THEN events_cursor ELSE MAX(COALESCE(events_cursor, ?3), ?3) END \
          WHERE id = 1",
     )
     .bind(update.incremental)
     .bind(update.deleted)
-    .bind(update.full)
     .bind(update.events)
     .execute(&mut **tx)
     .await?;
@@ -73,6 +71,24 @@ pub async fn begin_full_pass(
             .fetch_one(&mut **tx)
             .await?;
     if let Some(cursor) = cursor {
+        let windows: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM full_pass_windows WHERE full_pass = ?")
+                .bind(pass)
+                .fetch_one(&mut **tx)
+                .await?;
+        if windows == 0 {
+            save_window(
+                tx,
+                pass,
+                &Window {
+                    id: 0,
+                    cursor,
+                    end: None,
+                    done: false,
+                },
+            )
+            .await?;
+        }
         return Ok((pass, cursor));
     }
     let pass = pass + 1;
@@ -84,13 +100,84 @@ pub async fn begin_full_pass(
     .bind(now)
     .execute(&mut **tx)
     .await?;
+    save_window(
+        tx,
+        pass,
+        &Window {
+            id: 0,
+            cursor: 0,
+            end: None,
+            done: false,
+        },
+    )
+    .await?;
     Ok((pass, 0))
 }
 
-pub async fn close_full_pass(tx: &mut Transaction<'static, Sqlite>) -> Result<(), StoreError> {
+/// Closes the pass: forgets its windows, and moves the incremental cursor to
+/// the newest change mirrored (the pass has seen everything up to it).
+pub async fn close_full_pass(
+    tx: &mut Transaction<'static, Sqlite>,
+    pass: i64,
+) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE sync_state SET full_cursor = NULL, full_pass_started_at = NULL WHERE id = 1",
+        "UPDATE sync_state SET full_cursor = NULL, full_pass_started_at = NULL, \
+         incremental_cursor = MAX(COALESCE(incremental_cursor, 0), \
+             COALESCE((SELECT MAX(updated_at) FROM leads WHERE is_deleted = 0), 0)) \
+         WHERE id = 1",
     )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM full_pass_windows WHERE full_pass = ?")
+        .bind(pass)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The windows of a pass.
+pub async fn windows(pool: &SqlitePool, pass: i64) -> Result<Vec<Window>, StoreError> {
+    let rows: Vec<(i64, i64, Option<i64>, bool)> = sqlx::query_as(
+        "SELECT window_id, cursor, end_at, done FROM full_pass_windows WHERE full_pass = ? ORDER BY window_id",
+    )
+    .bind(pass)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, cursor, end, done)| Window {
+            id,
+            cursor,
+            end,
+            done,
+        })
+        .collect())
+}
+
+/// Writes a window's state, and the pass's lowest pending cursor into
+/// `sync_state.full_cursor` (what `--status` shows).
+pub async fn save_window(
+    tx: &mut Transaction<'static, Sqlite>,
+    pass: i64,
+    window: &Window,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO full_pass_windows (full_pass, window_id, cursor, end_at, done) VALUES (?, ?, ?, ?, ?) \
+         ON CONFLICT (full_pass, window_id) DO UPDATE SET cursor = MAX(cursor, excluded.cursor), \
+         end_at = excluded.end_at, done = excluded.done",
+    )
+    .bind(pass)
+    .bind(window.id)
+    .bind(window.cursor)
+    .bind(window.end)
+    .bind(window.done)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE sync_state SET full_cursor = COALESCE((SELECT MIN(cursor) FROM full_pass_windows \
+         WHERE full_pass = ?1 AND done = 0), full_cursor) WHERE id = 1 AND full_cursor IS NOT NULL",
+    )
+    .bind(pass)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -1,0 +1,170 @@
+//! A full pass: every alive lead, walked in several `updated_at` windows at
+//! once (see [`super::windows`]), then the reconciliation of deletions.
+//!
+//! A killed or interrupted pass resumes with the same pass number and every
+//! window where it stopped; leads seen before the kill still count as seen.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+
+use super::walk::{Listing, Range, WindowRef};
+use super::windows::{Assignment, Window, WindowPlan};
+use super::{MIN_WINDOW_SPLIT_SECONDS, RunProgress, SyncError, Syncer};
+use crate::clock::unix_now;
+use crate::store::PageCommit;
+
+impl Syncer {
+    /// Runs (or resumes) the full pass; returns how many leads it marked deleted.
+    pub(super) async fn full_pass(&self, progress: &RunProgress) -> Result<u64, SyncError> {
+        let (pass, resumed_from) = self.store.begin_full_pass(unix_now()).await?;
+        if resumed_from > 0 {
+            tracing::info!(
+                run_id = progress.run_id,
+                full_pass = pass,
+                from = resumed_from,
+                "resuming the unfinished full sync"
+            );
+        }
+        let windows = self.store.full_pass_windows(pass).await?;
+        let plan = Mutex::new(WindowPlan::new(windows, MIN_WINDOW_SPLIT_SECONDS));
+        let workers = self.options.parallel_windows.max(1);
+        let mut running = FuturesUnordered::new();
+        for worker in 0..workers {
+            running.push(self.full_pass_worker(progress, pass, &plan, worker));
+        }
+        let mut first_error = None;
+        while let Some(result) = running.next().await {
+            if let Err(e) = result
+                && first_error.is_none()
+            {
+                // Stop the other walks after their page in flight.
+                progress.stop.cancel();
+                first_error = Some(e);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        let all_done = plan.lock().unwrap_or_else(|e| e.into_inner()).all_done();
+        if !all_done {
+            // Only possible if a stop came between windows.
+            return Err(SyncError::Interrupted);
+        }
+        Ok(self.store.finish_full_pass(pass, unix_now()).await?)
+    }
+
+    /// Takes windows from the plan and walks them until none is left.
+    async fn full_pass_worker(
+        &self,
+        progress: &RunProgress,
+        pass: i64,
+        plan: &Mutex<WindowPlan>,
+        worker: u32,
+    ) -> Result<(), SyncError> {
+        if worker > 0 {
+            let round_trip = wait_for_first_page(plan, progress).await;
+            // Parallel walks pay off only when a round trip is longer than
+            // the pacer's gap between requests: with `n` walks, `n` requests
+            // are in flight per round trip. Beyond that, each extra window
+            // only adds the request that finds its end.
+            let spacing = self.client.request_spacing();
+            let useful = round_trip.as_secs_f64() / spacing.as_secs_f64();
+            if f64::from(worker) >= useful.ceil() {
+                return Ok(());
+            }
+            tracing::debug!(
+                run_id = progress.run_id,
+                worker,
+                round_trip_ms = round_trip.as_millis() as u64,
+                "another window walk"
+            );
+            tokio::time::sleep(spacing * worker).await;
+        }
+        loop {
+            if progress.stop.is_cancelled() {
+                return Err(SyncError::Interrupted);
+            }
+            let assignment = plan
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .assign(unix_now());
+            let window = match assignment {
+                Assignment::Idle => return Ok(()),
+                Assignment::Walk(window) => window,
+                Assignment::Split { shortened, new } => {
+                    self.store.save_split(pass, &shortened, &new).await?;
+                    tracing::debug!(run_id = progress.run_id, shortened = ?shortened, new = ?new, "split a window");
+                    new
+                }
+            };
+            let range = Range {
+                listing: Listing::Alive,
+                start: window.cursor,
+                window: Some(WindowRef {
+                    pass,
+                    id: window.id,
+                    plan,
+                }),
+            };
+            match self.walk(progress, range).await {
+                Ok(()) => {
+                    let done = {
+                        let mut plan = plan.lock().unwrap_or_else(|e| e.into_inner());
+                        plan.reached_end(window.id);
+                        plan.get(window.id)
+                    };
+                    self.save_window(progress, pass, done).await?;
+                }
+                Err(e) => {
+                    plan.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .release(window.id);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Writes a window's state (its end reached) with the run's counters.
+    async fn save_window(
+        &self,
+        progress: &RunProgress,
+        pass: i64,
+        window: Window,
+    ) -> Result<(), SyncError> {
+        self.store
+            .commit_page(PageCommit {
+                run_id: progress.run_id,
+                leads: &[],
+                gone: &[],
+                full_pass: Some(pass),
+                cursor: Default::default(),
+                window: Some((pass, window)),
+                counters: progress.counters(),
+                now: unix_now(),
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// Waits until the first window has committed a page (a fresh pass starts
+/// as one window from 0, and its first page shows where the leads begin,
+/// instead of the other workers splitting decades of empty history), and
+/// returns how long that took: about one round trip.
+async fn wait_for_first_page(plan: &Mutex<WindowPlan>, progress: &RunProgress) -> Duration {
+    let started = Instant::now();
+    let snapshot = || plan.lock().unwrap_or_else(|e| e.into_inner()).windows();
+    let initial = snapshot();
+    while !progress.stop.is_cancelled() {
+        if snapshot() != initial {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}

@@ -1,0 +1,218 @@
+//! The sync algorithm: keyset walks over `updated_at` that keep the mirror
+//! exact while the account changes under it.
+//!
+//! Kommo pages by offset, computed afresh at each request, so paging
+//! `page=1,2,3` over a changing account skips leads. Instead every step asks
+//! for page 1 of `filter[updated_at][from]=C&order[updated_at]=asc` and, once
+//! the page is committed, moves the cursor `C` to the page's largest
+//! `updated_at` (see [`walk`]). A lead that changes while we walk gets a newer
+//! `updated_at` and is met again further on; a lead that vanishes shifts
+//! nothing behind the cursor. A whole page inside one second (a bulk import)
+//! is read by id within that second, then the cursor steps past it.
+//!
+//! Each page is committed in one transaction with the cursor and the run's
+//! counters, so a kill at any instant leaves a consistent mirror and a cursor
+//! to resume from. A full pass ([`full`]) walks several `updated_at` windows
+//! at once to use the whole rate allowance, remembers which leads it saw, and
+//! when it completes marks the alive leads it did not see as deleted (never
+//! removing them). An incremental sync walks from its cursor (minus an
+//! overlap), then the deleted-leads listing, then the lead events
+//! ([`events`]) that reveal restores.
+
+mod events;
+mod full;
+mod walk;
+pub mod windows;
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::unix_now;
+use crate::kommo::{KommoClient, KommoError, LeadPage, LeadQuery};
+use crate::store::{RunCounters, RunKind, Store, StoreError};
+use crate::token::Secret;
+
+/// Passes over one crowded second before giving up on finding more ids in it.
+pub const MAX_PASSES_PER_SECOND: u32 = 4;
+/// Events per request (Kommo's maximum for `/api/v4/events`).
+pub const EVENTS_PER_PAGE: u32 = 100;
+/// Lead ids per `filter[id]` request when checking the leads events name.
+pub const IDS_PER_REQUEST: usize = 50;
+/// How long the page in flight may still take after a stop was requested.
+pub const STOP_GRACE: Duration = Duration::from_secs(15);
+/// A full-pass window with fewer seconds than twice this left is not split.
+pub const MIN_WINDOW_SPLIT_SECONDS: i64 = 60;
+
+/// Why a sync stopped before completing.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Kommo(#[from] KommoError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("interrupted by a stop request; progress up to the last committed page is kept")]
+    Interrupted,
+}
+
+/// What a completed sync did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Leads written (a lead read twice counts twice).
+    pub leads_upserted: i64,
+    /// Requests sent, retries included.
+    pub requests: i64,
+    /// Leads newly marked deleted (by a full pass's reconciliation, the
+    /// deleted-leads listing or the events).
+    pub marked_deleted: u64,
+}
+
+/// The settings the algorithm needs.
+#[derive(Clone, Copy, Debug)]
+pub struct SyncOptions {
+    /// Leads per request.
+    pub page_size: u32,
+    /// Seconds an incremental sync starts before its saved cursor.
+    pub overlap_seconds: u32,
+    /// Windows a full pass walks at once (1 = one sequential walk).
+    pub parallel_windows: u32,
+}
+
+/// The state of one run, shared by every walk of the run (several at once
+/// in a full pass).
+pub struct RunProgress {
+    /// The `sync_runs` row.
+    pub run_id: i64,
+    /// The token for this run (re-read at each run).
+    pub token: Secret,
+    /// Set by a stop request (signal) or by a walk that failed: every walk of
+    /// the run stops after its page in flight.
+    pub stop: CancellationToken,
+    leads_upserted: AtomicI64,
+    requests: AtomicI64,
+    /// The client's request count when the run started.
+    requests_before: AtomicU64,
+}
+
+impl RunProgress {
+    /// `stop` is usually a child of the process's shutdown token.
+    pub fn new(run_id: i64, token: Secret, stop: CancellationToken) -> Self {
+        RunProgress {
+            run_id,
+            token,
+            stop,
+            leads_upserted: AtomicI64::new(0),
+            requests: AtomicI64::new(0),
+            requests_before: AtomicU64::new(0),
+        }
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> RunCounters {
+        RunCounters {
+            leads_upserted: self.leads_upserted.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+        }
+    }
+
+    fn add_leads(&self, n: usize) -> RunCounters {
+        self.leads_upserted.fetch_add(n as i64, Ordering::Relaxed);
+        self.counters()
+    }
+
+    /// Records the client's request count: the run's requests are what the
+    /// client sent since the run started (one run at a time per client).
+    fn note_requests(&self, client: &KommoClient) {
+        let sent = client.requests_sent() - self.requests_before.load(Ordering::Relaxed);
+        self.requests
+            .fetch_max(i64::try_from(sent).unwrap_or(i64::MAX), Ordering::Relaxed);
+    }
+}
+
+/// Runs syncs of one account into one mirror.
+#[derive(Clone)]
+pub struct Syncer {
+    client: KommoClient,
+    store: Store,
+    options: SyncOptions,
+}
+
+impl Syncer {
+    pub fn new(client: KommoClient, store: Store, options: SyncOptions) -> Syncer {
+        Syncer {
+            client,
+            store,
+            options,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn client(&self) -> &KommoClient {
+        &self.client
+    }
+
+    /// Runs one sync of `kind`. On error, `progress.counters()` holds what was
+    /// done before it, and everything committed stays committed.
+    pub async fn run(
+        &self,
+        kind: RunKind,
+        progress: &RunProgress,
+    ) -> Result<SyncReport, SyncError> {
+        progress
+            .requests_before
+            .store(self.client.requests_sent(), Ordering::Relaxed);
+        let marked_deleted = match kind {
+            RunKind::Full => self.full_pass(progress).await?,
+            RunKind::Incremental => {
+                let started = unix_now();
+                let state = self.store.sync_state().await?;
+                let overlap = i64::from(self.options.overlap_seconds);
+                let before = self.store.lead_counts().await?.deleted;
+                let start = state.incremental_cursor.map_or(0, |c| (c - overlap).max(0));
+                self.walk(progress, walk::Range::incremental(start)).await?;
+                let deleted_start = state.deleted_cursor.map_or(0, |c| (c - overlap).max(0));
+                self.walk(progress, walk::Range::deleted(deleted_start))
+                    .await?;
+                self.follow_events(progress, state.events_cursor, started)
+                    .await?;
+                let after = self.store.lead_counts().await?.deleted;
+                u64::try_from(after - before).unwrap_or(0)
+            }
+        };
+        let counters = progress.counters();
+        Ok(SyncReport {
+            leads_upserted: counters.leads_upserted,
+            requests: counters.requests,
+            marked_deleted,
+        })
+    }
+
+    /// Fetches one page of leads; a stop request lets the page in flight
+    /// finish (up to [`STOP_GRACE`]) and then ends the walk.
+    async fn fetch(
+        &self,
+        progress: &RunProgress,
+        query: &LeadQuery,
+    ) -> Result<LeadPage, SyncError> {
+        if progress.stop.is_cancelled() {
+            return Err(SyncError::Interrupted);
+        }
+        let request = self.client.fetch_leads(&progress.token, query);
+        tokio::pin!(request);
+        let result = tokio::select! {
+            result = &mut request => result,
+            () = progress.stop.cancelled() => {
+                match tokio::time::timeout(STOP_GRACE, &mut request).await {
+                    Ok(result) => result,
+                    Err(_) => return Err(SyncError::Interrupted),
+                }
+            }
+        };
+        progress.note_requests(&self.client);
+        Ok(result?)
+    }
+}
