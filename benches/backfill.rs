@@ -33,7 +33,7 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-async fn backfill(leads: usize, rate: u32, dir: &Path) -> Measured {
+async fn backfill(leads: usize, rate: u32, latency_ms: u64, windows: u32, dir: &Path) -> Measured {
     let token = kommo_sync::token::fake_jwt(kommo_sync::clock::unix_now() + 365 * 86_400);
     let sim = Simulator::start(SimulatorConfig {
         leads,
@@ -44,12 +44,14 @@ async fn backfill(leads: usize, rate: u32, dir: &Path) -> Measured {
     })
     .await
     .expect("simulator");
-    let db = dir.join(format!("bench-{leads}-{rate}.sqlite"));
-    let config = dir.join(format!("bench-{leads}-{rate}.toml"));
+    sim.set_latency(Duration::from_millis(latency_ms));
+    let name = format!("bench-{leads}-{rate}-{latency_ms}-{windows}");
+    let db = dir.join(format!("{name}.sqlite"));
+    let config = dir.join(format!("{name}.toml"));
     std::fs::write(
         &config,
         format!(
-            "[kommo]\nbase_url = \"{}\"\nrequests_per_second = {rate}\n[database]\npath = \"{}\"\n",
+            "[kommo]\nbase_url = \"{}\"\nrequests_per_second = {rate}\n[database]\npath = \"{}\"\n[sync]\nparallel_windows = {windows}\n",
             sim.base_url(),
             db.display()
         ),
@@ -106,7 +108,7 @@ async fn main() {
         "leads", "requests", "seconds", "leads/s", "peak RSS MiB"
     );
     for &leads in sizes {
-        let m = backfill(leads, 1000, dir.path()).await;
+        let m = backfill(leads, 1000, 0, 4, dir.path()).await;
         println!(
             "{:>9} {:>9} {:>11.2} {:>10.0} {:>14.1}",
             leads,
@@ -118,15 +120,24 @@ async fn main() {
     }
 
     let leads = if quick { 3_000 } else { 10_000 };
-    let m = backfill(leads, 7, dir.path()).await;
-    println!("\nbackfill at Kommo's limit of 7/s, {leads} leads:");
+    println!("\nbackfill of {leads} leads at Kommo's limit of 7/s:");
     println!(
-        "  {} lead requests in {:.2} s = {:.2} requests/s ({:.0} % of 7/s); most in any 1-s window: {}; 429s: {}",
-        m.lead_requests,
-        m.seconds,
-        m.lead_requests as f64 / m.seconds,
-        m.lead_requests as f64 / m.seconds / 7.0 * 100.0,
-        m.max_in_one_second,
-        m.responses_429
+        "{:>11} {:>8} {:>9} {:>9} {:>11} {:>12} {:>8} {:>5}",
+        "round trip", "windows", "requests", "seconds", "requests/s", "% of 7/s", "max/1s", "429s"
     );
+    for (latency_ms, windows) in [(0, 1), (0, 4), (300, 1), (300, 4)] {
+        let m = backfill(leads, 7, latency_ms, windows, dir.path()).await;
+        let rate = m.lead_requests as f64 / m.seconds;
+        println!(
+            "{:>9}ms {:>8} {:>9} {:>9.2} {:>11.2} {:>11.0}% {:>8} {:>5}",
+            latency_ms,
+            windows,
+            m.lead_requests,
+            m.seconds,
+            rate,
+            rate / 7.0 * 100.0,
+            m.max_in_one_second,
+            m.responses_429
+        );
+    }
 }

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 
 use common::{TestEnv, mirror_rows, run_statuses};
-use kommo_sync::simulator::{Mutation, SimulatorConfig};
+use kommo_sync::simulator::SimulatorConfig;
 
 fn account(leads: usize, tie_block: usize) -> SimulatorConfig {
     SimulatorConfig {
@@ -101,15 +101,7 @@ async fn backfill_under_churn_keeps_every_unchanged_lead_then_converges() {
         "the churn changed only {} leads",
         mutations.len()
     );
-    let touched: HashSet<i64> = mutations
-        .iter()
-        .map(|m| match m {
-            Mutation::Updated(id)
-            | Mutation::Deleted(id)
-            | Mutation::Restored(id)
-            | Mutation::Added(id) => *id,
-        })
-        .collect();
+    let touched = common::touched_ids(&env.sim);
     let pool = env.db().await;
     let mirrored: HashSet<i64> = mirror_rows(&pool, "is_deleted = 0")
         .await
@@ -428,17 +420,7 @@ async fn slow_round_trips_are_overlapped_by_parallel_windows_under_churn() {
     assert_eq!(stats.responses_429, 0, "{stats:?}");
     assert!(stats.max_requests_in_any_second <= 7, "{stats:?}");
 
-    let touched: HashSet<i64> = env
-        .sim
-        .mutations()
-        .iter()
-        .map(|m| match m {
-            Mutation::Updated(id)
-            | Mutation::Deleted(id)
-            | Mutation::Restored(id)
-            | Mutation::Added(id) => *id,
-        })
-        .collect();
+    let touched = common::touched_ids(&env.sim);
     let pool = env.db().await;
     let mirrored: HashSet<i64> = mirror_rows(&pool, "is_deleted = 0")
         .await

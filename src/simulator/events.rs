@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use super::generator::ACCOUNT_ID;
-use super::query::{Invalid, pairs};
+use super::query::{Invalid, invalid, number, pairs};
 
 /// Kommo's maximum `limit` for events.
 pub(crate) const MAX_EVENTS_PER_PAGE: u64 = 100;
@@ -45,19 +45,6 @@ pub(crate) struct EventQuery {
     types: Vec<String>,
     created_from: Option<i64>,
     created_to: Option<i64>,
-}
-
-fn invalid(path: &str, detail: &str) -> Invalid {
-    Invalid {
-        path: path.to_string(),
-        detail: detail.to_string(),
-    }
-}
-
-fn number(path: &str, v: &str) -> Result<i64, Invalid> {
-    v.trim()
-        .parse()
-        .map_err(|_| invalid(path, "This value should be a valid number."))
 }
 
 impl EventQuery {

@@ -43,7 +43,7 @@ pub(crate) struct Invalid {
     pub(crate) detail: String,
 }
 
-fn invalid(path: &str, detail: &str) -> Invalid {
+pub(crate) fn invalid(path: &str, detail: &str) -> Invalid {
     Invalid {
         path: path.to_string(),
         detail: detail.to_string(),
@@ -92,7 +92,7 @@ pub(crate) fn pairs(raw: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn number(path: &str, v: &str) -> Result<i64, Invalid> {
+pub(crate) fn number(path: &str, v: &str) -> Result<i64, Invalid> {
     v.trim()
         .parse::<i64>()
         .map_err(|_| invalid(path, "This value should be a valid number."))

@@ -8,12 +8,16 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use kommo_sync::simulator::{Simulator, SimulatorConfig};
+use std::collections::HashSet;
+
+use kommo_sync::simulator::{Mutation, Simulator, SimulatorConfig};
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use tempfile::TempDir;
 
-/// The columns copied from the lead's field of the same name.
+/// The columns copied from the lead's field of the same name, written out
+/// from interface.md on purpose (not taken from the store) so that a column
+/// the store forgot fails the tests.
 pub const SCALAR_COLUMNS: [&str; 17] = [
     "name",
     "price",
@@ -251,4 +255,17 @@ pub async fn run_statuses(pool: &SqlitePool) -> Vec<(String, String)> {
         .fetch_all(pool)
         .await
         .unwrap()
+}
+
+/// Every lead a mutation touched so far (updated, deleted, restored or added).
+pub fn touched_ids(sim: &Simulator) -> HashSet<i64> {
+    sim.mutations()
+        .iter()
+        .map(|m| match m {
+            Mutation::Updated(id)
+            | Mutation::Deleted(id)
+            | Mutation::Restored(id)
+            | Mutation::Added(id) => *id,
+        })
+        .collect()
 }
