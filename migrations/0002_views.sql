@@ -31,12 +31,3 @@ FROM leads AS l,
      json_each(l.raw, '$._embedded.tags') AS t
 WHERE json_valid(l.raw);
 
--- One row per contact linked to a lead (present when Kommo sends _embedded.contacts).
-CREATE VIEW lead_contacts AS
-SELECT
-    l.id                               AS lead_id,
-    json_extract(c.value, '$.id')      AS contact_id,
-    json_extract(c.value, '$.is_main') AS is_main
-FROM leads AS l,
-     json_each(l.raw, '$._embedded.contacts') AS c
-WHERE json_valid(l.raw);

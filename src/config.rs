@@ -384,7 +384,7 @@ fn subdomain_url(sub: &str) -> Result<Url, ConfigError> {
 
 /// Parses `kommo.base_url`: https anywhere, plain http only to a loopback host.
 pub fn parse_base_url(text: &str) -> Result<Url, ConfigError> {
-    let url = Url::parse(text.trim()).map_err(|e| {
+    let mut url = Url::parse(text.trim()).map_err(|e| {
         invalid(
             "kommo.base_url",
             format!("{text:?} is not a URL ({e}); use e.g. https://acme.kommo.com"),
@@ -413,6 +413,12 @@ pub fn parse_base_url(text: &str) -> Result<Url, ConfigError> {
                 format!("scheme {other:?} is not supported; use https://"),
             ));
         }
+    }
+    // API paths are joined to the base: a base path must end with '/' or
+    // its last segment would be replaced (https://proxy/kommo -> https://proxy/api/...).
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(invalid(
@@ -472,6 +478,15 @@ mod tests {
         assert!(
             err.contains("kommo.base_url") && err.contains("https"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_base_path_keeps_its_last_segment() {
+        let url = parse_base_url("https://proxy.example/kommo").unwrap();
+        assert_eq!(
+            url.join("api/v4/leads").unwrap().as_str(),
+            "https://proxy.example/kommo/api/v4/leads"
         );
     }
 

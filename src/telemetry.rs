@@ -2,6 +2,8 @@
 //! (default `info`), as text or, with `KOMMO_SYNC_LOG_FORMAT=json`, as one
 //! JSON object per line.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Environment variable choosing the log format: `text` (default) or `json`.
@@ -19,8 +21,12 @@ pub fn init(default_filter: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let json = std::env::var(LOG_FORMAT_ENV_VAR).is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    // Colour only on a terminal: journald and log files get plain text, so
+    // `alert="token_rejected"` can be grepped.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let result = if json {
         builder.json().try_init()

@@ -102,8 +102,10 @@ impl TokenSource {
             format!("the environment variable {TOKEN_ENV_VAR}")
         } else if let Some(path) = &self.token_file {
             format!("the file {} (kommo.token_file)", path.display())
-        } else {
+        } else if std::env::var_os("CREDENTIALS_DIRECTORY").is_some() {
             format!("the systemd credential {CREDENTIAL_NAME}")
+        } else {
+            format!("{TOKEN_ENV_VAR}, kommo.token_file or the systemd credential {CREDENTIAL_NAME}")
         }
     }
 }

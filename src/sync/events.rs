@@ -23,9 +23,6 @@ impl Syncer {
         let from = (cursor - i64::from(self.options.overlap_seconds)).max(0);
         let mut last_event: HashMap<LeadId, (i64, bool)> = HashMap::new();
         for page_number in 1.. {
-            if progress.stop.is_cancelled() {
-                return Err(SyncError::Interrupted);
-            }
             let query = EventQuery {
                 types: vec!["lead_deleted", "lead_restored"],
                 created_from: from,
@@ -33,8 +30,9 @@ impl Syncer {
                 page: page_number,
                 limit: EVENTS_PER_PAGE,
             };
-            let result = self.client.fetch_events(&progress.token, &query).await;
-            progress.note_requests(&self.client);
+            let result = self
+                .stoppable(progress, self.client.fetch_events(&progress.token, &query))
+                .await?;
             let page = match result {
                 Ok(page) => page,
                 Err(KommoError::Unauthorized) => return Err(KommoError::Unauthorized.into()),

@@ -191,17 +191,29 @@ impl Syncer {
         })
     }
 
-    /// Fetches one page of leads; a stop request lets the page in flight
-    /// finish (up to [`STOP_GRACE`]) and then ends the walk.
+    /// Fetches one page of leads (see [`Syncer::stoppable`]).
     async fn fetch(
         &self,
         progress: &RunProgress,
         query: &LeadQuery,
     ) -> Result<LeadPage, SyncError> {
+        let result = self
+            .stoppable(progress, self.client.fetch_leads(&progress.token, query))
+            .await?;
+        Ok(result?)
+    }
+
+    /// Runs one request (with its retries). A stop request lets a request in
+    /// flight finish for up to [`STOP_GRACE`], then abandons it (nothing of
+    /// it was committed); a stop before it starts sends nothing.
+    async fn stoppable<T>(
+        &self,
+        progress: &RunProgress,
+        request: impl std::future::Future<Output = Result<T, KommoError>>,
+    ) -> Result<Result<T, KommoError>, SyncError> {
         if progress.stop.is_cancelled() {
             return Err(SyncError::Interrupted);
         }
-        let request = self.client.fetch_leads(&progress.token, query);
         tokio::pin!(request);
         let result = tokio::select! {
             result = &mut request => result,
@@ -213,6 +225,6 @@ impl Syncer {
             }
         };
         progress.note_requests(&self.client);
-        Ok(result?)
+        Ok(result)
     }
 }
