@@ -151,10 +151,6 @@ impl Syncer {
         &self.store
     }
 
-    pub fn client(&self) -> &KommoClient {
-        &self.client
-    }
-
     /// Runs one sync of `kind`. On error, `progress.counters()` holds what was
     /// done before it, and everything committed stays committed.
     pub async fn run(

@@ -156,11 +156,15 @@ impl WindowPlan {
     /// may have been moved by a split meanwhile).
     pub fn advance(&mut self, id: i64, cursor: i64, page_oldest: Option<i64>) -> Window {
         let (w, _) = self.entry(id);
-        let from = page_oldest.unwrap_or(w.cursor).max(w.cursor);
+        let previous = w.cursor;
         w.cursor = w.cursor.max(cursor);
         let w = *w;
-        if cursor > from {
-            self.page_spans.insert(id, cursor - from);
+        // Only a page of leads tells the density (not a step past a crowded second).
+        if let Some(oldest) = page_oldest {
+            let from = oldest.max(previous);
+            if cursor > from {
+                self.page_spans.insert(id, cursor - from);
+            }
         }
         w
     }
@@ -303,7 +307,7 @@ mod tests {
         let Assignment::Split { shortened, .. } = plan.assign(1_000) else {
             panic!()
         };
-        let w = plan.advance(shortened.id, 600, None);
+        let w = plan.advance(shortened.id, 600, Some(500));
         assert_eq!(w.end, Some(499));
         assert!(
             w.cursor > w.end.unwrap(),
