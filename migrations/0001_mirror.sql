@@ -55,7 +55,10 @@ CREATE TABLE sync_state (
     -- updated_at the unfinished full pass has reached; NULL when no full pass is unfinished
     full_cursor          INTEGER,
     -- when the unfinished full pass started (Unix seconds)
-    full_pass_started_at INTEGER
+    full_pass_started_at INTEGER,
+    -- created_at up to which lead_deleted / lead_restored events were followed;
+    -- set when the first full pass starts
+    events_cursor        INTEGER
 );
 INSERT INTO sync_state (id) VALUES (1);
 
@@ -66,3 +69,17 @@ CREATE TABLE lead_full_pass_seen (
     full_pass INTEGER NOT NULL
 );
 CREATE INDEX lead_full_pass_seen_pass ON lead_full_pass_seen (full_pass);
+
+-- A full pass walks several updated_at windows at once; each window's
+-- progress is kept here so a killed pass resumes every window where it stopped.
+CREATE TABLE full_pass_windows (
+    full_pass INTEGER NOT NULL,
+    window_id INTEGER NOT NULL,
+    -- updated_at the window's walk has reached (its next request starts here)
+    cursor    INTEGER NOT NULL,
+    -- last updated_at of the window (inclusive); NULL for the open window that
+    -- runs to the present and finishes last
+    end_at    INTEGER,
+    done      INTEGER NOT NULL DEFAULT 0 CHECK (done IN (0, 1)),
+    PRIMARY KEY (full_pass, window_id)
+);
