@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestEnv, mirror_rows, run_statuses};
+use common::{TestEnv, mirror_rows, open_db, run_statuses};
 use kommo_sync::simulator::SimulatorConfig;
 
 fn slow_account() -> (SimulatorConfig, &'static str) {
@@ -23,6 +23,15 @@ fn slow_account() -> (SimulatorConfig, &'static str) {
 
 /// Starts a backfill and waits until at least `rows` leads are mirrored.
 async fn backfill_until(env: &TestEnv, rows: i64) -> tokio::process::Child {
+    backfill_until_query(env, "SELECT COUNT(*) FROM leads", rows).await
+}
+
+/// Starts a backfill and waits until `query` (one integer) reaches `at_least`.
+async fn backfill_until_query(
+    env: &TestEnv,
+    query: &'static str,
+    at_least: i64,
+) -> tokio::process::Child {
     let child = env
         .command(&["--backfill"])
         .stdout(std::process::Stdio::null())
@@ -34,12 +43,12 @@ async fn backfill_until(env: &TestEnv, rows: i64) -> tokio::process::Child {
         assert!(Instant::now() < deadline, "the backfill made no progress");
         if env.db.exists() {
             let pool = env.db().await;
-            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leads")
+            let n: Option<i64> = sqlx::query_scalar(query)
                 .fetch_one(&pool)
                 .await
-                .unwrap_or(0);
+                .unwrap_or(None);
             pool.close().await;
-            if n >= rows {
+            if n.unwrap_or(0) >= at_least {
                 return child;
             }
         }
@@ -206,4 +215,105 @@ async fn resumes_every_window_of_a_parallel_backfill_after_kill() {
         .await
         .unwrap();
     assert_eq!(deleted, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_restored_by_once_during_an_unfinished_pass_is_not_taken_for_deleted() {
+    let (account, kommo) = slow_account();
+    let env = TestEnv::start_with(account, kommo, "").await;
+    env.run_ok(&["--backfill"]).await;
+    // The lead changed longest ago: the next pass walks past it first.
+    let oldest = env
+        .sim
+        .alive_leads()
+        .iter()
+        .min_by_key(|l| (l["updated_at"].as_i64().unwrap(), l["id"].as_i64().unwrap()))
+        .map(|l| l["id"].as_i64().unwrap())
+        .unwrap();
+    assert!(env.sim.delete_lead(oldest));
+
+    // A second pass (run 2) walks past it while it is deleted, and is killed.
+    let mut child = backfill_until_query(
+        &env,
+        "SELECT leads_upserted FROM sync_runs WHERE id = (SELECT MAX(id) FROM sync_runs) AND id > 1",
+        1_000,
+    )
+    .await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let pool = env.db().await;
+    let pass_open: Option<i64> = sqlx::query_scalar("SELECT full_cursor FROM sync_state")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(pass_open.is_some(), "the second pass is unfinished");
+
+    // Restored in Kommo (its old updated_at kept); a --once brings it back.
+    env.run_ok(&["--once"]).await;
+    assert!(env.sim.restore_lead(oldest));
+    env.run_ok(&["--once"]).await;
+    let alive: i64 = sqlx::query_scalar("SELECT 1 - is_deleted FROM leads WHERE id = ?")
+        .bind(oldest)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(alive, 1, "--once mirrored the restore");
+
+    // The resumed pass never meets it (behind its cursor): still alive after it.
+    env.run_ok(&["--backfill"]).await;
+    env.assert_mirror_equals_account().await;
+    let deleted: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leads WHERE is_deleted = 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_killed_after_its_last_window_finishes_without_a_request() {
+    let env = TestEnv::start_with(
+        SimulatorConfig {
+            leads: 500,
+            tie_block: 0,
+            ..SimulatorConfig::default()
+        },
+        "",
+        "[sync]\nparallel_windows = 4\n",
+    )
+    .await;
+    env.run_ok(&["--backfill"]).await;
+    // What a kill between the last window's commit and the pass's end leaves:
+    // the pass open, every window done.
+    {
+        let pool = open_db(&env.db).await;
+        sqlx::query(
+            "UPDATE sync_state SET full_cursor = incremental_cursor, full_pass_started_at = 1",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO full_pass_windows (full_pass, window_id, cursor, end_at, done) \
+             SELECT full_pass, 0, incremental_cursor, NULL, 1 FROM sync_state",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    env.sim.reset_stats();
+    let out = tokio::time::timeout(Duration::from_secs(30), env.run(&["--backfill"]))
+        .await
+        .expect("the resumed pass ends although no window is left to walk");
+    assert_eq!(out.code, Some(0), "{out:#?}");
+    assert_eq!(env.sim.stats().lead_requests, 0, "nothing was left to read");
+    let pool = env.db().await;
+    let (pass_open, windows): (Option<i64>, i64) = sqlx::query_as(
+        "SELECT full_cursor, (SELECT COUNT(*) FROM full_pass_windows) FROM sync_state",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((pass_open, windows), (None, 0), "the pass is closed");
+    env.assert_mirror_equals_account().await;
 }

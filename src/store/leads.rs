@@ -122,18 +122,40 @@ pub async fn mark_gone(
     Ok(())
 }
 
-/// Notes that a full pass saw this lead alive.
+/// Notes that the unfinished full pass, if any, has seen this lead alive.
+///
+/// Whatever run upserted it: a lead a `--once` mirrors while a full pass is
+/// unfinished (new, or restored) was alive after the pass started, and must
+/// not be marked deleted when the pass completes without meeting it.
 pub async fn mark_seen(
     tx: &mut Transaction<'static, Sqlite>,
     id: LeadId,
-    pass: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO lead_full_pass_seen (lead_id, full_pass) VALUES (?, ?) \
+        "INSERT INTO lead_full_pass_seen (lead_id, full_pass) \
+         SELECT ?1, full_pass FROM sync_state WHERE id = 1 AND full_cursor IS NOT NULL \
          ON CONFLICT (lead_id) DO UPDATE SET full_pass = excluded.full_pass",
     )
     .bind(id)
-    .bind(pass)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Notes that the unfinished full pass, if any, has seen every mirrored alive
+/// lead whose `updated_at` is `second`.
+pub async fn mark_second_seen(
+    tx: &mut Transaction<'static, Sqlite>,
+    second: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO lead_full_pass_seen (lead_id, full_pass) \
+         SELECT leads.id, sync_state.full_pass FROM leads, sync_state \
+         WHERE sync_state.id = 1 AND sync_state.full_cursor IS NOT NULL \
+         AND leads.is_deleted = 0 AND leads.updated_at = ?1 \
+         ON CONFLICT (lead_id) DO UPDATE SET full_pass = excluded.full_pass",
+    )
+    .bind(second)
     .execute(&mut **tx)
     .await?;
     Ok(())

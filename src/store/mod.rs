@@ -64,8 +64,6 @@ pub struct PageCommit<'a> {
     pub leads: &'a [Lead],
     /// Leads known to be gone: marked deleted when the mirror has them alive.
     pub gone: &'a [LeadId],
-    /// When set, the full pass that saw these leads (for deletion reconciliation).
-    pub full_pass: Option<i64>,
     /// Cursors to move.
     pub cursor: CursorUpdate,
     /// The full-pass window this page advances, as it stands after the page.
@@ -147,9 +145,7 @@ impl Store {
                 leads::mark_deleted_from_listing(&mut tx, lead, commit.now).await?;
             } else {
                 leads::upsert_alive(&mut tx, lead, commit.now).await?;
-                if let Some(pass) = commit.full_pass {
-                    leads::mark_seen(&mut tx, lead.id, pass).await?;
-                }
+                leads::mark_seen(&mut tx, lead.id).await?;
             }
         }
         for id in commit.gone {
@@ -175,6 +171,16 @@ impl Store {
         Ok(deleted)
     }
 
+    /// Counts every mirrored alive lead whose `updated_at` is `second` as seen
+    /// by the unfinished full pass, if any (that second could not be read whole).
+    pub async fn mark_second_seen(&self, second: i64) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
+        let mut tx = self.begin().await?;
+        leads::mark_second_seen(&mut tx, second).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The sync cursors.
     pub async fn sync_state(&self) -> Result<SyncState, StoreError> {
         state::read(&self.pool).await
@@ -195,7 +201,8 @@ impl Store {
         state::windows(&self.pool, pass).await
     }
 
-    /// Records a split of a window in two, atomically.
+    /// Records a split of a window in two, atomically: the window's new end
+    /// and the new window (nothing else of the window changes).
     pub async fn save_split(
         &self,
         pass: i64,
@@ -204,8 +211,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let _writer = self.writer.lock().await;
         let mut tx = self.begin().await?;
-        state::save_window(&mut tx, pass, shortened).await?;
-        state::save_window(&mut tx, pass, new).await?;
+        state::save_split(&mut tx, pass, shortened, new).await?;
         tx.commit().await?;
         Ok(())
     }

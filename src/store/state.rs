@@ -154,7 +154,25 @@ pub async fn windows(pool: &SqlitePool, pass: i64) -> Result<Vec<Window>, StoreE
         .collect())
 }
 
-/// Writes a window's state, and the pass's lowest pending cursor into
+/// Cuts a window short and adds the window that takes the rest of its range.
+/// Only this moves a window's end: a page committed meanwhile by the window's
+/// walk writes its cursor and `done`, never its end.
+pub async fn save_split(
+    tx: &mut Transaction<'static, Sqlite>,
+    pass: i64,
+    shortened: &Window,
+    new: &Window,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE full_pass_windows SET end_at = ? WHERE full_pass = ? AND window_id = ?")
+        .bind(shortened.end)
+        .bind(pass)
+        .bind(shortened.id)
+        .execute(&mut **tx)
+        .await?;
+    save_window(tx, pass, new).await
+}
+
+/// Writes a window's cursor and `done` (a new window: all of it), and the pass's lowest pending cursor into
 /// `sync_state.full_cursor` (what `--status` shows).
 pub async fn save_window(
     tx: &mut Transaction<'static, Sqlite>,
@@ -164,7 +182,7 @@ pub async fn save_window(
     sqlx::query(
         "INSERT INTO full_pass_windows (full_pass, window_id, cursor, end_at, done) VALUES (?, ?, ?, ?, ?) \
          ON CONFLICT (full_pass, window_id) DO UPDATE SET cursor = MAX(cursor, excluded.cursor), \
-         end_at = excluded.end_at, done = excluded.done",
+         done = excluded.done",
     )
     .bind(pass)
     .bind(window.id)

@@ -84,7 +84,6 @@ impl Syncer {
                     run_id: progress.run_id,
                     leads: &alive,
                     gone: &gone,
-                    full_pass: None,
                     cursor: CursorUpdate::default(),
                     window: None,
                     counters,
@@ -105,7 +104,6 @@ impl Syncer {
                 run_id: progress.run_id,
                 leads: &[],
                 gone: &[],
-                full_pass: None,
                 cursor: CursorUpdate {
                     events: Some(until),
                     ..CursorUpdate::default()

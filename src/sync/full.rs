@@ -7,8 +7,6 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::walk::{Listing, Range, WindowRef};
@@ -32,9 +30,10 @@ impl Syncer {
         let windows = self.store.full_pass_windows(pass).await?;
         let plan = Mutex::new(WindowPlan::new(windows, MIN_WINDOW_SPLIT_SECONDS));
         let workers = self.options.parallel_windows.max(1);
+        let (answers_before, _) = self.client.answers();
         let mut running = FuturesUnordered::new();
         for worker in 0..workers {
-            running.push(self.full_pass_worker(progress, pass, &plan, worker));
+            running.push(self.full_pass_worker(progress, pass, &plan, worker, answers_before));
         }
         let mut first_error = None;
         while let Some(result) = running.next().await {
@@ -64,9 +63,15 @@ impl Syncer {
         pass: i64,
         plan: &Mutex<WindowPlan>,
         worker: u32,
+        answers_before: u64,
     ) -> Result<(), SyncError> {
         if worker > 0 {
-            let round_trip = wait_for_first_page(plan, progress).await;
+            let Some(round_trip) = self
+                .wait_for_first_answer(plan, progress, answers_before)
+                .await
+            else {
+                return Ok(());
+            };
             // Parallel walks pay off only when a round trip is longer than
             // the pacer's gap between requests: with `n` walks, `n` requests
             // are in flight per round trip. Beyond that, each extra window
@@ -96,9 +101,14 @@ impl Syncer {
                 Assignment::Idle => return Ok(()),
                 Assignment::Walk(window) => window,
                 Assignment::Split { shortened, new } => {
-                    self.store.save_split(pass, &shortened, &new).await?;
+                    let saved = self.store.save_split(pass, &shortened, &new).await;
+                    let mut plan = plan.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Err(e) = saved {
+                        plan.abandon_split(&shortened);
+                        return Err(e.into());
+                    }
                     tracing::debug!(run_id = progress.run_id, shortened = ?shortened, new = ?new, "split a window");
-                    new
+                    plan.apply_split(&shortened, new)
                 }
             };
             let range = Range {
@@ -129,6 +139,28 @@ impl Syncer {
         }
     }
 
+    /// Waits for the pass's first answer from Kommo and returns its round
+    /// trip (how many walks at once are worth it depends on it); `None` if
+    /// the pass stopped or had nothing left to walk before any answer came.
+    async fn wait_for_first_answer(
+        &self,
+        plan: &Mutex<WindowPlan>,
+        progress: &RunProgress,
+        answers_before: u64,
+    ) -> Option<Duration> {
+        loop {
+            let (answers, round_trip) = self.client.answers();
+            if answers > answers_before {
+                return Some(round_trip);
+            }
+            let all_done = plan.lock().unwrap_or_else(|e| e.into_inner()).all_done();
+            if all_done || progress.stop.is_cancelled() {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Writes a window's state (its end reached) with the run's counters.
     async fn save_window(
         &self,
@@ -141,7 +173,6 @@ impl Syncer {
                 run_id: progress.run_id,
                 leads: &[],
                 gone: &[],
-                full_pass: Some(pass),
                 cursor: Default::default(),
                 window: Some((pass, window)),
                 counters: progress.counters(),
@@ -150,21 +181,4 @@ impl Syncer {
             .await?;
         Ok(())
     }
-}
-
-/// Waits until the first window has committed a page (a fresh pass starts
-/// as one window from 0, and its first page shows where the leads begin,
-/// instead of the other workers splitting decades of empty history), and
-/// returns how long that took: about one round trip.
-async fn wait_for_first_page(plan: &Mutex<WindowPlan>, progress: &RunProgress) -> Duration {
-    let started = Instant::now();
-    let snapshot = || plan.lock().unwrap_or_else(|e| e.into_inner()).windows();
-    let initial = snapshot();
-    while !progress.stop.is_cancelled() {
-        if snapshot() != initial {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    started.elapsed()
 }

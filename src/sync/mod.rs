@@ -34,8 +34,8 @@ use crate::kommo::{KommoClient, KommoError, LeadPage, LeadQuery};
 use crate::store::{RunCounters, RunKind, Store, StoreError};
 use crate::token::Secret;
 
-/// Passes over one crowded second before giving up on finding more ids in it.
-pub const MAX_PASSES_PER_SECOND: u32 = 4;
+/// Passes over one crowded second before giving up on reading it whole.
+pub const MAX_PASSES_PER_SECOND: u32 = 8;
 /// Events per request (Kommo's maximum for `/api/v4/events`).
 pub const EVENTS_PER_PAGE: u32 = 100;
 /// Lead ids per `filter[id]` request when checking the leads events name.

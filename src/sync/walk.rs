@@ -96,6 +96,9 @@ impl Syncer {
                 order_by_id: false,
                 ids: Vec::new(),
             };
+            if let Some(w) = range.window {
+                w.plan().request_starts(w.id);
+            }
             let page = self.fetch(progress, &query).await?;
             if page.leads.is_empty() {
                 return Ok(());
@@ -127,8 +130,11 @@ impl Syncer {
     }
 
     /// Reads every lead whose `updated_at` is `second`, by id with offset
-    /// pages, until a pass brings no id the earlier passes had not seen (a
-    /// lead leaving the second during a pass shifts the offsets of the others).
+    /// pages, until two passes in a row bring the same ids. A lead leaving
+    /// the second during a pass (it changed, so it is met again later) shifts
+    /// the offsets of the others and may hide one from that pass; a pass
+    /// during which nothing left reads the second whole, and the next pass
+    /// then brings the same ids.
     async fn walk_second(
         &self,
         progress: &RunProgress,
@@ -136,9 +142,9 @@ impl Syncer {
         range: Range<'_>,
     ) -> Result<(), SyncError> {
         let limit = self.options.page_size;
-        let mut seen: HashSet<i64> = HashSet::new();
+        let mut previous: Option<HashSet<i64>> = None;
         for pass in 1..=MAX_PASSES_PER_SECOND {
-            let mut new_ids = 0usize;
+            let mut ids = HashSet::new();
             for page_number in 1.. {
                 let query = LeadQuery {
                     updated_from: Some(second),
@@ -150,7 +156,7 @@ impl Syncer {
                     ids: Vec::new(),
                 };
                 let page = self.fetch(progress, &query).await?;
-                new_ids += page.leads.iter().filter(|l| seen.insert(l.id)).count();
+                ids.extend(page.leads.iter().map(|l| l.id));
                 if !page.leads.is_empty() {
                     self.commit(progress, &page.leads, range, second).await?;
                 }
@@ -162,18 +168,24 @@ impl Syncer {
                 run_id = progress.run_id,
                 second,
                 pass,
-                new_ids,
+                leads = ids.len(),
                 "read one crowded second"
             );
-            if pass > 1 && new_ids == 0 {
+            if previous.as_ref() == Some(&ids) {
                 return Ok(());
             }
+            previous = Some(ids);
         }
         tracing::warn!(
             run_id = progress.run_id,
             second,
-            "leads kept changing inside one second while it was read; the next full sync reads it again"
+            "leads kept changing inside one second while it was read; the next sync reads it again"
         );
+        if range.listing == Listing::Alive {
+            // A lead of this second the passes missed must not be taken for
+            // deleted by the full pass.
+            self.store.mark_second_seen(second).await?;
+        }
         Ok(())
     }
 
@@ -197,22 +209,24 @@ impl Syncer {
             },
             (Listing::Alive, Some(_)) => CursorUpdate::default(),
         };
-        let oldest = leads.iter().filter_map(|l| l.updated_at).min();
         let window = range
             .window
-            .map(|w| (w.pass, w.plan().advance(w.id, reached, oldest)));
+            .map(|w| (w.pass, w.plan().advanced(w.id, reached)));
         self.store
             .commit_page(PageCommit {
                 run_id: progress.run_id,
                 leads,
                 gone: &[],
-                full_pass: range.window.map(|w| w.pass),
                 cursor,
                 window,
                 counters,
                 now: unix_now(),
             })
             .await?;
+        if let Some(w) = range.window {
+            let oldest = leads.iter().filter_map(|l| l.updated_at).min();
+            w.plan().advance(w.id, reached, oldest);
+        }
         Ok(())
     }
 }

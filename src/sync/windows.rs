@@ -8,11 +8,19 @@
 //! remains, so the work balances itself whatever the distribution of leads.
 //!
 //! The *open* window (no upper bound) reaches the present, where leads changed
-//! during the pass arrive. It may finish only after every bounded window has
-//! finished: a lead changed while a bounded window still had it ahead of its
-//! cursor jumps to the present, and the open window's last walk meets it.
+//! during the pass arrive. It is done only when the request that found its end
+//! was sent after every bounded window had finished: a lead changed while a
+//! bounded window still had it ahead of its cursor jumps to the present, and
+//! only a request sent after that change is sure to meet it. Until then it is
+//! parked and walked again once the bounded windows are done.
+//!
+//! A split is proposed by [`WindowPlan::assign`], persisted by the caller, and
+//! only then applied with [`WindowPlan::apply_split`]: the plan in memory never
+//! holds a boundary the database does not.
 //!
 //! This module is pure bookkeeping (no I/O): the caller persists each change.
+
+use std::collections::HashMap;
 
 /// A window is split only if it has at least this many pages left (by the
 /// span of its last page).
@@ -43,122 +51,192 @@ impl Window {
 pub enum Assignment {
     /// Walk this window (already claimed for the worker).
     Walk(Window),
-    /// Walk this window, newly split off another (persist both first).
+    /// Split a window: persist both, then [`WindowPlan::apply_split`] (or
+    /// [`WindowPlan::abandon_split`] if that failed) and walk `new`.
     Split {
-        /// The window that was cut short: its new `end`.
+        /// The window to cut short, with its new `end`.
         shortened: Window,
-        /// The new window, claimed for the worker.
+        /// The new window, for the worker.
         new: Window,
     },
     /// Nothing left for this worker.
     Idle,
 }
 
+/// A window and its bookkeeping.
+#[derive(Debug)]
+struct Slot {
+    window: Window,
+    /// A worker walks it.
+    claimed: bool,
+    /// A split of it is being persisted.
+    splitting: bool,
+    /// Its walk's latest request was sent while no other bounded window was
+    /// pending (what lets the open window finish).
+    last_request_clean: bool,
+}
+
 /// The windows of one pass and who walks them.
 #[derive(Debug)]
 pub struct WindowPlan {
-    windows: Vec<(Window, bool)>,
+    slots: Vec<Slot>,
     min_split_span: i64,
     /// Seconds the last page of each window covered: a window is split only
     /// when what it has left spans several such pages, so the tail of a pass
     /// is not cut into windows that each cost a request and hold nothing.
-    page_spans: std::collections::HashMap<i64, i64>,
+    page_spans: HashMap<i64, i64>,
     /// The open window reached the present while bounded windows were
     /// pending: it waits for them (it is not walked again before).
     open_parked: bool,
+    next_id: i64,
 }
 
 impl WindowPlan {
     /// A plan over existing windows (none claimed). `min_split_span`: a window
     /// with fewer seconds left than twice this is not split.
     pub fn new(windows: Vec<Window>, min_split_span: i64) -> WindowPlan {
+        let next_id = windows.iter().map(|w| w.id).max().unwrap_or(-1) + 1;
         WindowPlan {
-            windows: windows.into_iter().map(|w| (w, false)).collect(),
+            slots: windows
+                .into_iter()
+                .map(|window| Slot {
+                    window,
+                    claimed: false,
+                    splitting: false,
+                    last_request_clean: false,
+                })
+                .collect(),
             min_split_span: min_split_span.max(1),
-            page_spans: std::collections::HashMap::new(),
+            page_spans: HashMap::new(),
             open_parked: false,
+            next_id,
         }
     }
 
     /// The windows as they stand.
     pub fn windows(&self) -> Vec<Window> {
-        self.windows.iter().map(|(w, _)| *w).collect()
+        self.slots.iter().map(|s| s.window).collect()
     }
 
     /// Whether every window is done.
     pub fn all_done(&self) -> bool {
-        self.windows.iter().all(|(w, _)| w.done)
+        self.slots.iter().all(|s| s.window.done)
     }
 
-    fn bounded_pending(&self) -> bool {
-        self.windows.iter().any(|(w, _)| w.end.is_some() && !w.done)
+    /// Whether a bounded window other than `except` is not done yet.
+    fn bounded_pending(&self, except: Option<i64>) -> bool {
+        self.slots
+            .iter()
+            .any(|s| s.window.end.is_some() && !s.window.done && Some(s.window.id) != except)
     }
 
     /// The next piece of work for an idle worker, at wall-clock `now`.
     pub fn assign(&mut self, now: i64) -> Assignment {
         // 1. A bounded window nobody walks.
-        if let Some((w, claimed)) = self
-            .windows
+        if let Some(slot) = self
+            .slots
             .iter_mut()
-            .find(|(w, claimed)| !*claimed && !w.done && w.end.is_some())
+            .find(|s| !s.claimed && !s.window.done && s.window.end.is_some())
         {
-            *claimed = true;
-            return Assignment::Walk(*w);
+            slot.claimed = true;
+            return Assignment::Walk(slot.window);
         }
         // 2. The open window, unless it is parked waiting for the bounded ones.
-        let open_waits = self.open_parked && self.bounded_pending();
-        if let Some((w, claimed)) = self
-            .windows
-            .iter_mut()
-            .find(|(w, claimed)| !*claimed && !w.done && w.end.is_none())
-            && !open_waits
+        let open_waits = self.open_parked && self.bounded_pending(None);
+        if !open_waits
+            && let Some(slot) = self
+                .slots
+                .iter_mut()
+                .find(|s| !s.claimed && !s.window.done && s.window.end.is_none())
         {
-            *claimed = true;
-            return Assignment::Walk(*w);
+            slot.claimed = true;
+            return Assignment::Walk(slot.window);
         }
-        // 3. Split the window with the most pages left.
+        // 3. Propose to split the window with the most pages left.
         let min = self.min_split_span;
-        let next_id = self.windows.iter().map(|(w, _)| w.id).max().unwrap_or(-1) + 1;
         let spans = &self.page_spans;
         let pages_left = |w: &Window| {
             spans
                 .get(&w.id)
                 .map_or(0, |span| w.span_left(now) / (*span).max(1))
         };
-        let Some((victim, _)) = self
-            .windows
+        let Some(victim) = self
+            .slots
             .iter_mut()
-            .filter(|(w, _)| {
-                !w.done && w.span_left(now) >= 2 * min && pages_left(w) >= MIN_PAGES_TO_SPLIT
+            .filter(|s| {
+                !s.window.done
+                    && !s.splitting
+                    && s.window.span_left(now) >= 2 * min
+                    && pages_left(&s.window) >= MIN_PAGES_TO_SPLIT
             })
-            .max_by_key(|(w, _)| pages_left(w))
+            .max_by_key(|s| pages_left(&s.window))
         else {
             return Assignment::Idle;
         };
-        let middle = victim.cursor + victim.span_left(now) / 2;
+        victim.splitting = true;
+        let middle = victim.window.cursor + victim.window.span_left(now) / 2;
         let new = Window {
-            id: next_id,
+            id: self.next_id,
             cursor: middle,
-            end: victim.end,
+            end: victim.window.end,
             done: false,
         };
-        victim.end = Some(middle - 1);
-        let shortened = *victim;
-        if let Some(span) = self.page_spans.get(&shortened.id).copied() {
-            self.page_spans.insert(new.id, span);
-        }
-        self.windows.push((new, true));
+        self.next_id += 1;
+        let shortened = Window {
+            end: Some(middle - 1),
+            ..victim.window
+        };
         Assignment::Split { shortened, new }
     }
 
-    /// The window's walk reached `cursor` with a page whose oldest lead
-    /// changed at `page_oldest`; returns the window as it now stands (its end
-    /// may have been moved by a split meanwhile).
+    /// The split proposed by [`WindowPlan::assign`] is persisted: cut the
+    /// window short and add the new one, claimed by the worker. Returns the
+    /// new window.
+    pub fn apply_split(&mut self, shortened: &Window, new: Window) -> Window {
+        let slot = self.slot(shortened.id);
+        slot.splitting = false;
+        slot.window.end = shortened.end;
+        if let Some(span) = self.page_spans.get(&shortened.id).copied() {
+            self.page_spans.insert(new.id, span);
+        }
+        self.slots.push(Slot {
+            window: new,
+            claimed: true,
+            splitting: false,
+            last_request_clean: false,
+        });
+        new
+    }
+
+    /// Persisting the proposed split failed: the window stays whole.
+    pub fn abandon_split(&mut self, shortened: &Window) {
+        self.slot(shortened.id).splitting = false;
+    }
+
+    /// The window's walk is about to send a request.
+    pub fn request_starts(&mut self, id: i64) {
+        let clean = !self.bounded_pending(Some(id));
+        self.slot(id).last_request_clean = clean;
+    }
+
+    /// The window as it will stand once a page reaching `cursor` is
+    /// committed (to persist with the page).
+    pub fn advanced(&mut self, id: i64, cursor: i64) -> Window {
+        let w = self.slot(id).window;
+        Window {
+            cursor: w.cursor.max(cursor),
+            ..w
+        }
+    }
+
+    /// A page reaching `cursor`, whose oldest lead changed at `page_oldest`,
+    /// is committed; returns the window as it now stands (its end may have
+    /// been moved by a split meanwhile).
     pub fn advance(&mut self, id: i64, cursor: i64, page_oldest: Option<i64>) -> Window {
-        let (w, _) = self.entry(id);
-        let previous = w.cursor;
-        w.cursor = w.cursor.max(cursor);
-        let w = *w;
+        let slot = self.slot(id);
+        let previous = slot.window.cursor;
+        slot.window.cursor = previous.max(cursor);
+        let w = slot.window;
         // Only a page of leads tells the density (not a step past a crowded second).
         if let Some(oldest) = page_oldest {
             let from = oldest.max(previous);
@@ -171,39 +249,36 @@ impl WindowPlan {
 
     /// The current state of a window (a split may have moved its end).
     pub fn get(&mut self, id: i64) -> Window {
-        self.entry(id).0
+        self.slot(id).window
     }
 
     /// The worker reached the end of the window's listing. A bounded window is
-    /// done; the open window is done only when no bounded window is pending,
-    /// otherwise it is released to be walked again later. Returns whether the
-    /// window is done.
+    /// done; the open window is done only if the request that found its end
+    /// was sent when no bounded window was pending, otherwise it is parked to
+    /// be walked again after them. Returns whether the window is done.
     pub fn reached_end(&mut self, id: i64) -> bool {
-        let bounded_pending = self.bounded_pending();
-        let (w, claimed) = self.entry(id);
-        *claimed = false;
-        if w.end.is_some() || !bounded_pending {
-            w.done = true;
-        }
-        let parked = !w.done;
-        if parked {
+        let slot = self.slot(id);
+        slot.claimed = false;
+        if slot.window.end.is_some() || slot.last_request_clean {
+            slot.window.done = true;
+        } else {
             self.open_parked = true;
         }
-        !parked
+        self.slot(id).window.done
     }
 
     /// The worker stopped walking the window before its end (error or stop).
     pub fn release(&mut self, id: i64) {
-        self.entry(id).1 = false;
+        self.slot(id).claimed = false;
     }
 
-    fn entry(&mut self, id: i64) -> &mut (Window, bool) {
+    fn slot(&mut self, id: i64) -> &mut Slot {
         let index = self
-            .windows
+            .slots
             .iter()
-            .position(|(w, _)| w.id == id)
+            .position(|s| s.window.id == id)
             .unwrap_or_else(|| unreachable!("window {id} is part of the plan"));
-        &mut self.windows[index]
+        &mut self.slots[index]
     }
 }
 
@@ -220,6 +295,15 @@ mod tests {
         }
     }
 
+    /// Expects a split proposal and applies it as a worker would once saved.
+    fn split(plan: &mut WindowPlan, now: i64) -> (Window, Window) {
+        let Assignment::Split { shortened, new } = plan.assign(now) else {
+            panic!("expected a split")
+        };
+        plan.apply_split(&shortened, new);
+        (shortened, new)
+    }
+
     #[test]
     fn idle_workers_split_the_longest_window_without_gaps() {
         let mut plan = WindowPlan::new(vec![open(990)], 10);
@@ -227,18 +311,14 @@ mod tests {
         assert_eq!(plan.assign(now), Assignment::Walk(open(990)));
         // A first page covered 10 seconds: plenty of pages are left.
         plan.advance(0, 1_000, Some(990));
-        let Assignment::Split { shortened, new } = plan.assign(now) else {
-            panic!("expected a split")
-        };
+        let (shortened, new) = split(&mut plan, now);
         assert_eq!(shortened.end, Some(1_499));
         assert_eq!(
             (new.cursor, new.end),
             (1_500, None),
             "the new window is the open one"
         );
-        let Assignment::Split { shortened, new } = plan.assign(now) else {
-            panic!("expected a split")
-        };
+        let (shortened, new) = split(&mut plan, now);
         assert_eq!(
             new.cursor,
             shortened.end.unwrap() + 1,
@@ -254,17 +334,44 @@ mod tests {
     }
 
     #[test]
+    fn a_split_changes_the_plan_only_once_applied() {
+        let mut plan = WindowPlan::new(vec![open(0)], 10);
+        assert!(matches!(plan.assign(1_000), Assignment::Walk(_)));
+        plan.advance(0, 10, Some(0));
+        let Assignment::Split { shortened, new } = plan.assign(1_000) else {
+            panic!("expected a split")
+        };
+        assert_eq!(plan.get(0).end, None, "not cut short before it is saved");
+        assert_eq!(
+            plan.assign(1_000),
+            Assignment::Idle,
+            "a window being split is not proposed twice"
+        );
+        plan.abandon_split(&shortened);
+        assert_eq!(plan.windows(), vec![plan.get(0)], "nothing was added");
+        let Assignment::Split {
+            shortened,
+            new: again,
+        } = plan.assign(1_000)
+        else {
+            panic!("the window can be split again")
+        };
+        assert_ne!(again.id, new.id, "ids are never reused");
+        assert_eq!(plan.apply_split(&shortened, again), again);
+        assert_eq!(plan.get(0).end, shortened.end);
+    }
+
+    #[test]
     fn open_window_finishes_only_after_the_bounded_ones() {
         let mut plan = WindowPlan::new(vec![open(0)], 30);
         let Assignment::Walk(w0) = plan.assign(100) else {
             panic!()
         };
         plan.page_spans.insert(w0.id, 5);
-        let Assignment::Split { shortened, new } = plan.assign(100) else {
-            panic!()
-        };
+        let (shortened, new) = split(&mut plan, 100);
         assert_eq!(shortened.id, w0.id);
         // w0 is now bounded [0, 49]; the new open window [50, ..) reaches the present.
+        plan.request_starts(new.id);
         assert!(
             !plan.reached_end(new.id),
             "the open window waits for the bounded ones"
@@ -278,9 +385,32 @@ mod tests {
         assert!(plan.reached_end(w0.id));
         // Its turn now: claimed again, and done at its end.
         assert_eq!(plan.assign(100), Assignment::Walk(plan.get(new.id)));
+        plan.request_starts(new.id);
         assert!(plan.reached_end(new.id));
         assert!(plan.all_done());
         assert_eq!(plan.assign(100), Assignment::Idle);
+    }
+
+    #[test]
+    fn open_window_is_not_done_if_its_last_request_left_while_a_bounded_one_was_pending() {
+        let mut plan = WindowPlan::new(vec![open(0)], 30);
+        let Assignment::Walk(w0) = plan.assign(100) else {
+            panic!()
+        };
+        plan.page_spans.insert(w0.id, 5);
+        let (_, open_window) = split(&mut plan, 100);
+        // The open window's last request leaves while w0 is still walked...
+        plan.request_starts(open_window.id);
+        // ...and w0 finishes before that request's answer comes back.
+        assert!(plan.reached_end(w0.id));
+        assert!(
+            !plan.reached_end(open_window.id),
+            "a lead w0 missed may have moved past that request"
+        );
+        assert_eq!(plan.assign(100), Assignment::Walk(plan.get(open_window.id)));
+        plan.request_starts(open_window.id);
+        assert!(plan.reached_end(open_window.id));
+        assert!(plan.all_done());
     }
 
     #[test]
@@ -304,9 +434,13 @@ mod tests {
         let mut plan = WindowPlan::new(vec![open(0)], 10);
         plan.assign(1_000);
         plan.page_spans.insert(0, 10);
-        let Assignment::Split { shortened, .. } = plan.assign(1_000) else {
-            panic!()
-        };
+        let (shortened, _) = split(&mut plan, 1_000);
+        assert_eq!(plan.advanced(shortened.id, 600).cursor, 600);
+        assert_eq!(
+            plan.get(shortened.id).cursor,
+            0,
+            "advanced() changes nothing"
+        );
         let w = plan.advance(shortened.id, 600, Some(500));
         assert_eq!(w.end, Some(499));
         assert!(
