@@ -204,7 +204,8 @@ async fn check(settings: &Settings) -> u8 {
             exit::OK
         }
         Err(KommoError::Unauthorized) => {
-            eprintln!("kommo-sync: {}", KommoError::Unauthorized);
+            let message = crate::attempt::token_rejected_message(&settings.kommo.token);
+            tracing::error!(alert = "token_rejected", "{message}");
             exit::UNAUTHORIZED
         }
         Err(e) => {

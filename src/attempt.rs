@@ -110,11 +110,7 @@ impl SyncService {
                 (RunStatus::Ok, Some(report), None)
             }
             Err(SyncError::Kommo(KommoError::Unauthorized)) => {
-                let message = format!(
-                    "Kommo returned HTTP 401 Unauthorized: the token is expired or revoked; create a new \
-                     long-lived token in the Kommo integration settings and put it in {} (it is re-read at the next sync)",
-                    self.token_source.describe()
-                );
+                let message = token_rejected_message(&self.token_source);
                 tracing::error!(alert = "token_rejected", run_id, kind = %kind, "{message}");
                 (RunStatus::Unauthorized, None, Some(message))
             }
@@ -194,6 +190,15 @@ impl SyncService {
             tracing::error!(run_id, error = %e, "cannot record the end of the run");
         }
     }
+}
+
+/// The message of the `token_rejected` alert (Kommo answered 401).
+pub fn token_rejected_message(source: &TokenSource) -> String {
+    format!(
+        "Kommo returned HTTP 401 Unauthorized: the token is expired or revoked; create a new \
+         long-lived token in the Kommo integration settings and put it in {} (it is re-read at the next sync)",
+        source.describe()
+    )
 }
 
 /// An exclusive lock on `<database>.lock`, held while a sync runs, so that two

@@ -219,7 +219,7 @@ impl Settings {
             config::Environment::with_prefix("KOMMO_SYNC")
                 .prefix_separator("__")
                 .separator("__")
-                .try_parsing(true),
+                .try_parsing(false),
         );
         let raw: RawSettings = builder
             .build()

@@ -5,14 +5,16 @@
 //! it (or of the other job) is still going, so every tick first tries a
 //! non-waiting lock: a tick that finds a sync running is skipped, not queued.
 //! A skipped full tick is not lost: the next tick that gets to run does the
-//! full sync instead.
+//! full sync instead. A full sync that fails is owed too, but retried with a
+//! growing delay (one minute, doubling up to an hour) so that a full pass
+//! that keeps failing does not turn every incremental tick into a full one.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 
@@ -27,41 +29,104 @@ pub enum DaemonError {
     Scheduler(#[from] tokio_cron_scheduler::JobSchedulerError),
 }
 
+/// First delay before a failed full sync is tried again by an incremental tick.
+const FULL_RETRY_FIRST: Duration = Duration::from_secs(60);
+/// Longest delay between retries of a failing full sync.
+const FULL_RETRY_MAX: Duration = Duration::from_secs(3600);
+
+/// Whether a full sync is owed, and from when an incremental tick may do it.
+#[derive(Debug, Default)]
+struct FullDebt {
+    /// A full sync is owed: its tick was skipped, it failed, or an
+    /// unfinished one was found at start.
+    owed: bool,
+    /// Full syncs that failed in a row.
+    failures: u32,
+    /// An incremental tick does the owed full sync only from this instant.
+    not_before: Option<Instant>,
+}
+
+impl FullDebt {
+    /// What a tick of `scheduled` kind runs at `now`.
+    fn kind_for_tick(&self, scheduled: RunKind, now: Instant) -> RunKind {
+        let retry_allowed = self.not_before.is_none_or(|at| now >= at);
+        if scheduled == RunKind::Full || (self.owed && retry_allowed) {
+            RunKind::Full
+        } else {
+            RunKind::Incremental
+        }
+    }
+
+    /// A full tick found a sync running.
+    fn full_tick_skipped(&mut self, running: Option<RunKind>) {
+        // A full sync already running pays the debt itself.
+        if running != Some(RunKind::Full) {
+            self.owed = true;
+        }
+    }
+
+    /// A full sync ended (`ok`) or failed at `now`.
+    fn full_ended(&mut self, ok: bool, now: Instant) {
+        if ok {
+            *self = FullDebt::default();
+            return;
+        }
+        self.owed = true;
+        self.failures = self.failures.saturating_add(1);
+        let delay = FULL_RETRY_FIRST
+            .saturating_mul(1 << (self.failures - 1).min(16))
+            .min(FULL_RETRY_MAX);
+        self.not_before = Some(now + delay);
+    }
+}
+
 /// Shared by the ticks of both schedules.
 struct TickState {
     service: SyncService,
     /// Held while a sync runs.
     running: Mutex<()>,
-    /// A full sync is owed (its tick was skipped, or an unfinished one exists).
-    full_due: AtomicBool,
+    /// The kind of the sync running, readable without waiting for `running`.
+    running_kind: std::sync::Mutex<Option<RunKind>>,
+    full_debt: std::sync::Mutex<FullDebt>,
     /// Stops the sync in flight.
     cancel: CancellationToken,
 }
 
 impl TickState {
-    async fn on_tick(&self, kind: RunKind) {
+    fn debt(&self) -> std::sync::MutexGuard<'_, FullDebt> {
+        self.full_debt.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_running(&self, kind: Option<RunKind>) {
+        *self.running_kind.lock().unwrap_or_else(|e| e.into_inner()) = kind;
+    }
+
+    async fn on_tick(&self, scheduled: RunKind) {
         if self.cancel.is_cancelled() {
             return;
         }
         let Ok(_guard) = self.running.try_lock() else {
-            if kind == RunKind::Full {
-                self.full_due.store(true, Ordering::SeqCst);
+            if scheduled == RunKind::Full {
+                let running = *self.running_kind.lock().unwrap_or_else(|e| e.into_inner());
+                self.debt().full_tick_skipped(running);
             }
-            tracing::info!(kind = %kind, "tick skipped: a sync is still running");
+            tracing::info!(kind = %scheduled, "tick skipped: a sync is still running");
             return;
         };
-        let kind = if self.full_due.swap(false, Ordering::SeqCst) {
-            RunKind::Full
-        } else {
-            kind
-        };
+        let kind = self.debt().kind_for_tick(scheduled, Instant::now());
+        self.set_running(Some(kind));
         let outcome = self.service.attempt(kind, &self.cancel).await;
-        if kind == RunKind::Full
-            && outcome.status != crate::store::RunStatus::Ok
-            && !self.cancel.is_cancelled()
-        {
-            // Try the full sync again at the next tick (it resumes where it stopped).
-            self.full_due.store(true, Ordering::SeqCst);
+        self.set_running(None);
+        if kind == RunKind::Full && !self.cancel.is_cancelled() {
+            let ok = outcome.status == crate::store::RunStatus::Ok;
+            let mut debt = self.debt();
+            debt.full_ended(ok, Instant::now());
+            if let (false, Some(at)) = (ok, debt.not_before) {
+                tracing::info!(
+                    retry_in_s = at.saturating_duration_since(Instant::now()).as_secs(),
+                    "the full sync will be tried again (it resumes where it stopped)"
+                );
+            }
         }
     }
 }
@@ -74,8 +139,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let state = Arc::new(TickState {
-        full_due: AtomicBool::new(false),
+        full_debt: std::sync::Mutex::default(),
         running: Mutex::new(()),
+        running_kind: std::sync::Mutex::new(None),
         cancel: CancellationToken::new(),
         service,
     });
@@ -83,7 +149,7 @@ pub async fn run(
         && sync_state.full_cursor.is_some()
     {
         tracing::info!("an unfinished full sync exists; the next tick resumes it");
-        state.full_due.store(true, Ordering::SeqCst);
+        state.debt().owed = true;
     }
     if let Ok(token) = state.service.token_source.read() {
         state.service.check_expiry(&token);
@@ -143,7 +209,7 @@ fn spawn_watchdog(state: Arc<TickState>) -> Option<tokio::task::JoinHandle<()>> 
     if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
         return None;
     }
-    let interval = Duration::from_micros(usec / 2);
+    let interval = Duration::from_micros(usec / 2).max(Duration::from_millis(1));
     Some(tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         loop {
@@ -155,4 +221,56 @@ fn spawn_watchdog(state: Arc<TickState>) -> Option<tokio::task::JoinHandle<()>> 
             }
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_skipped_full_tick_is_owed_unless_a_full_sync_is_running() {
+        let now = Instant::now();
+        let mut debt = FullDebt::default();
+        debt.full_tick_skipped(Some(RunKind::Full));
+        assert_eq!(
+            debt.kind_for_tick(RunKind::Incremental, now),
+            RunKind::Incremental
+        );
+        debt.full_tick_skipped(Some(RunKind::Incremental));
+        assert_eq!(debt.kind_for_tick(RunKind::Incremental, now), RunKind::Full);
+    }
+
+    #[test]
+    fn a_failing_full_sync_is_retried_with_a_growing_delay() {
+        let start = Instant::now();
+        let mut debt = FullDebt::default();
+        debt.full_ended(false, start);
+        let minute = Duration::from_secs(60);
+        assert_eq!(
+            debt.kind_for_tick(RunKind::Incremental, start + minute / 2),
+            RunKind::Incremental,
+            "incremental ticks go on meanwhile"
+        );
+        assert_eq!(
+            debt.kind_for_tick(RunKind::Incremental, start + minute),
+            RunKind::Full
+        );
+        assert_eq!(
+            debt.kind_for_tick(RunKind::Full, start),
+            RunKind::Full,
+            "a scheduled full tick always runs"
+        );
+        debt.full_ended(false, start);
+        assert_eq!(debt.not_before, Some(start + 2 * minute));
+        for _ in 0..20 {
+            debt.full_ended(false, start);
+        }
+        assert_eq!(debt.not_before, Some(start + FULL_RETRY_MAX));
+        debt.full_ended(true, start);
+        assert_eq!(
+            debt.kind_for_tick(RunKind::Incremental, start),
+            RunKind::Incremental,
+            "paid"
+        );
+    }
 }

@@ -118,9 +118,11 @@ async fn environment_overrides_the_file() {
         format!("[kommo]\nbase_url = \"{}\"\n", env.sim.base_url()),
     )
     .unwrap();
-    let other_db = env.dir.path().join("from-env.sqlite");
+    // A value that looks like a number stays the string it is (a relative
+    // path, taken from the working directory).
+    let other_db = env.dir.path().join("007");
     let mut cmd = env.command(&["--backfill"]);
-    cmd.env("KOMMO_SYNC__DATABASE__PATH", &other_db)
+    cmd.env("KOMMO_SYNC__DATABASE__PATH", "007")
         .env("KOMMO_SYNC__KOMMO__PAGE_SIZE", "100")
         .env("KOMMO_TOKEN", &env.token);
     let out = cmd.output().await.unwrap();
@@ -172,9 +174,19 @@ async fn check_and_status_report_without_the_token() {
     assert!(!out.stdout.contains(&env.token));
     assert_eq!(env.sim.stats().requests, 0, "--status sent a request");
 
-    // A revoked token: --check exits 3.
+    // A revoked token: --check exits 3 with the alert.
     env.sim.revoke_token();
-    assert_eq!(env.run(&["--check"]).await.code, Some(3));
+    let out = env.run(&["--check"]).await;
+    assert_eq!(out.code, Some(3), "{out:#?}");
+    assert_eq!(
+        out.stderr
+            .lines()
+            .filter(|l| l.contains("ERROR") && l.contains("alert=\"token_rejected\""))
+            .count(),
+        1,
+        "{}",
+        out.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

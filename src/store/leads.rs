@@ -194,7 +194,8 @@ pub struct StoredLeadCounts {
 
 pub async fn counts(pool: &SqlitePool) -> Result<StoredLeadCounts, StoreError> {
     let (total, deleted, newest_update): (i64, Option<i64>, Option<i64>) = sqlx::query_as(
-        "SELECT COUNT(*), SUM(is_deleted), MAX(CASE WHEN is_deleted = 0 THEN updated_at END) FROM leads",
+        "SELECT COUNT(*), SUM(is_deleted), \
+         MAX(CASE WHEN is_deleted = 0 AND typeof(updated_at) = 'integer' THEN updated_at END) FROM leads",
     )
     .fetch_one(pool)
     .await?;

@@ -249,3 +249,65 @@ impl Store {
         leads::counts(&self.pool).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::RunCounters;
+    use serde_json::json;
+
+    fn lead(id: i64, updated_at: serde_json::Value) -> Lead {
+        Lead::from_json(json!({"id": id, "name": "x", "updated_at": updated_at}), 0).unwrap()
+    }
+
+    async fn commit(store: &Store, run_id: i64, leads: &[Lead]) {
+        store
+            .commit_page(PageCommit {
+                run_id,
+                leads,
+                counters: RunCounters::default(),
+                now: 1,
+                ..PageCommit::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_string_updated_at_never_becomes_a_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.sqlite")).await.unwrap();
+        let run = store.start_run(RunKind::Full, 1).await.unwrap();
+        let (pass, _) = store.begin_full_pass(1).await.unwrap();
+        commit(&store, run, &[lead(1, json!(100)), lead(2, json!("soon"))]).await;
+        assert_eq!(store.finish_full_pass(pass, 2).await.unwrap(), 0);
+        assert_eq!(
+            store.sync_state().await.unwrap().incremental_cursor,
+            Some(100)
+        );
+        let counts = store.lead_counts().await.unwrap();
+        assert_eq!((counts.alive, counts.newest_update), (2, Some(100)));
+    }
+
+    #[tokio::test]
+    async fn leads_upserted_while_a_pass_is_open_count_as_seen_by_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.sqlite")).await.unwrap();
+        let run = store.start_run(RunKind::Full, 1).await.unwrap();
+        // Before any pass: mirrored, not seen by a pass.
+        commit(&store, run, &[lead(1, json!(10)), lead(2, json!(20))]).await;
+        let (pass, _) = store.begin_full_pass(1).await.unwrap();
+        // During the pass, lead 1 comes from another run (say, a --once).
+        commit(&store, run, &[lead(1, json!(30))]).await;
+        assert_eq!(
+            store.finish_full_pass(pass, 2).await.unwrap(),
+            1,
+            "only lead 2, unseen since the pass began, is marked deleted"
+        );
+        let deleted: Vec<i64> = sqlx::query_scalar("SELECT id FROM leads WHERE is_deleted = 1")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(deleted, vec![2]);
+    }
+}

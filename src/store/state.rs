@@ -123,7 +123,8 @@ pub async fn close_full_pass(
     sqlx::query(
         "UPDATE sync_state SET full_cursor = NULL, full_pass_started_at = NULL, \
          incremental_cursor = MAX(COALESCE(incremental_cursor, 0), \
-             COALESCE((SELECT MAX(updated_at) FROM leads WHERE is_deleted = 0), 0)) \
+             COALESCE((SELECT MAX(updated_at) FROM leads \
+             WHERE is_deleted = 0 AND typeof(updated_at) = 'integer'), 0)) \
          WHERE id = 1",
     )
     .execute(&mut **tx)
