@@ -179,7 +179,7 @@ impl Syncer {
         tracing::warn!(
             run_id = progress.run_id,
             second,
-            "leads kept changing inside one second while it was read; the next sync reads it again"
+            "leads kept changing inside one second while it was read; the next full sync reads it again"
         );
         if range.listing == Listing::Alive {
             // A lead of this second the passes missed must not be taken for
