@@ -130,14 +130,6 @@ pub struct KommoClient {
     pacer: Pacer,
     options: ClientOptions,
     sent: Arc<AtomicU64>,
-    answers: Arc<AnswerStats>,
-}
-
-/// Answers received (any status), and how long the latest took.
-#[derive(Debug, Default)]
-struct AnswerStats {
-    count: AtomicU64,
-    last_round_trip_micros: AtomicU64,
 }
 
 impl KommoClient {
@@ -157,7 +149,6 @@ impl KommoClient {
             pacer: Pacer::new(options.requests_per_second),
             options,
             sent: Arc::new(AtomicU64::new(0)),
-            answers: Arc::default(),
         })
     }
 
@@ -169,15 +160,6 @@ impl KommoClient {
     /// Requests sent so far by this client and its clones, retries included.
     pub fn requests_sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
-    }
-
-    /// Answers received so far (whatever their status), and the round trip
-    /// of the latest one.
-    pub fn answers(&self) -> (u64, Duration) {
-        (
-            self.answers.count.load(Ordering::Acquire),
-            Duration::from_micros(self.answers.last_round_trip_micros.load(Ordering::Relaxed)),
-        )
     }
 
     /// One page of `GET /api/v4/leads`; a 204 is an empty page.
@@ -245,13 +227,7 @@ impl KommoClient {
         loop {
             self.pacer.ready().await;
             self.sent.fetch_add(1, Ordering::Relaxed);
-            let sent_at = tokio::time::Instant::now();
             let result = self.send_once(url.clone(), auth.clone()).await;
-            let round_trip = u64::try_from(sent_at.elapsed().as_micros()).unwrap_or(u64::MAX);
-            self.answers
-                .last_round_trip_micros
-                .store(round_trip, Ordering::Relaxed);
-            self.answers.count.fetch_add(1, Ordering::Release);
             match result {
                 Ok(body) => return Ok(body),
                 Err(error) if error.is_transient() && attempt < self.options.max_retries => {

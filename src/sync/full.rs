@@ -7,6 +7,8 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::walk::{Listing, Range, WindowRef};
@@ -30,10 +32,9 @@ impl Syncer {
         let windows = self.store.full_pass_windows(pass).await?;
         let plan = Mutex::new(WindowPlan::new(windows, MIN_WINDOW_SPLIT_SECONDS));
         let workers = self.options.parallel_windows.max(1);
-        let (answers_before, _) = self.client.answers();
         let mut running = FuturesUnordered::new();
         for worker in 0..workers {
-            running.push(self.full_pass_worker(progress, pass, &plan, worker, answers_before));
+            running.push(self.full_pass_worker(progress, pass, &plan, worker));
         }
         let mut first_error = None;
         while let Some(result) = running.next().await {
@@ -63,28 +64,25 @@ impl Syncer {
         pass: i64,
         plan: &Mutex<WindowPlan>,
         worker: u32,
-        answers_before: u64,
     ) -> Result<(), SyncError> {
         if worker > 0 {
-            let Some(round_trip) = self
-                .wait_for_first_answer(plan, progress, answers_before)
-                .await
-            else {
+            let Some(step) = wait_for_first_step(plan, progress).await else {
                 return Ok(());
             };
-            // Parallel walks pay off only when a round trip is longer than
-            // the pacer's gap between requests: with `n` walks, `n` requests
-            // are in flight per round trip. Beyond that, each extra window
-            // only adds the request that finds its end.
+            // Parallel walks pay off only when one step of a walk (a round
+            // trip and a commit) is longer than the pacer's gap between
+            // requests: with `n` walks, `n` requests are in flight per step.
+            // Beyond that, each extra window only adds the request that finds
+            // its end.
             let spacing = self.client.request_spacing();
-            let useful = round_trip.as_secs_f64() / spacing.as_secs_f64();
+            let useful = step.as_secs_f64() / spacing.as_secs_f64();
             if f64::from(worker) >= useful.ceil() {
                 return Ok(());
             }
             tracing::debug!(
                 run_id = progress.run_id,
                 worker,
-                round_trip_ms = round_trip.as_millis() as u64,
+                step_ms = step.as_millis() as u64,
                 "another window walk"
             );
             tokio::time::sleep(spacing * worker).await;
@@ -139,28 +137,6 @@ impl Syncer {
         }
     }
 
-    /// Waits for the pass's first answer from Kommo and returns its round
-    /// trip (how many walks at once are worth it depends on it); `None` if
-    /// the pass stopped or had nothing left to walk before any answer came.
-    async fn wait_for_first_answer(
-        &self,
-        plan: &Mutex<WindowPlan>,
-        progress: &RunProgress,
-        answers_before: u64,
-    ) -> Option<Duration> {
-        loop {
-            let (answers, round_trip) = self.client.answers();
-            if answers > answers_before {
-                return Some(round_trip);
-            }
-            let all_done = plan.lock().unwrap_or_else(|e| e.into_inner()).all_done();
-            if all_done || progress.stop.is_cancelled() {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
     /// Writes a window's state (its end reached) with the run's counters.
     async fn save_window(
         &self,
@@ -180,5 +156,26 @@ impl Syncer {
             })
             .await?;
         Ok(())
+    }
+}
+
+/// Waits until the pass's first page is committed (or a window's end is
+/// reached) and returns how long that took: one step of a walk, request and
+/// commit. How many walks at once are worth it depends on it. `None` if the
+/// pass stopped or had nothing left to walk.
+async fn wait_for_first_step(plan: &Mutex<WindowPlan>, progress: &RunProgress) -> Option<Duration> {
+    let started = Instant::now();
+    loop {
+        let (steps, all_done) = {
+            let plan = plan.lock().unwrap_or_else(|e| e.into_inner());
+            (plan.steps(), plan.all_done())
+        };
+        if steps > 0 {
+            return Some(started.elapsed());
+        }
+        if all_done || progress.stop.is_cancelled() {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -89,6 +89,8 @@ pub struct WindowPlan {
     /// pending: it waits for them (it is not walked again before).
     open_parked: bool,
     next_id: i64,
+    /// Pages committed and window ends reached so far.
+    steps: u64,
 }
 
 impl WindowPlan {
@@ -110,12 +112,18 @@ impl WindowPlan {
             page_spans: HashMap::new(),
             open_parked: false,
             next_id,
+            steps: 0,
         }
     }
 
     /// The windows as they stand.
     pub fn windows(&self) -> Vec<Window> {
         self.slots.iter().map(|s| s.window).collect()
+    }
+
+    /// Pages committed and window ends reached since the plan was made.
+    pub fn steps(&self) -> u64 {
+        self.steps
     }
 
     /// Whether every window is done.
@@ -233,6 +241,7 @@ impl WindowPlan {
     /// is committed; returns the window as it now stands (its end may have
     /// been moved by a split meanwhile).
     pub fn advance(&mut self, id: i64, cursor: i64, page_oldest: Option<i64>) -> Window {
+        self.steps += 1;
         let slot = self.slot(id);
         let previous = slot.window.cursor;
         slot.window.cursor = previous.max(cursor);
@@ -257,6 +266,7 @@ impl WindowPlan {
     /// was sent when no bounded window was pending, otherwise it is parked to
     /// be walked again after them. Returns whether the window is done.
     pub fn reached_end(&mut self, id: i64) -> bool {
+        self.steps += 1;
         let slot = self.slot(id);
         slot.claimed = false;
         if slot.window.end.is_some() || slot.last_request_clean {
