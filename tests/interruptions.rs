@@ -21,6 +21,14 @@ fn slow_account() -> (SimulatorConfig, &'static str) {
     )
 }
 
+/// Leads the mirror holds marked deleted.
+async fn deleted_count(pool: &sqlx::SqlitePool) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM leads WHERE is_deleted = 1")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
 /// Starts a backfill and waits until at least `rows` leads are mirrored.
 async fn backfill_until(env: &TestEnv, rows: i64) -> tokio::process::Child {
     backfill_until_query(env, "SELECT COUNT(*) FROM leads", rows).await
@@ -120,10 +128,7 @@ async fn resumes_backfill_after_kill() {
         ],
         "the killed run is closed as interrupted"
     );
-    let deleted: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leads WHERE is_deleted = 1")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let deleted = deleted_count(&pool).await;
     assert_eq!(
         deleted, 0,
         "a resumed pass does not mistake leads seen before the kill for deleted ones"
@@ -210,10 +215,7 @@ async fn resumes_every_window_of_a_parallel_backfill_after_kill() {
         resumed_upserted < 3_000 - mirrored_before / 2,
         "the resumed pass re-read {resumed_upserted} leads although {mirrored_before} were mirrored"
     );
-    let deleted: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leads WHERE is_deleted = 1")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let deleted = deleted_count(&pool).await;
     assert_eq!(deleted, 0);
 }
 
@@ -262,10 +264,7 @@ async fn a_lead_restored_by_once_during_an_unfinished_pass_is_not_taken_for_dele
     // The resumed pass never meets it (behind its cursor): still alive after it.
     env.run_ok(&["--backfill"]).await;
     env.assert_mirror_equals_account().await;
-    let deleted: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leads WHERE is_deleted = 1")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let deleted = deleted_count(&pool).await;
     assert_eq!(deleted, 0);
 }
 
