@@ -5,7 +5,8 @@
 //! it (or of the other job) is still going, so every tick first tries a
 //! non-waiting lock: a tick that finds a sync running is skipped, not queued.
 //! A skipped full tick is not lost: the next tick that gets to run does the
-//! full sync instead. A full sync that fails is owed too, but retried with a
+//! full sync instead (unless the sync it found running is a full sync that
+//! began a new pass, which covers it). A full sync that fails is owed too, but retried with a
 //! growing delay (one minute, doubling up to an hour) so that a full pass
 //! that keeps failing does not turn every incremental tick into a full one.
 
@@ -34,6 +35,15 @@ const FULL_RETRY_FIRST: Duration = Duration::from_secs(60);
 /// Longest delay between retries of a failing full sync.
 const FULL_RETRY_MAX: Duration = Duration::from_secs(3600);
 
+/// The sync a tick found running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RunningSync {
+    kind: RunKind,
+    /// A full sync that began a new pass (rather than resuming one begun
+    /// before): it covers a full tick that comes while it runs.
+    fresh_pass: bool,
+}
+
 /// Whether a full sync is owed, and from when an incremental tick may do it.
 #[derive(Debug, Default)]
 struct FullDebt {
@@ -58,17 +68,27 @@ impl FullDebt {
     }
 
     /// A full tick found a sync running.
-    fn full_tick_skipped(&mut self, running: Option<RunKind>) {
-        // A full sync already running pays the debt itself.
-        if running != Some(RunKind::Full) {
+    fn full_tick_skipped(&mut self, running: Option<RunningSync>) {
+        let covered = running.is_some_and(|r| r.kind == RunKind::Full && r.fresh_pass);
+        if !covered {
+            // The next tick that runs does the full sync, whatever the
+            // retry delay of an earlier failure said.
             self.owed = true;
+            self.not_before = None;
         }
     }
 
-    /// A full sync ended (`ok`) or failed at `now`.
+    /// A full sync starts: it pays what was owed before it.
+    fn full_started(&mut self) {
+        self.owed = false;
+    }
+
+    /// A full sync ended (`ok`) or failed at `now`. A full tick skipped while
+    /// it ran and not covered by it stays owed.
     fn full_ended(&mut self, ok: bool, now: Instant) {
         if ok {
-            *self = FullDebt::default();
+            self.failures = 0;
+            self.not_before = None;
             return;
         }
         self.owed = true;
@@ -85,8 +105,8 @@ struct TickState {
     service: SyncService,
     /// Held while a sync runs.
     running: Mutex<()>,
-    /// The kind of the sync running, readable without waiting for `running`.
-    running_kind: std::sync::Mutex<Option<RunKind>>,
+    /// The sync running, readable without waiting for `running`.
+    running_sync: std::sync::Mutex<Option<RunningSync>>,
     full_debt: std::sync::Mutex<FullDebt>,
     /// Stops the sync in flight.
     cancel: CancellationToken,
@@ -97,8 +117,8 @@ impl TickState {
         self.full_debt.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn set_running(&self, kind: Option<RunKind>) {
-        *self.running_kind.lock().unwrap_or_else(|e| e.into_inner()) = kind;
+    fn running_sync(&self) -> std::sync::MutexGuard<'_, Option<RunningSync>> {
+        self.running_sync.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn on_tick(&self, scheduled: RunKind) {
@@ -107,16 +127,27 @@ impl TickState {
         }
         let Ok(_guard) = self.running.try_lock() else {
             if scheduled == RunKind::Full {
-                let running = *self.running_kind.lock().unwrap_or_else(|e| e.into_inner());
+                let running = *self.running_sync();
                 self.debt().full_tick_skipped(running);
             }
             tracing::info!(kind = %scheduled, "tick skipped: a sync is still running");
             return;
         };
         let kind = self.debt().kind_for_tick(scheduled, Instant::now());
-        self.set_running(Some(kind));
+        let fresh_pass = kind == RunKind::Full
+            && self
+                .service
+                .syncer
+                .store()
+                .sync_state()
+                .await
+                .is_ok_and(|state| state.full_cursor.is_none());
+        if kind == RunKind::Full {
+            self.debt().full_started();
+        }
+        *self.running_sync() = Some(RunningSync { kind, fresh_pass });
         let outcome = self.service.attempt(kind, &self.cancel).await;
-        self.set_running(None);
+        *self.running_sync() = None;
         if kind == RunKind::Full && !self.cancel.is_cancelled() {
             let ok = outcome.status == crate::store::RunStatus::Ok;
             let mut debt = self.debt();
@@ -141,7 +172,7 @@ pub async fn run(
     let state = Arc::new(TickState {
         full_debt: std::sync::Mutex::default(),
         running: Mutex::new(()),
-        running_kind: std::sync::Mutex::new(None),
+        running_sync: std::sync::Mutex::new(None),
         cancel: CancellationToken::new(),
         service,
     });
@@ -227,17 +258,59 @@ fn spawn_watchdog(state: Arc<TickState>) -> Option<tokio::task::JoinHandle<()>> 
 mod tests {
     use super::*;
 
+    fn running(kind: RunKind, fresh_pass: bool) -> Option<RunningSync> {
+        Some(RunningSync { kind, fresh_pass })
+    }
+
     #[test]
-    fn a_skipped_full_tick_is_owed_unless_a_full_sync_is_running() {
+    fn a_skipped_full_tick_is_owed_unless_a_fresh_full_pass_is_running() {
         let now = Instant::now();
         let mut debt = FullDebt::default();
-        debt.full_tick_skipped(Some(RunKind::Full));
+        debt.full_started();
+        debt.full_tick_skipped(running(RunKind::Full, true));
+        debt.full_ended(true, now);
         assert_eq!(
             debt.kind_for_tick(RunKind::Incremental, now),
+            RunKind::Incremental,
+            "a pass begun before the tick and ended after it covers it"
+        );
+
+        debt.full_started();
+        debt.full_tick_skipped(running(RunKind::Full, false));
+        debt.full_ended(true, now);
+        assert_eq!(
+            debt.kind_for_tick(RunKind::Incremental, now),
+            RunKind::Full,
+            "a resumed pass began before the tick: still owed after it ends"
+        );
+        debt.full_started();
+        debt.full_ended(true, now);
+        assert_eq!(
+            debt.kind_for_tick(RunKind::Incremental, now),
+            RunKind::Incremental,
+            "paid"
+        );
+
+        debt.full_tick_skipped(running(RunKind::Incremental, false));
+        assert_eq!(debt.kind_for_tick(RunKind::Incremental, now), RunKind::Full);
+    }
+
+    #[test]
+    fn a_skipped_full_tick_lifts_the_retry_delay() {
+        let start = Instant::now();
+        let mut debt = FullDebt::default();
+        debt.full_started();
+        debt.full_ended(false, start);
+        assert_eq!(
+            debt.kind_for_tick(RunKind::Incremental, start),
             RunKind::Incremental
         );
-        debt.full_tick_skipped(Some(RunKind::Incremental));
-        assert_eq!(debt.kind_for_tick(RunKind::Incremental, now), RunKind::Full);
+        debt.full_tick_skipped(running(RunKind::Incremental, false));
+        assert_eq!(
+            debt.kind_for_tick(RunKind::Incremental, start),
+            RunKind::Full,
+            "the next tick that runs does the skipped full sync"
+        );
     }
 
     #[test]
@@ -266,6 +339,7 @@ mod tests {
             debt.full_ended(false, start);
         }
         assert_eq!(debt.not_before, Some(start + FULL_RETRY_MAX));
+        debt.full_started();
         debt.full_ended(true, start);
         assert_eq!(
             debt.kind_for_tick(RunKind::Incremental, start),

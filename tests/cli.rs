@@ -187,6 +187,17 @@ async fn check_and_status_report_without_the_token() {
         "{}",
         out.stderr
     );
+    // With logging off, --check still says why it failed.
+    let out = env
+        .command(&["--check"])
+        .env("RUST_LOG", "off")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("API probe failed"), "{stderr}");
+    assert!(!stderr.contains("alert=") && !stderr.contains(&env.token));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -142,28 +142,8 @@ pub async fn mark_seen(
     Ok(())
 }
 
-/// Notes that the unfinished full pass, if any, has seen every mirrored alive
-/// lead whose `updated_at` is `second`.
-pub async fn mark_second_seen(
-    tx: &mut Transaction<'static, Sqlite>,
-    second: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO lead_full_pass_seen (lead_id, full_pass) \
-         SELECT leads.id, sync_state.full_pass FROM leads, sync_state \
-         WHERE sync_state.id = 1 AND sync_state.full_cursor IS NOT NULL \
-         AND leads.is_deleted = 0 AND leads.updated_at = ?1 \
-         ON CONFLICT (lead_id) DO UPDATE SET full_pass = excluded.full_pass",
-    )
-    .bind(second)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Marks every alive lead that the full pass did not see as deleted. A pass
-/// that saw no lead at all marks nothing: an empty listing is far more likely
-/// a fault than an account whose every lead was deleted.
+/// Marks every alive lead that the full pass did not see as deleted (the
+/// caller has checked the pass may: see [`super::state::deletion_verdict`]).
 pub async fn mark_unseen_deleted(
     tx: &mut Transaction<'static, Sqlite>,
     pass: i64,
@@ -172,8 +152,7 @@ pub async fn mark_unseen_deleted(
     let result = sqlx::query(
         "UPDATE leads SET is_deleted = 1, deleted_at = ?2, synced_at = ?2 \
          WHERE is_deleted = 0 AND id NOT IN \
-         (SELECT lead_id FROM lead_full_pass_seen WHERE full_pass = ?1) \
-         AND EXISTS (SELECT 1 FROM lead_full_pass_seen WHERE full_pass = ?1)",
+         (SELECT lead_id FROM lead_full_pass_seen WHERE full_pass = ?1)",
     )
     .bind(pass)
     .bind(now)

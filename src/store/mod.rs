@@ -19,7 +19,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use leads::StoredLeadCounts;
 pub use runs::{RunCounters, RunKind, RunRecord, RunStatus};
-pub use state::{CursorUpdate, SyncState};
+pub use state::{CursorUpdate, DeletionVerdict, SyncState};
 
 use crate::kommo::{Lead, LeadId};
 use crate::sync::windows::Window;
@@ -154,29 +154,41 @@ impl Store {
         state::apply(&mut tx, &commit.cursor).await?;
         if let Some((pass, window)) = &commit.window {
             state::save_window(&mut tx, *pass, window).await?;
+            if commit.leads.iter().any(|lead| !lead.is_deleted) {
+                state::note_pass_listed_leads(&mut tx, *pass).await?;
+            }
         }
         runs::set_counters(&mut tx, commit.run_id, &commit.counters).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Ends a full pass: marks alive leads it did not see as deleted and closes
-    /// the pass, in one transaction. Returns how many leads were marked deleted.
-    pub async fn finish_full_pass(&self, pass: i64, now: i64) -> Result<u64, StoreError> {
+    /// Ends a full pass: marks alive leads it did not see as deleted, if the
+    /// pass may (see [`DeletionVerdict`]), and closes the pass, in one
+    /// transaction. Returns the verdict and how many leads were marked deleted.
+    pub async fn finish_full_pass(
+        &self,
+        pass: i64,
+        now: i64,
+    ) -> Result<(DeletionVerdict, u64), StoreError> {
         let _writer = self.writer.lock().await;
         let mut tx = self.begin().await?;
-        let deleted = leads::mark_unseen_deleted(&mut tx, pass, now).await?;
+        let verdict = state::deletion_verdict(&mut tx, pass).await?;
+        let deleted = match verdict {
+            DeletionVerdict::Allowed => leads::mark_unseen_deleted(&mut tx, pass, now).await?,
+            DeletionVerdict::NothingListed | DeletionVerdict::SecondUnread => 0,
+        };
         state::close_full_pass(&mut tx, pass).await?;
         tx.commit().await?;
-        Ok(deleted)
+        Ok((verdict, deleted))
     }
 
-    /// Counts every mirrored alive lead whose `updated_at` is `second` as seen
-    /// by the unfinished full pass, if any (that second could not be read whole).
-    pub async fn mark_second_seen(&self, second: i64) -> Result<(), StoreError> {
+    /// Notes that the unfinished full pass `pass` could not read a crowded
+    /// second whole: when it completes it marks nothing deleted.
+    pub async fn note_full_pass_incomplete(&self, pass: i64) -> Result<(), StoreError> {
         let _writer = self.writer.lock().await;
         let mut tx = self.begin().await?;
-        leads::mark_second_seen(&mut tx, second).await?;
+        state::note_pass_incomplete(&mut tx, pass).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -273,14 +285,51 @@ mod tests {
             .unwrap();
     }
 
+    /// Commits `leads` as a page of window 0 of the full pass `pass`.
+    async fn commit_in_window(store: &Store, run_id: i64, pass: i64, leads: &[Lead]) {
+        let window = Window {
+            id: 0,
+            cursor: 0,
+            end: None,
+            done: false,
+        };
+        store
+            .commit_page(PageCommit {
+                run_id,
+                leads,
+                window: Some((pass, window)),
+                counters: RunCounters::default(),
+                now: 1,
+                ..PageCommit::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn deleted_ids(store: &Store) -> Vec<i64> {
+        sqlx::query_scalar("SELECT id FROM leads WHERE is_deleted = 1 ORDER BY id")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn a_string_updated_at_never_becomes_a_cursor() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("m.sqlite")).await.unwrap();
         let run = store.start_run(RunKind::Full, 1).await.unwrap();
         let (pass, _) = store.begin_full_pass(1).await.unwrap();
-        commit(&store, run, &[lead(1, json!(100)), lead(2, json!("soon"))]).await;
-        assert_eq!(store.finish_full_pass(pass, 2).await.unwrap(), 0);
+        commit_in_window(
+            &store,
+            run,
+            pass,
+            &[lead(1, json!(100)), lead(2, json!("soon"))],
+        )
+        .await;
+        assert_eq!(
+            store.finish_full_pass(pass, 2).await.unwrap(),
+            (DeletionVerdict::Allowed, 0)
+        );
         assert_eq!(
             store.sync_state().await.unwrap().incremental_cursor,
             Some(100)
@@ -297,17 +346,66 @@ mod tests {
         // Before any pass: mirrored, not seen by a pass.
         commit(&store, run, &[lead(1, json!(10)), lead(2, json!(20))]).await;
         let (pass, _) = store.begin_full_pass(1).await.unwrap();
-        // During the pass, lead 1 comes from another run (say, a --once).
+        // During the pass, lead 1 comes from another run (say, a --once),
+        // and the pass's own walk lists lead 3.
         commit(&store, run, &[lead(1, json!(30))]).await;
+        commit_in_window(&store, run, pass, &[lead(3, json!(40))]).await;
         assert_eq!(
             store.finish_full_pass(pass, 2).await.unwrap(),
-            1,
+            (DeletionVerdict::Allowed, 1),
             "only lead 2, unseen since the pass began, is marked deleted"
         );
-        let deleted: Vec<i64> = sqlx::query_scalar("SELECT id FROM leads WHERE is_deleted = 1")
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
-        assert_eq!(deleted, vec![2]);
+        assert_eq!(deleted_ids(&store).await, vec![2]);
+    }
+
+    #[tokio::test]
+    async fn a_pass_whose_walks_listed_nothing_marks_nothing_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.sqlite")).await.unwrap();
+        let run = store.start_run(RunKind::Full, 1).await.unwrap();
+        commit(&store, run, &[lead(1, json!(10)), lead(2, json!(20))]).await;
+        let (pass, _) = store.begin_full_pass(1).await.unwrap();
+        // Only another run upserts during the pass; the pass's walks list nothing.
+        commit(&store, run, &[lead(1, json!(30))]).await;
+        commit_in_window(&store, run, pass, &[]).await;
+        assert_eq!(
+            store.finish_full_pass(pass, 2).await.unwrap(),
+            (DeletionVerdict::NothingListed, 0)
+        );
+        assert!(deleted_ids(&store).await.is_empty());
+        // The next pass starts afresh: listing lead 1 lets it mark lead 2.
+        let (next, _) = store.begin_full_pass(3).await.unwrap();
+        assert_eq!(next, pass + 1);
+        commit_in_window(&store, run, next, &[lead(1, json!(30))]).await;
+        assert_eq!(
+            store.finish_full_pass(next, 4).await.unwrap(),
+            (DeletionVerdict::Allowed, 1)
+        );
+        assert_eq!(deleted_ids(&store).await, vec![2]);
+    }
+
+    #[tokio::test]
+    async fn a_pass_with_an_unread_second_marks_nothing_deleted_and_the_next_pass_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.sqlite")).await.unwrap();
+        let run = store.start_run(RunKind::Full, 1).await.unwrap();
+        commit(&store, run, &[lead(1, json!(10)), lead(2, json!(20))]).await;
+        let (pass, _) = store.begin_full_pass(1).await.unwrap();
+        commit_in_window(&store, run, pass, &[lead(1, json!(10))]).await;
+        store.note_full_pass_incomplete(pass).await.unwrap();
+        assert_eq!(
+            store.finish_full_pass(pass, 2).await.unwrap(),
+            (DeletionVerdict::SecondUnread, 0)
+        );
+        assert!(deleted_ids(&store).await.is_empty());
+        let (next, _) = store.begin_full_pass(3).await.unwrap();
+        // A note for a pass that is not the open one changes nothing.
+        store.note_full_pass_incomplete(pass).await.unwrap();
+        commit_in_window(&store, run, next, &[lead(1, json!(10))]).await;
+        assert_eq!(
+            store.finish_full_pass(next, 4).await.unwrap(),
+            (DeletionVerdict::Allowed, 1)
+        );
+        assert_eq!(deleted_ids(&store).await, vec![2]);
     }
 }

@@ -94,6 +94,7 @@ pub async fn begin_full_pass(
     let pass = pass + 1;
     sqlx::query(
         "UPDATE sync_state SET full_pass = ?1, full_cursor = 0, full_pass_started_at = ?2, \
+         full_pass_walk_saw = 0, full_pass_incomplete = 0, \
          events_cursor = COALESCE(events_cursor, ?2) WHERE id = 1",
     )
     .bind(pass)
@@ -112,6 +113,66 @@ pub async fn begin_full_pass(
     )
     .await?;
     Ok((pass, 0))
+}
+
+/// Whether the unfinished pass `pass` may mark the alive leads it did not
+/// see as deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeletionVerdict {
+    /// Its walks listed leads and read every second whole.
+    Allowed,
+    /// Its own walks listed no alive lead at all.
+    NothingListed,
+    /// A crowded second could not be read whole: a lead may have been missed.
+    SecondUnread,
+}
+
+pub async fn deletion_verdict(
+    tx: &mut Transaction<'static, Sqlite>,
+    pass: i64,
+) -> Result<DeletionVerdict, StoreError> {
+    let row: Option<(bool, bool)> = sqlx::query_as(
+        "SELECT full_pass_walk_saw, full_pass_incomplete FROM sync_state \
+         WHERE id = 1 AND full_pass = ? AND full_cursor IS NOT NULL",
+    )
+    .bind(pass)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match row {
+        Some((_, true)) => DeletionVerdict::SecondUnread,
+        Some((true, false)) => DeletionVerdict::Allowed,
+        Some((false, false)) | None => DeletionVerdict::NothingListed,
+    })
+}
+
+/// Notes that a window walk of the unfinished pass `pass` listed alive leads.
+pub async fn note_pass_listed_leads(
+    tx: &mut Transaction<'static, Sqlite>,
+    pass: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE sync_state SET full_pass_walk_saw = 1 \
+         WHERE id = 1 AND full_pass = ? AND full_cursor IS NOT NULL",
+    )
+    .bind(pass)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Notes that the unfinished pass `pass` could not read a second whole.
+pub async fn note_pass_incomplete(
+    tx: &mut Transaction<'static, Sqlite>,
+    pass: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE sync_state SET full_pass_incomplete = 1 \
+         WHERE id = 1 AND full_pass = ? AND full_cursor IS NOT NULL",
+    )
+    .bind(pass)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Closes the pass: forgets its windows, and moves the incremental cursor to

@@ -15,7 +15,7 @@ use super::walk::{Listing, Range, WindowRef};
 use super::windows::{Assignment, Window, WindowPlan};
 use super::{MIN_WINDOW_SPLIT_SECONDS, RunProgress, SyncError, Syncer};
 use crate::clock::unix_now;
-use crate::store::PageCommit;
+use crate::store::{DeletionVerdict, PageCommit};
 
 impl Syncer {
     /// Runs (or resumes) the full pass; returns how many leads it marked deleted.
@@ -54,7 +54,21 @@ impl Syncer {
             // Only possible if a stop came between windows.
             return Err(SyncError::Interrupted);
         }
-        Ok(self.store.finish_full_pass(pass, unix_now()).await?)
+        let (verdict, deleted) = self.store.finish_full_pass(pass, unix_now()).await?;
+        match verdict {
+            DeletionVerdict::Allowed => {}
+            DeletionVerdict::NothingListed => tracing::warn!(
+                run_id = progress.run_id,
+                full_pass = pass,
+                "the full sync listed no lead at all; no lead is marked deleted (an empty listing is more likely a fault than an empty account)"
+            ),
+            DeletionVerdict::SecondUnread => tracing::warn!(
+                run_id = progress.run_id,
+                full_pass = pass,
+                "a crowded second could not be read whole during this full sync; no lead is marked deleted this time, the next full sync reconciles deletions"
+            ),
+        }
+        Ok(deleted)
     }
 
     /// Takes windows from the plan and walks them until none is left.

@@ -155,6 +155,8 @@ impl Syncer {
                     order_by_id: true,
                     ids: Vec::new(),
                 };
+                // No `request_starts` here: the window's end is only ever
+                // decided by the keyset request that follows this second.
                 let page = self.fetch(progress, &query).await?;
                 ids.extend(page.leads.iter().map(|l| l.id));
                 if !page.leads.is_empty() {
@@ -181,10 +183,10 @@ impl Syncer {
             second,
             "leads kept changing inside one second while it was read; the next full sync reads it again"
         );
-        if range.listing == Listing::Alive {
+        if let Some(w) = range.window {
             // A lead of this second the passes missed must not be taken for
-            // deleted by the full pass.
-            self.store.mark_second_seen(second).await?;
+            // deleted: this pass marks no deletions.
+            self.store.note_full_pass_incomplete(w.pass).await?;
         }
         Ok(())
     }
