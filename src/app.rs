@@ -206,8 +206,10 @@ async fn check(settings: &Settings) -> u8 {
         Err(KommoError::Unauthorized) => {
             let message = crate::attempt::token_rejected_message(&settings.kommo.token);
             tracing::error!(alert = "token_rejected", "{message}");
-            // Also without logging (RUST_LOG=off), --check answers.
-            eprintln!("kommo-sync: API probe failed: {message}");
+            if !tracing::enabled!(tracing::Level::ERROR) {
+                // Logging is off (RUST_LOG=off): --check still answers.
+                eprintln!("kommo-sync: API probe failed: {message}");
+            }
             exit::UNAUTHORIZED
         }
         Err(e) => {

@@ -57,10 +57,12 @@ struct FullDebt {
 }
 
 impl FullDebt {
-    /// What a tick of `scheduled` kind runs at `now`.
-    fn kind_for_tick(&self, scheduled: RunKind, now: Instant) -> RunKind {
+    /// A tick of `scheduled` kind got to run at `now`: what it runs. A full
+    /// sync pays what was owed before it.
+    fn start_tick(&mut self, scheduled: RunKind, now: Instant) -> RunKind {
         let retry_allowed = self.not_before.is_none_or(|at| now >= at);
         if scheduled == RunKind::Full || (self.owed && retry_allowed) {
+            self.owed = false;
             RunKind::Full
         } else {
             RunKind::Incremental
@@ -76,11 +78,6 @@ impl FullDebt {
             self.owed = true;
             self.not_before = None;
         }
-    }
-
-    /// A full sync starts: it pays what was owed before it.
-    fn full_started(&mut self) {
-        self.owed = false;
     }
 
     /// A full sync ended (`ok`) or failed at `now`. A full tick skipped while
@@ -133,19 +130,25 @@ impl TickState {
             tracing::info!(kind = %scheduled, "tick skipped: a sync is still running");
             return;
         };
-        let kind = self.debt().kind_for_tick(scheduled, Instant::now());
-        let fresh_pass = kind == RunKind::Full
-            && self
+        let kind = self.debt().start_tick(scheduled, Instant::now());
+        // Until known otherwise the sync does not cover a full tick skipped
+        // meanwhile (that tick stays owed).
+        *self.running_sync() = Some(RunningSync {
+            kind,
+            fresh_pass: false,
+        });
+        if kind == RunKind::Full {
+            // Whether this sync begins a new pass, as the mirror says now (a
+            // pass another process begins in between is not foreseen).
+            let fresh_pass = self
                 .service
                 .syncer
                 .store()
                 .sync_state()
                 .await
                 .is_ok_and(|state| state.full_cursor.is_none());
-        if kind == RunKind::Full {
-            self.debt().full_started();
+            *self.running_sync() = Some(RunningSync { kind, fresh_pass });
         }
-        *self.running_sync() = Some(RunningSync { kind, fresh_pass });
         let outcome = self.service.attempt(kind, &self.cancel).await;
         *self.running_sync() = None;
         if kind == RunKind::Full && !self.cancel.is_cancelled() {
@@ -258,57 +261,66 @@ fn spawn_watchdog(state: Arc<TickState>) -> Option<tokio::task::JoinHandle<()>> 
 mod tests {
     use super::*;
 
+    const FULL: RunKind = RunKind::Full;
+    const INCREMENTAL: RunKind = RunKind::Incremental;
+
     fn running(kind: RunKind, fresh_pass: bool) -> Option<RunningSync> {
         Some(RunningSync { kind, fresh_pass })
+    }
+
+    #[test]
+    fn an_owed_full_sync_runs_once_then_ticks_are_incremental_again() {
+        let now = Instant::now();
+        let mut debt = FullDebt {
+            owed: true,
+            ..FullDebt::default()
+        };
+        assert_eq!(debt.start_tick(INCREMENTAL, now), FULL);
+        debt.full_ended(true, now);
+        assert_eq!(debt.start_tick(INCREMENTAL, now), INCREMENTAL, "paid");
+        assert_eq!(debt.start_tick(INCREMENTAL, now), INCREMENTAL);
+        assert_eq!(debt.start_tick(FULL, now), FULL, "a full tick always runs");
     }
 
     #[test]
     fn a_skipped_full_tick_is_owed_unless_a_fresh_full_pass_is_running() {
         let now = Instant::now();
         let mut debt = FullDebt::default();
-        debt.full_started();
-        debt.full_tick_skipped(running(RunKind::Full, true));
+        assert_eq!(debt.start_tick(FULL, now), FULL);
+        debt.full_tick_skipped(running(FULL, true));
         debt.full_ended(true, now);
         assert_eq!(
-            debt.kind_for_tick(RunKind::Incremental, now),
-            RunKind::Incremental,
+            debt.start_tick(INCREMENTAL, now),
+            INCREMENTAL,
             "a pass begun before the tick and ended after it covers it"
         );
 
-        debt.full_started();
-        debt.full_tick_skipped(running(RunKind::Full, false));
+        assert_eq!(debt.start_tick(FULL, now), FULL);
+        debt.full_tick_skipped(running(FULL, false));
         debt.full_ended(true, now);
         assert_eq!(
-            debt.kind_for_tick(RunKind::Incremental, now),
-            RunKind::Full,
+            debt.start_tick(INCREMENTAL, now),
+            FULL,
             "a resumed pass began before the tick: still owed after it ends"
         );
-        debt.full_started();
         debt.full_ended(true, now);
-        assert_eq!(
-            debt.kind_for_tick(RunKind::Incremental, now),
-            RunKind::Incremental,
-            "paid"
-        );
+        assert_eq!(debt.start_tick(INCREMENTAL, now), INCREMENTAL, "paid");
 
-        debt.full_tick_skipped(running(RunKind::Incremental, false));
-        assert_eq!(debt.kind_for_tick(RunKind::Incremental, now), RunKind::Full);
+        debt.full_tick_skipped(running(INCREMENTAL, false));
+        assert_eq!(debt.start_tick(INCREMENTAL, now), FULL);
     }
 
     #[test]
     fn a_skipped_full_tick_lifts_the_retry_delay() {
         let start = Instant::now();
         let mut debt = FullDebt::default();
-        debt.full_started();
+        assert_eq!(debt.start_tick(FULL, start), FULL);
         debt.full_ended(false, start);
+        assert_eq!(debt.start_tick(INCREMENTAL, start), INCREMENTAL);
+        debt.full_tick_skipped(running(INCREMENTAL, false));
         assert_eq!(
-            debt.kind_for_tick(RunKind::Incremental, start),
-            RunKind::Incremental
-        );
-        debt.full_tick_skipped(running(RunKind::Incremental, false));
-        assert_eq!(
-            debt.kind_for_tick(RunKind::Incremental, start),
-            RunKind::Full,
+            debt.start_tick(INCREMENTAL, start),
+            FULL,
             "the next tick that runs does the skipped full sync"
         );
     }
@@ -316,34 +328,29 @@ mod tests {
     #[test]
     fn a_failing_full_sync_is_retried_with_a_growing_delay() {
         let start = Instant::now();
-        let mut debt = FullDebt::default();
-        debt.full_ended(false, start);
         let minute = Duration::from_secs(60);
+        let mut debt = FullDebt::default();
+        assert_eq!(debt.start_tick(FULL, start), FULL);
+        debt.full_ended(false, start);
         assert_eq!(
-            debt.kind_for_tick(RunKind::Incremental, start + minute / 2),
-            RunKind::Incremental,
+            debt.start_tick(INCREMENTAL, start + minute / 2),
+            INCREMENTAL,
             "incremental ticks go on meanwhile"
         );
-        assert_eq!(
-            debt.kind_for_tick(RunKind::Incremental, start + minute),
-            RunKind::Full
-        );
-        assert_eq!(
-            debt.kind_for_tick(RunKind::Full, start),
-            RunKind::Full,
-            "a scheduled full tick always runs"
-        );
+        assert_eq!(debt.start_tick(INCREMENTAL, start + minute), FULL);
         debt.full_ended(false, start);
         assert_eq!(debt.not_before, Some(start + 2 * minute));
         for _ in 0..20 {
+            assert_eq!(debt.start_tick(FULL, start), FULL);
             debt.full_ended(false, start);
         }
         assert_eq!(debt.not_before, Some(start + FULL_RETRY_MAX));
-        debt.full_started();
+        assert_eq!(debt.start_tick(INCREMENTAL, start), INCREMENTAL);
+        assert_eq!(debt.start_tick(INCREMENTAL, start + FULL_RETRY_MAX), FULL);
         debt.full_ended(true, start);
         assert_eq!(
-            debt.kind_for_tick(RunKind::Incremental, start),
-            RunKind::Incremental,
+            debt.start_tick(INCREMENTAL, start + FULL_RETRY_MAX),
+            INCREMENTAL,
             "paid"
         );
     }

@@ -187,6 +187,7 @@ async fn check_and_status_report_without_the_token() {
         "{}",
         out.stderr
     );
+    assert!(!out.stderr.contains("API probe failed"), "said once");
     // With logging off, --check still says why it failed.
     let out = env
         .command(&["--check"])

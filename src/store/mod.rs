@@ -385,6 +385,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_resumed_pass_keeps_what_it_noted_before_the_kill() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.sqlite");
+        let store = Store::open(&path).await.unwrap();
+        let run = store.start_run(RunKind::Full, 1).await.unwrap();
+        commit(&store, run, &[lead(1, json!(10)), lead(2, json!(20))]).await;
+        let (pass, _) = store.begin_full_pass(1).await.unwrap();
+        commit_in_window(&store, run, pass, &[lead(1, json!(10))]).await;
+        store.close().await;
+
+        // Killed; the next run resumes the same pass and lists nothing more.
+        let store = Store::open(&path).await.unwrap();
+        assert_eq!(store.begin_full_pass(2).await.unwrap().0, pass);
+        assert_eq!(
+            store.finish_full_pass(pass, 3).await.unwrap(),
+            (DeletionVerdict::Allowed, 1),
+            "the leads listed before the kill still count"
+        );
+        assert_eq!(deleted_ids(&store).await, vec![2]);
+
+        let (pass, _) = store.begin_full_pass(4).await.unwrap();
+        commit_in_window(&store, run, pass, &[lead(1, json!(10))]).await;
+        store.note_full_pass_incomplete(pass).await.unwrap();
+        store.close().await;
+        let store = Store::open(&path).await.unwrap();
+        assert_eq!(store.begin_full_pass(5).await.unwrap().0, pass);
+        assert_eq!(
+            store.finish_full_pass(pass, 6).await.unwrap(),
+            (DeletionVerdict::SecondUnread, 0),
+            "an unread second before the kill still forbids deletions"
+        );
+    }
+
+    #[tokio::test]
     async fn a_pass_with_an_unread_second_marks_nothing_deleted_and_the_next_pass_does() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("m.sqlite")).await.unwrap();
