@@ -155,7 +155,7 @@ impl Store {
         if let Some((pass, window)) = &commit.window {
             state::save_window(&mut tx, *pass, window).await?;
             if commit.leads.iter().any(|lead| !lead.is_deleted) {
-                state::note_pass_listed_leads(&mut tx, *pass).await?;
+                state::note_pass(&mut tx, *pass, state::PassNote::ListedLeads).await?;
             }
         }
         runs::set_counters(&mut tx, commit.run_id, &commit.counters).await?;
@@ -188,7 +188,7 @@ impl Store {
     pub async fn note_full_pass_incomplete(&self, pass: i64) -> Result<(), StoreError> {
         let _writer = self.writer.lock().await;
         let mut tx = self.begin().await?;
-        state::note_pass_incomplete(&mut tx, pass).await?;
+        state::note_pass(&mut tx, pass, state::PassNote::SecondUnread).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -272,21 +272,9 @@ mod tests {
         Lead::from_json(json!({"id": id, "name": "x", "updated_at": updated_at}), 0).unwrap()
     }
 
-    async fn commit(store: &Store, run_id: i64, leads: &[Lead]) {
-        store
-            .commit_page(PageCommit {
-                run_id,
-                leads,
-                counters: RunCounters::default(),
-                now: 1,
-                ..PageCommit::default()
-            })
-            .await
-            .unwrap();
-    }
-
-    /// Commits `leads` as a page of window 0 of the full pass `pass`.
-    async fn commit_in_window(store: &Store, run_id: i64, pass: i64, leads: &[Lead]) {
+    /// Commits `leads` as a page of run `run_id`; with `pass`, as a page of
+    /// window 0 of that full pass.
+    async fn commit_page_of(store: &Store, run_id: i64, pass: Option<i64>, leads: &[Lead]) {
         let window = Window {
             id: 0,
             cursor: 0,
@@ -297,13 +285,32 @@ mod tests {
             .commit_page(PageCommit {
                 run_id,
                 leads,
-                window: Some((pass, window)),
+                window: pass.map(|pass| (pass, window)),
                 counters: RunCounters::default(),
                 now: 1,
                 ..PageCommit::default()
             })
             .await
             .unwrap();
+    }
+
+    /// A page committed outside any full pass's walk (say, by a `--once`).
+    async fn commit(store: &Store, run_id: i64, leads: &[Lead]) {
+        commit_page_of(store, run_id, None, leads).await;
+    }
+
+    /// A page listed by window 0 of the full pass `pass`.
+    async fn commit_in_window(store: &Store, run_id: i64, pass: i64, leads: &[Lead]) {
+        commit_page_of(store, run_id, Some(pass), leads).await;
+    }
+
+    /// A mirror at `dir` holding leads 1 (updated_at 10) and 2 (20), not yet
+    /// seen by any full pass, and a run to commit pages with.
+    async fn mirror_of_two_leads(dir: &tempfile::TempDir) -> (Store, i64) {
+        let store = Store::open(&dir.path().join("m.sqlite")).await.unwrap();
+        let run = store.start_run(RunKind::Full, 1).await.unwrap();
+        commit(&store, run, &[lead(1, json!(10)), lead(2, json!(20))]).await;
+        (store, run)
     }
 
     async fn deleted_ids(store: &Store) -> Vec<i64> {
@@ -341,10 +348,8 @@ mod tests {
     #[tokio::test]
     async fn leads_upserted_while_a_pass_is_open_count_as_seen_by_it() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("m.sqlite")).await.unwrap();
-        let run = store.start_run(RunKind::Full, 1).await.unwrap();
         // Before any pass: mirrored, not seen by a pass.
-        commit(&store, run, &[lead(1, json!(10)), lead(2, json!(20))]).await;
+        let (store, run) = mirror_of_two_leads(&dir).await;
         let (pass, _) = store.begin_full_pass(1).await.unwrap();
         // During the pass, lead 1 comes from another run (say, a --once),
         // and the pass's own walk lists lead 3.
@@ -361,9 +366,7 @@ mod tests {
     #[tokio::test]
     async fn a_pass_whose_walks_listed_nothing_marks_nothing_deleted() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("m.sqlite")).await.unwrap();
-        let run = store.start_run(RunKind::Full, 1).await.unwrap();
-        commit(&store, run, &[lead(1, json!(10)), lead(2, json!(20))]).await;
+        let (store, run) = mirror_of_two_leads(&dir).await;
         let (pass, _) = store.begin_full_pass(1).await.unwrap();
         // Only another run upserts during the pass; the pass's walks list nothing.
         commit(&store, run, &[lead(1, json!(30))]).await;
@@ -387,10 +390,8 @@ mod tests {
     #[tokio::test]
     async fn a_resumed_pass_keeps_what_it_noted_before_the_kill() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.sqlite");
-        let store = Store::open(&path).await.unwrap();
-        let run = store.start_run(RunKind::Full, 1).await.unwrap();
-        commit(&store, run, &[lead(1, json!(10)), lead(2, json!(20))]).await;
+        let (store, run) = mirror_of_two_leads(&dir).await;
+        let path = store.path().to_path_buf();
         let (pass, _) = store.begin_full_pass(1).await.unwrap();
         commit_in_window(&store, run, pass, &[lead(1, json!(10))]).await;
         store.close().await;
@@ -421,9 +422,7 @@ mod tests {
     #[tokio::test]
     async fn a_pass_with_an_unread_second_marks_nothing_deleted_and_the_next_pass_does() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("m.sqlite")).await.unwrap();
-        let run = store.start_run(RunKind::Full, 1).await.unwrap();
-        commit(&store, run, &[lead(1, json!(10)), lead(2, json!(20))]).await;
+        let (store, run) = mirror_of_two_leads(&dir).await;
         let (pass, _) = store.begin_full_pass(1).await.unwrap();
         commit_in_window(&store, run, pass, &[lead(1, json!(10))]).await;
         store.note_full_pass_incomplete(pass).await.unwrap();

@@ -145,33 +145,32 @@ pub async fn deletion_verdict(
     })
 }
 
-/// Notes that a window walk of the unfinished pass `pass` listed alive leads.
-pub async fn note_pass_listed_leads(
-    tx: &mut Transaction<'static, Sqlite>,
-    pass: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE sync_state SET full_pass_walk_saw = 1 \
-         WHERE id = 1 AND full_pass = ? AND full_cursor IS NOT NULL",
-    )
-    .bind(pass)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// What the unfinished pass notes about itself (see [`deletion_verdict`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PassNote {
+    /// A window walk listed alive leads.
+    ListedLeads,
+    /// A crowded second could not be read whole.
+    SecondUnread,
 }
 
-/// Notes that the unfinished pass `pass` could not read a second whole.
-pub async fn note_pass_incomplete(
+/// Notes `note` for the pass `pass`, if it is the unfinished one.
+pub async fn note_pass(
     tx: &mut Transaction<'static, Sqlite>,
     pass: i64,
+    note: PassNote,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE sync_state SET full_pass_incomplete = 1 \
-         WHERE id = 1 AND full_pass = ? AND full_cursor IS NOT NULL",
-    )
-    .bind(pass)
-    .execute(&mut **tx)
-    .await?;
+    let query = match note {
+        PassNote::ListedLeads => {
+            "UPDATE sync_state SET full_pass_walk_saw = 1 \
+             WHERE id = 1 AND full_pass = ? AND full_cursor IS NOT NULL"
+        }
+        PassNote::SecondUnread => {
+            "UPDATE sync_state SET full_pass_incomplete = 1 \
+             WHERE id = 1 AND full_pass = ? AND full_cursor IS NOT NULL"
+        }
+    };
+    sqlx::query(query).bind(pass).execute(&mut **tx).await?;
     Ok(())
 }
 
