@@ -387,18 +387,25 @@ mod tests {
         assert_eq!(deleted_ids(&store).await, vec![2]);
     }
 
+    /// Closes `store` as a kill would leave it, opens it again and resumes
+    /// the unfinished pass, which must be `pass`.
+    async fn reopen_and_resume(store: Store, pass: i64, now: i64) -> Store {
+        let path = store.path().to_path_buf();
+        store.close().await;
+        let store = Store::open(&path).await.unwrap();
+        assert_eq!(store.begin_full_pass(now).await.unwrap().0, pass);
+        store
+    }
+
     #[tokio::test]
     async fn a_resumed_pass_keeps_what_it_noted_before_the_kill() {
         let dir = tempfile::tempdir().unwrap();
         let (store, run) = mirror_of_two_leads(&dir).await;
-        let path = store.path().to_path_buf();
         let (pass, _) = store.begin_full_pass(1).await.unwrap();
         commit_in_window(&store, run, pass, &[lead(1, json!(10))]).await;
-        store.close().await;
 
         // Killed; the next run resumes the same pass and lists nothing more.
-        let store = Store::open(&path).await.unwrap();
-        assert_eq!(store.begin_full_pass(2).await.unwrap().0, pass);
+        let store = reopen_and_resume(store, pass, 2).await;
         assert_eq!(
             store.finish_full_pass(pass, 3).await.unwrap(),
             (DeletionVerdict::Allowed, 1),
@@ -409,9 +416,7 @@ mod tests {
         let (pass, _) = store.begin_full_pass(4).await.unwrap();
         commit_in_window(&store, run, pass, &[lead(1, json!(10))]).await;
         store.note_full_pass_incomplete(pass).await.unwrap();
-        store.close().await;
-        let store = Store::open(&path).await.unwrap();
-        assert_eq!(store.begin_full_pass(5).await.unwrap().0, pass);
+        let store = reopen_and_resume(store, pass, 5).await;
         assert_eq!(
             store.finish_full_pass(pass, 6).await.unwrap(),
             (DeletionVerdict::SecondUnread, 0),
