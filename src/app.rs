@@ -10,7 +10,7 @@ use crate::attempt::{AttemptOutcome, SyncService};
 use crate::cli::{Cli, Mode};
 use crate::clock::{format_unix, unix_now};
 use crate::config::{ConfigError, Settings};
-use crate::kommo::{ClientOptions, KommoClient, KommoError};
+use crate::kommo::{ClientOptions, KommoClient, KommoError, LeadQuery};
 use crate::store::{RunKind, RunStatus, Store};
 use crate::sync::{SyncOptions, Syncer};
 use crate::token::{ExpiryState, expiry_state};
@@ -80,10 +80,12 @@ async fn build_service(settings: &Settings) -> Result<SyncService, u8> {
         eprintln!("kommo-sync: configuration error: {e}");
         return Err(exit::CONFIG);
     }
-    let store = Store::open(&settings.database.path).await.map_err(|e| {
-        eprintln!("kommo-sync: {e}");
-        exit::CONFIG
-    })?;
+    let store = Store::open_limited(&settings.database.path, settings.database.max_size_mib)
+        .await
+        .map_err(|e| {
+            eprintln!("kommo-sync: {e}");
+            exit::FAILED
+        })?;
     let syncer = Syncer::new(
         client,
         store,
@@ -133,7 +135,16 @@ async fn daemon(settings: &Settings) -> u8 {
     };
     let cancel = CancellationToken::new();
     tokio::spawn(crate::signals::cancel_on_signal(cancel.clone()));
-    match crate::daemon::run(service, &settings.schedule, cancel.cancelled_owned()).await {
+    let blocked_retry =
+        std::time::Duration::from_secs(u64::from(settings.sync.blocked_retry_seconds));
+    match crate::daemon::run(
+        service,
+        &settings.schedule,
+        blocked_retry,
+        cancel.cancelled_owned(),
+    )
+    .await
+    {
         Ok(()) => exit::OK,
         Err(e) => {
             eprintln!("kommo-sync: {e}");
@@ -201,21 +212,55 @@ async fn check(settings: &Settings) -> u8 {
                 field("id"),
                 field("subdomain")
             );
+        }
+        Err(e) => return probe_failed(settings, &e),
+    }
+    // A listing that cannot match any lead (updated in the first second of
+    // 1970): an account that honours filters answers 204.
+    let probe = LeadQuery {
+        updated_from: Some(1),
+        updated_to: Some(1),
+        page: 1,
+        limit: 1,
+        ..LeadQuery::default()
+    };
+    let filtered = client
+        .fetch_leads(&token, &probe)
+        .await
+        .and_then(|page| crate::sync::check_filters(&probe, &page));
+    match filtered {
+        Ok(()) => {
+            println!("API filters:   ok (filter[updated_at] is honoured)");
             exit::OK
         }
-        Err(KommoError::Unauthorized) => {
-            let message = crate::attempt::token_rejected_message(&settings.kommo.token);
-            tracing::error!(alert = "token_rejected", "{message}");
+        Err(e) => {
+            if matches!(e, KommoError::FilterIgnored { .. }) {
+                println!("API filters:   NOT honoured: the sync cannot run on this account");
+            }
+            probe_failed(settings, &e)
+        }
+    }
+}
+
+/// Reports a failed `--check` probe (raising its alert) and returns the exit status.
+fn probe_failed(settings: &Settings, error: &KommoError) -> u8 {
+    let message = match error {
+        KommoError::Unauthorized => crate::attempt::token_rejected_message(&settings.kommo.token),
+        e => e.to_string(),
+    };
+    match error.alert() {
+        Some(alert) => {
+            tracing::error!(alert, "{message}");
             if !tracing::enabled!(tracing::Level::ERROR) {
                 // Logging is off (RUST_LOG=off): --check still answers.
                 eprintln!("kommo-sync: API probe failed: {message}");
             }
-            exit::UNAUTHORIZED
         }
-        Err(e) => {
-            eprintln!("kommo-sync: API probe failed: {e}");
-            exit::FAILED
-        }
+        None => eprintln!("kommo-sync: API probe failed: {message}"),
+    }
+    match error {
+        KommoError::Unauthorized => exit::UNAUTHORIZED,
+        _ => exit::FAILED,
     }
 }
 

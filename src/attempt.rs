@@ -24,6 +24,8 @@ pub struct AttemptOutcome {
     pub report: Option<SyncReport>,
     /// A readable message when the attempt did not succeed.
     pub error: Option<String>,
+    /// The alert the failure raised (`token_rejected`, `account_blocked`...).
+    pub alert: Option<&'static str>,
 }
 
 impl AttemptOutcome {
@@ -33,8 +35,17 @@ impl AttemptOutcome {
             run_id: None,
             report: None,
             error: Some(error),
+            alert: None,
         }
     }
+}
+
+/// How a run ended, as recorded.
+struct RunEnd {
+    status: RunStatus,
+    report: Option<SyncReport>,
+    error: Option<String>,
+    alert: Option<&'static str>,
 }
 
 /// Everything an attempt needs, built once per process.
@@ -65,17 +76,22 @@ impl SyncService {
         let run_id = match store.start_run(kind, unix_now()).await {
             Ok(id) => id,
             Err(e) => {
-                let message = format!("cannot record the run: {e}");
+                let message = format!(
+                    "cannot record the run in the mirror {}: {e}; check free disk space and that the \
+                     file and its directory are writable by this user",
+                    store.path().display()
+                );
                 tracing::error!(kind = %kind, "{message}");
                 return AttemptOutcome::failed_without_run(message);
             }
         };
-        let (status, report, error) = self.run_recorded(kind, run_id, cancel).await;
+        let end = self.run_recorded(kind, run_id, cancel).await;
         AttemptOutcome {
-            status,
+            status: end.status,
             run_id: Some(run_id),
-            report,
-            error,
+            report: end.report,
+            error: end.error,
+            alert: end.alert,
         }
     }
 
@@ -84,25 +100,32 @@ impl SyncService {
         kind: RunKind,
         run_id: i64,
         cancel: &CancellationToken,
-    ) -> (RunStatus, Option<SyncReport>, Option<String>) {
+    ) -> RunEnd {
         let token = match self.usable_token(run_id) {
             Ok(token) => token,
             Err((status, message)) => {
                 self.record(run_id, status, &Default::default(), Some(&message))
                     .await;
-                return (status, None, Some(message));
+                return RunEnd {
+                    status,
+                    report: None,
+                    error: Some(message),
+                    alert: None,
+                };
             }
         };
         tracing::debug!(run_id, kind = %kind, "sync started");
         let progress = RunProgress::new(run_id, token, cancel.child_token());
         let result = self.syncer.run(kind, &progress).await;
         let counters = progress.counters();
+        let alert = result.as_ref().err().and_then(SyncError::alert);
         let (status, report, message) = match result {
             Ok(report) => {
                 tracing::info!(
                     run_id,
                     kind = %kind,
                     leads_upserted = report.leads_upserted,
+                    leads_skipped = counters.leads_skipped,
                     requests = report.requests,
                     marked_deleted = report.marked_deleted,
                     "sync finished"
@@ -119,6 +142,21 @@ impl SyncService {
                 tracing::warn!(run_id, kind = %kind, leads_upserted = counters.leads_upserted, "sync {message}");
                 (RunStatus::Interrupted, None, Some(message))
             }
+            Err(SyncError::Kommo(e)) if alert.is_some() => {
+                let message = self.account_alert_message(&e).await;
+                let alert = alert.unwrap_or_default();
+                tracing::error!(alert, run_id, kind = %kind, leads_upserted = counters.leads_upserted, "{message}");
+                (RunStatus::Failed, None, Some(message))
+            }
+            Err(SyncError::Store(e)) => {
+                let message = format!(
+                    "cannot write the mirror {}: {e}; check free disk space and that the file and its \
+                     directory are writable by this user; everything committed before is intact",
+                    self.syncer.store().path().display()
+                );
+                tracing::error!(run_id, kind = %kind, leads_upserted = counters.leads_upserted, error = %message, "sync failed");
+                (RunStatus::Failed, None, Some(message))
+            }
             Err(e) => {
                 let message = e.to_string();
                 tracing::error!(run_id, kind = %kind, leads_upserted = counters.leads_upserted, error = %message, "sync failed; progress up to the last committed page is kept");
@@ -127,7 +165,32 @@ impl SyncService {
         };
         self.record(run_id, status, &counters, message.as_deref())
             .await;
-        (status, report, message)
+        RunEnd {
+            status,
+            report,
+            error: message,
+            alert,
+        }
+    }
+
+    /// The message of an account alert, with what support needs for a block.
+    async fn account_alert_message(&self, error: &KommoError) -> String {
+        let mut message = error.to_string();
+        if matches!(error, KommoError::Blocked { .. }) {
+            let account_id = self
+                .syncer
+                .store()
+                .account_id()
+                .await
+                .ok()
+                .flatten()
+                .map_or_else(|| "unknown yet".to_string(), |id| id.to_string());
+            message.push_str(&format!(
+                " (account host {}, account id {account_id})",
+                self.syncer.account_host()
+            ));
+        }
+        message
     }
 
     /// Reads the token and checks its expiry, raising the expiry alerts.

@@ -78,6 +78,9 @@ pub struct KommoSettings {
 pub struct DatabaseSettings {
     /// The SQLite file of the mirror.
     pub path: PathBuf,
+    /// The largest size the mirror may grow to, in MiB (a disk budget);
+    /// `None` for no limit. A sync that would pass it fails, nothing half-written.
+    pub max_size_mib: Option<u32>,
 }
 
 /// When the daemon syncs (cron expressions with a seconds field, UTC).
@@ -96,6 +99,9 @@ pub struct SyncSettings {
     /// Windows of `updated_at` a full sync walks at once, so that requests
     /// overlap their round trips and use the whole rate allowance.
     pub parallel_windows: u32,
+    /// While the account is blocked or unpaid, the daemon sends one probing
+    /// attempt at most this often (seconds; 900 = 15 minutes).
+    pub blocked_retry_seconds: u32,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -145,12 +151,14 @@ impl Default for RawKommo {
 #[serde(deny_unknown_fields, default)]
 struct RawDatabase {
     path: PathBuf,
+    max_size_mib: Option<i64>,
 }
 
 impl Default for RawDatabase {
     fn default() -> Self {
         RawDatabase {
             path: PathBuf::from("kommo-sync.sqlite"),
+            max_size_mib: None,
         }
     }
 }
@@ -176,6 +184,7 @@ impl Default for RawSchedule {
 struct RawSync {
     overlap_seconds: i64,
     parallel_windows: i64,
+    blocked_retry_seconds: i64,
 }
 
 impl Default for RawSync {
@@ -183,6 +192,7 @@ impl Default for RawSync {
         RawSync {
             overlap_seconds: 300,
             parallel_windows: 4,
+            blocked_retry_seconds: 900,
         }
     }
 }
@@ -311,6 +321,23 @@ impl Settings {
             86_400,
             "use a number of seconds, e.g. 300",
         )?;
+        let blocked_retry_seconds = in_range(
+            "sync.blocked_retry_seconds",
+            raw.sync.blocked_retry_seconds,
+            1,
+            86_400,
+            "use a number of seconds, e.g. 900 (15 minutes); probing a blocked account often keeps it blocked",
+        )?;
+        let max_size_mib = match raw.database.max_size_mib {
+            None => None,
+            Some(mib) => Some(in_range(
+                "database.max_size_mib",
+                mib,
+                1,
+                16_777_216,
+                "use a size in MiB, e.g. 2048, or remove the key for no limit",
+            )?),
+        };
         Ok(Settings {
             kommo: KommoSettings {
                 base_url,
@@ -326,6 +353,7 @@ impl Settings {
             },
             database: DatabaseSettings {
                 path: raw.database.path,
+                max_size_mib,
             },
             schedule: ScheduleSettings {
                 incremental: raw.schedule.incremental,
@@ -334,6 +362,7 @@ impl Settings {
             sync: SyncSettings {
                 overlap_seconds,
                 parallel_windows,
+                blocked_retry_seconds,
             },
             source_file,
         })

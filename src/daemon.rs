@@ -9,6 +9,11 @@
 //! began a new pass, which covers it). A full sync that fails is owed too, but retried with a
 //! growing delay (one minute, doubling up to an hour) so that a full pass
 //! that keeps failing does not turn every incremental tick into a full one.
+//!
+//! An account that refuses everything until a person acts (blocked for abuse,
+//! or unpaid) is probed rarely: after such an answer, ticks send nothing for
+//! `sync.blocked_retry_seconds` (15 minutes by default); the next attempt
+//! probes (raising the alert again if it still fails) and syncs if it passes.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,6 +39,30 @@ pub enum DaemonError {
 const FULL_RETRY_FIRST: Duration = Duration::from_secs(60);
 /// Longest delay between retries of a failing full sync.
 const FULL_RETRY_MAX: Duration = Duration::from_secs(3600);
+
+/// Holds ticks back while the account is blocked or unpaid.
+#[derive(Debug)]
+struct ClosedAccountGate {
+    /// Time between two probes of a closed account.
+    retry: Duration,
+    /// No attempt before this instant.
+    closed_until: Option<Instant>,
+}
+
+impl ClosedAccountGate {
+    /// Whether a tick at `now` may send requests.
+    fn is_open(&self, now: Instant) -> bool {
+        self.closed_until.is_none_or(|until| now >= until)
+    }
+
+    /// An attempt ended at `now`, with the alert it raised.
+    fn attempt_ended(&mut self, alert: Option<&str>, now: Instant) {
+        self.closed_until = match alert {
+            Some("account_blocked" | "account_unpaid") => Some(now + self.retry),
+            _ => None,
+        };
+    }
+}
 
 /// The sync a tick found running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +134,7 @@ struct TickState {
     /// The sync running, readable without waiting for `running`.
     running_sync: std::sync::Mutex<Option<RunningSync>>,
     full_debt: std::sync::Mutex<FullDebt>,
+    closed_account: std::sync::Mutex<ClosedAccountGate>,
     /// Stops the sync in flight.
     cancel: CancellationToken,
 }
@@ -112,6 +142,10 @@ struct TickState {
 impl TickState {
     fn debt(&self) -> std::sync::MutexGuard<'_, FullDebt> {
         self.full_debt.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn gate(&self) -> std::sync::MutexGuard<'_, ClosedAccountGate> {
+        self.closed_account.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn running_sync(&self) -> std::sync::MutexGuard<'_, Option<RunningSync>> {
@@ -130,6 +164,13 @@ impl TickState {
             tracing::info!(kind = %scheduled, "tick skipped: a sync is still running");
             return;
         };
+        if !self.gate().is_open(Instant::now()) {
+            if scheduled == RunKind::Full {
+                self.debt().full_tick_skipped(None);
+            }
+            tracing::debug!(kind = %scheduled, "tick skipped: the account is blocked or unpaid; waiting to probe again");
+            return;
+        }
         let kind = self.debt().start_tick(scheduled, Instant::now());
         // Until known otherwise the sync does not cover a full tick skipped
         // meanwhile (that tick stays owed).
@@ -151,6 +192,13 @@ impl TickState {
         }
         let outcome = self.service.attempt(kind, &self.cancel).await;
         *self.running_sync() = None;
+        self.gate().attempt_ended(outcome.alert, Instant::now());
+        if let Some(until) = self.gate().closed_until {
+            tracing::info!(
+                probe_in_s = until.saturating_duration_since(Instant::now()).as_secs(),
+                "no request until the next probe of the account"
+            );
+        }
         if kind == RunKind::Full && !self.cancel.is_cancelled() {
             let ok = outcome.status == crate::store::RunStatus::Ok;
             let mut debt = self.debt();
@@ -170,10 +218,15 @@ impl TickState {
 pub async fn run(
     service: SyncService,
     schedule: &ScheduleSettings,
+    blocked_retry: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let state = Arc::new(TickState {
         full_debt: std::sync::Mutex::default(),
+        closed_account: std::sync::Mutex::new(ClosedAccountGate {
+            retry: blocked_retry,
+            closed_until: None,
+        }),
         running: Mutex::new(()),
         running_sync: std::sync::Mutex::new(None),
         cancel: CancellationToken::new(),
@@ -266,6 +319,48 @@ mod tests {
 
     fn running(kind: RunKind, fresh_pass: bool) -> Option<RunningSync> {
         Some(RunningSync { kind, fresh_pass })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_account_is_probed_once_per_retry_period_then_synced_again() {
+        let retry = Duration::from_secs(15 * 60);
+        let mut gate = ClosedAccountGate {
+            retry,
+            closed_until: None,
+        };
+        let tick = Duration::from_secs(2);
+        let start = Instant::now();
+        let mut probes = Vec::new();
+        // Blocked for 40 minutes; a tick every 2 seconds for an hour.
+        while Instant::now() < start + Duration::from_secs(3600) {
+            let now = Instant::now();
+            if gate.is_open(now) {
+                probes.push(now - start);
+                let blocked = now < start + Duration::from_secs(40 * 60);
+                gate.attempt_ended(blocked.then_some("account_blocked"), now);
+            }
+            tokio::time::sleep(tick).await;
+        }
+        let blocked_probes: Vec<_> = probes
+            .iter()
+            .filter(|t| **t < Duration::from_secs(40 * 60))
+            .collect();
+        assert_eq!(blocked_probes.len(), 3, "{blocked_probes:?}");
+        for pair in blocked_probes.windows(2) {
+            assert!(*pair[1] - *pair[0] >= retry, "{blocked_probes:?}");
+        }
+        // Unblocked at 40 min: the probe at 45 min passes, then every tick syncs.
+        let after = probes.len() - blocked_probes.len();
+        assert!(after >= 450, "synced {after} times after the block was lifted");
+        assert_eq!(
+            probes.iter().find(|t| **t >= Duration::from_secs(40 * 60)),
+            Some(&Duration::from_secs(45 * 60))
+        );
+        // Any other failure does not hold ticks back.
+        gate.attempt_ended(Some("token_rejected"), Instant::now());
+        assert!(gate.is_open(Instant::now()));
+        gate.attempt_ended(Some("account_unpaid"), Instant::now());
+        assert!(!gate.is_open(Instant::now() + Duration::from_secs(60)));
     }
 
     #[test]

@@ -111,11 +111,34 @@ impl TokenSource {
 }
 
 fn read_file(path: PathBuf) -> Result<Secret, TokenError> {
+    warn_if_exposed(&path);
     match std::fs::read_to_string(&path) {
         Ok(text) => clean(text, format!("the file {}", path.display())),
         Err(source) => Err(TokenError::Unreadable { path, source }),
     }
 }
+
+/// Warns when the token file can be read by its group or by others.
+#[cfg(unix)]
+fn warn_if_exposed(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "the token file {} can be read by other users (mode {:o}); restrict it with: chmod 600 {}",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_exposed(_path: &std::path::Path) {}
 
 fn clean(text: String, origin: String) -> Result<Secret, TokenError> {
     let trimmed = text.trim();

@@ -1,14 +1,16 @@
-//! The HTTP client for Kommo's API v4: one `reqwest::Client`, one [`Pacer`]
-//! for every request and retry, bounded retries with backoff and jitter for
-//! transient failures, and the one place where a response becomes data or a
-//! typed [`KommoError`].
+//! The HTTP client for Kommo's API v4: one `reqwest::Client` (connections
+//! kept alive), one [`Pacer`] for every request and retry, bounded retries
+//! with backoff and jitter for transient failures (429s with a budget of
+//! their own, honouring `Retry-After`), Kommo's clock read from its `Date`
+//! header, and the one place where a response becomes data or a typed
+//! [`KommoError`].
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, DATE, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
@@ -24,8 +26,11 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Timeout for a whole request.
     pub request_timeout: Duration,
-    /// Retries of one request after a transient failure.
+    /// Retries of one request after a transient failure other than a 429.
     pub max_retries: u32,
+    /// Retries of one request after 429 Too Many Requests: a budget of its
+    /// own, so that a long throttle slows a run rather than failing it.
+    pub max_throttle_retries: u32,
     /// First backoff delay; doubles at each retry.
     pub backoff_base: Duration,
     /// Longest backoff delay.
@@ -39,10 +44,23 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
             max_retries: 5,
+            max_throttle_retries: 30,
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(60),
         }
     }
+}
+
+/// The order of a listing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LeadOrder {
+    /// `order[updated_at]=asc`: keyset walks.
+    #[default]
+    UpdatedAsc,
+    /// `order[updated_at]=desc`: the newest lead first.
+    UpdatedDesc,
+    /// `order[id]=asc`: stable inside one second, and for requests by id.
+    IdAsc,
 }
 
 /// Which leads to ask for.
@@ -58,8 +76,8 @@ pub struct LeadQuery {
     pub limit: u32,
     /// List the deleted (restorable) leads instead (`with=only_deleted`).
     pub only_deleted: bool,
-    /// Order by id instead of by `updated_at` (used inside one second).
-    pub order_by_id: bool,
+    /// The order asked for.
+    pub order: LeadOrder,
     /// Only these ids (`filter[id][]`); empty for no id filter.
     pub ids: Vec<LeadId>,
 }
@@ -85,11 +103,11 @@ impl LeadQuery {
         for id in &self.ids {
             q.push(("filter[id][]", id.to_string()));
         }
-        if self.order_by_id {
-            q.push(("order[id]", "asc".into()));
-        } else {
-            q.push(("order[updated_at]", "asc".into()));
-        }
+        q.push(match self.order {
+            LeadOrder::UpdatedAsc => ("order[updated_at]", "asc".into()),
+            LeadOrder::UpdatedDesc => ("order[updated_at]", "desc".into()),
+            LeadOrder::IdAsc => ("order[id]", "asc".into()),
+        });
         q
     }
 }
@@ -130,6 +148,47 @@ pub struct KommoClient {
     pacer: Pacer,
     options: ClientOptions,
     sent: Arc<AtomicU64>,
+    clock: Arc<Mutex<Option<ServerTime>>>,
+}
+
+/// Kommo's clock as its last `Date` header told it.
+#[derive(Clone, Copy, Debug)]
+struct ServerTime {
+    /// Unix seconds in the header.
+    unix: i64,
+    /// When the answer carrying it arrived.
+    received: tokio::time::Instant,
+}
+
+/// The longest pause a `Retry-After` can impose.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// First pause after a 429 without `Retry-After`; doubles at each 429 in a row.
+const THROTTLE_BACKOFF_BASE: Duration = Duration::from_secs(2);
+
+/// Parses an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`) to Unix seconds.
+fn parse_http_date(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc2822(text.trim())
+        .ok()
+        .map(|t| t.timestamp())
+}
+
+/// The pause a `Retry-After` header asks for: seconds, or an HTTP date read
+/// against the same answer's `Date` (both Kommo's clock), else ours.
+fn retry_after(headers: &HeaderMap, local_now: i64) -> Option<Duration> {
+    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let seconds = match text.parse::<u64>() {
+        Ok(s) => s,
+        Err(_) => {
+            let at = parse_http_date(text)?;
+            let now = headers
+                .get(DATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_http_date)
+                .unwrap_or(local_now);
+            u64::try_from(at - now).unwrap_or(0)
+        }
+    };
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
 }
 
 impl KommoClient {
@@ -139,6 +198,8 @@ impl KommoClient {
             .user_agent(concat!("kommo-sync/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(options.connect_timeout)
             .timeout(options.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_keepalive(Duration::from_secs(30))
             .build()
             .map_err(|e| KommoError::Transport {
                 message: format!("cannot build the HTTP client: {e}"),
@@ -149,7 +210,34 @@ impl KommoClient {
             pacer: Pacer::new(options.requests_per_second),
             options,
             sent: Arc::new(AtomicU64::new(0)),
+            clock: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// Kommo's now in Unix seconds, from the `Date` header of its last answer
+    /// plus the time since; `None` before any answer carried one.
+    pub fn server_now(&self) -> Option<i64> {
+        let time = (*self.clock.lock().unwrap_or_else(|e| e.into_inner()))?;
+        let elapsed = i64::try_from(time.received.elapsed().as_secs()).unwrap_or(i64::MAX);
+        Some(time.unix.saturating_add(elapsed))
+    }
+
+    fn note_server_time(&self, headers: &HeaderMap) {
+        if let Some(unix) = headers
+            .get(DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_http_date)
+        {
+            *self.clock.lock().unwrap_or_else(|e| e.into_inner()) = Some(ServerTime {
+                unix,
+                received: tokio::time::Instant::now(),
+            });
+        }
+    }
+
+    /// The host of the account's base URL, e.g. `acme.kommo.com`.
+    pub fn base_host(&self) -> String {
+        self.base.host_str().unwrap_or_default().to_string()
     }
 
     /// The gap the pacer keeps between two requests.
@@ -162,19 +250,18 @@ impl KommoClient {
         self.sent.load(Ordering::Relaxed)
     }
 
-    /// One page of `GET /api/v4/leads`; a 204 is an empty page.
+    /// One page of `GET /api/v4/leads`; a 204 is an empty page. A 200
+    /// without leads is retried like any transient failure.
     pub async fn fetch_leads(
         &self,
         token: &Secret,
         query: &LeadQuery,
     ) -> Result<LeadPage, KommoError> {
-        match self
-            .get_json(token, "api/v4/leads", &query.to_pairs())
-            .await?
-        {
+        self.get(token, "api/v4/leads", &query.to_pairs(), |body| match body {
             None => Ok(LeadPage::default()),
             Some(body) => LeadPage::from_json(body),
-        }
+        })
+        .await
     }
 
     /// One page of `GET /api/v4/events`; a 204 is an empty page.
@@ -183,31 +270,32 @@ impl KommoClient {
         token: &Secret,
         query: &EventQuery,
     ) -> Result<EventPage, KommoError> {
-        match self
-            .get_json(token, "api/v4/events", &query.to_pairs())
-            .await?
-        {
+        self.get(token, "api/v4/events", &query.to_pairs(), |body| match body {
             None => Ok(EventPage::default()),
             Some(body) => EventPage::from_json(body),
-        }
+        })
+        .await
     }
 
     /// `GET /api/v4/account`: the cheapest probe of a token.
     pub async fn fetch_account(&self, token: &Secret) -> Result<Value, KommoError> {
-        self.get_json(token, "api/v4/account", &[])
-            .await?
-            .ok_or_else(|| KommoError::Decode {
+        self.get(token, "api/v4/account", &[], |body| {
+            body.ok_or_else(|| KommoError::Decode {
                 message: "/api/v4/account answered 204 No Content".into(),
             })
+        })
+        .await
     }
 
-    /// GET with pacing and retries; `None` for 204.
-    async fn get_json(
+    /// GET with pacing and retries; `parse` gets the JSON body (`None` for
+    /// 204), and a transient error from it is retried like a failed request.
+    async fn get<T>(
         &self,
         token: &Secret,
         path: &str,
         query: &[(&'static str, String)],
-    ) -> Result<Option<Value>, KommoError> {
+        parse: impl Fn(Option<Value>) -> Result<T, KommoError>,
+    ) -> Result<T, KommoError> {
         let mut url = self.base.join(path).map_err(|e| KommoError::Transport {
             message: format!("cannot build the URL for {path}: {e}"),
         })?;
@@ -223,35 +311,52 @@ impl KommoClient {
             })?;
         auth.set_sensitive(true);
 
-        let mut attempt = 0u32;
+        let mut failures = 0u32;
+        let mut throttles = 0u32;
         loop {
             self.pacer.ready().await;
             self.sent.fetch_add(1, Ordering::Relaxed);
-            let result = self.send_once(url.clone(), auth.clone()).await;
-            match result {
-                Ok(body) => return Ok(body),
-                Err(error) if error.is_transient() && attempt < self.options.max_retries => {
-                    let delay = match &error {
-                        KommoError::RateLimited {
-                            retry_after: Some(after),
-                        } => *after,
-                        _ => self.backoff(attempt),
-                    };
-                    if matches!(error, KommoError::RateLimited { .. }) {
-                        self.pacer.pause_for(delay);
-                    }
-                    tracing::warn!(
-                        path,
-                        attempt = attempt + 1,
-                        retry_in_ms = delay.as_millis() as u64,
-                        error = %error,
-                        "transient failure, retrying"
-                    );
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
+            let result = self
+                .send_once(url.clone(), auth.clone())
+                .await
+                .and_then(&parse);
+            let error = match result {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            let delay = match &error {
+                KommoError::RateLimited { retry_after } if throttles < self.options.max_throttle_retries => {
+                    let delay = retry_after.unwrap_or_else(|| {
+                        jitter(backoff(THROTTLE_BACKOFF_BASE, throttles, self.options.backoff_cap))
+                    });
+                    throttles += 1;
+                    // Every request of the client waits, not just this one.
+                    self.pacer.pause_for(delay);
+                    delay
                 }
-                Err(error) => return Err(error),
-            }
+                e if e.is_transient()
+                    && !matches!(e, KommoError::RateLimited { .. })
+                    && failures < self.options.max_retries =>
+                {
+                    let delay = jitter(backoff(
+                        self.options.backoff_base,
+                        failures,
+                        self.options.backoff_cap,
+                    ));
+                    failures += 1;
+                    delay
+                }
+                _ => return Err(error),
+            };
+            tracing::warn!(
+                path,
+                failures,
+                throttles,
+                retry_in_ms = delay.as_millis() as u64,
+                error = %error,
+                "transient failure, retrying"
+            );
+            tokio::time::sleep(delay).await;
         }
     }
 
@@ -267,12 +372,8 @@ impl KommoClient {
             .send()
             .await?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s.min(3600)));
+        self.note_server_time(response.headers());
+        let retry_after = retry_after(response.headers(), crate::clock::unix_now());
         let body = response.bytes().await?;
         if status == StatusCode::NO_CONTENT {
             return Ok(None);
@@ -289,14 +390,53 @@ impl KommoClient {
                 message: format!("HTTP {status} with a body that is not JSON ({e})"),
             })
     }
+}
 
-    /// Capped exponential backoff with ±25 % jitter.
-    fn backoff(&self, attempt: u32) -> Duration {
-        let base = self
-            .options
-            .backoff_base
-            .saturating_mul(1u32 << attempt.min(16));
-        let capped = base.min(self.options.backoff_cap);
-        capped.mul_f64(0.75 + fastrand::f64() * 0.5)
+/// `base` doubled `attempt` times, at most `cap`.
+fn backoff(base: Duration, attempt: u32, cap: Duration) -> Duration {
+    base.saturating_mul(1u32 << attempt.min(16)).min(cap)
+}
+
+/// ±25 % jitter, so that clients do not retry in step.
+fn jitter(delay: Duration) -> Duration {
+    delay.mul_f64(0.75 + fastrand::f64() * 0.5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(reqwest::header::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(k.clone(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn retry_after_in_seconds_and_as_an_http_date() {
+        let now = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(now, 784_111_777);
+        assert_eq!(
+            retry_after(&headers(&[(RETRY_AFTER, "7")]), now),
+            Some(Duration::from_secs(7))
+        );
+        // A date is read against the answer's own Date header...
+        let h = headers(&[
+            (RETRY_AFTER, "Sun, 06 Nov 1994 08:50:07 GMT"),
+            (DATE, "Sun, 06 Nov 1994 08:49:47 GMT"),
+        ]);
+        assert_eq!(retry_after(&h, 0), Some(Duration::from_secs(20)));
+        // ...or against our clock without one; a date in the past means now.
+        let h = headers(&[(RETRY_AFTER, "Sun, 06 Nov 1994 08:50:07 GMT")]);
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(30)));
+        assert_eq!(retry_after(&h, now + 100), Some(Duration::ZERO));
+        assert_eq!(retry_after(&headers(&[(RETRY_AFTER, "soon")]), now), None);
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
+        assert_eq!(
+            retry_after(&headers(&[(RETRY_AFTER, "999999")]), now),
+            Some(MAX_RETRY_AFTER)
+        );
     }
 }

@@ -13,14 +13,30 @@ pub enum KommoError {
     )]
     Unauthorized,
     #[error(
-        "Kommo returned HTTP 402 Payment Required: the account is not paid; renew the subscription"
+        "Kommo returned HTTP 402 Payment Required: the account's subscription is not paid, so its \
+         API is closed; an account admin must renew it in Kommo (Settings, Billing); the sync \
+         resumes by itself once it is paid"
     )]
     PaymentRequired,
     #[error(
-        "Kommo returned HTTP 403 Forbidden ({detail}): the integration lacks rights, this \
-         machine's IP is not on the account's allow list, or the IP was blocked for abuse"
+        "Kommo returned HTTP 403 Forbidden with an HTML page ({detail}): the account or this \
+         server's IP is blocked, usually for exceeding the API rate limit; only Kommo support can \
+         lift it: write to them with the account's subdomain and id and this server's public IP \
+         address; kommo-sync probes at most once every 15 minutes until the block is lifted"
+    )]
+    Blocked { detail: String },
+    #[error(
+        "Kommo returned HTTP 403 Forbidden ({detail}): the integration lacks rights, or this \
+         machine's IP is not on the account's allow list"
     )]
     Forbidden { detail: String },
+    #[error(
+        "Kommo ignored the request's filter ({detail}): API filtering is not enabled for this \
+         account (on some accounts it is a paid add-on), so no listing can be trusted and the \
+         sync stopped; enable API filtering for the account (ask Kommo support), then run \
+         kommo-sync --check"
+    )]
+    FilterIgnored { detail: String },
     #[error(
         "Kommo rejected the request with HTTP 400 ({detail}); this is a bug in kommo-sync, please report it"
     )]
@@ -55,12 +71,36 @@ impl KommoError {
         )
     }
 
+    /// The `alert` field of the ERROR line this error raises, if any.
+    pub fn alert(&self) -> Option<&'static str> {
+        match self {
+            KommoError::Unauthorized => Some("token_rejected"),
+            KommoError::Blocked { .. } => Some("account_blocked"),
+            KommoError::PaymentRequired => Some("account_unpaid"),
+            KommoError::FilterIgnored { .. } => Some("api_filter_unavailable"),
+            _ => None,
+        }
+    }
+
+    /// Whether the account refuses every request until a person acts (a
+    /// block or an unpaid subscription): probe rarely, never hammer.
+    pub fn is_account_closed(&self) -> bool {
+        matches!(
+            self,
+            KommoError::Blocked { .. } | KommoError::PaymentRequired
+        )
+    }
+
     /// Builds the error for a non-success status and its (possibly non-JSON) body.
     pub fn from_status(status: u16, retry_after: Option<Duration>, body: &[u8]) -> KommoError {
         let detail = problem_detail(body);
         match status {
             401 => KommoError::Unauthorized,
             402 => KommoError::PaymentRequired,
+            // An abuse block is an nginx HTML page; a lack of rights is problem+json.
+            403 if serde_json::from_slice::<serde_json::Value>(body).is_err() => {
+                KommoError::Blocked { detail }
+            }
             403 => KommoError::Forbidden { detail },
             400 => KommoError::BadRequest { detail },
             429 => KommoError::RateLimited { retry_after },
@@ -135,7 +175,16 @@ mod tests {
             KommoError::Unauthorized
         ));
         assert!(!KommoError::from_status(401, None, b"").is_transient());
-        assert!(!KommoError::from_status(403, None, b"<html>blocked</html>").is_transient());
+        let blocked = KommoError::from_status(403, None, b"<html>blocked</html>");
+        assert!(!blocked.is_transient());
+        assert_eq!(blocked.alert(), Some("account_blocked"));
+        let forbidden = KommoError::from_status(403, None, br#"{"title":"Forbidden"}"#);
+        assert!(matches!(forbidden, KommoError::Forbidden { .. }));
+        assert_eq!(forbidden.alert(), None);
+        assert_eq!(
+            KommoError::from_status(402, None, b"").alert(),
+            Some("account_unpaid")
+        );
         assert!(KommoError::from_status(429, None, b"Too many").is_transient());
         assert!(KommoError::from_status(503, None, b"").is_transient());
         let e = KommoError::from_status(

@@ -6,7 +6,7 @@ mod error;
 mod model;
 mod pacer;
 
-pub use client::{ClientOptions, EventQuery, KommoClient, LeadQuery};
+pub use client::{ClientOptions, EventQuery, KommoClient, LeadOrder, LeadQuery};
 pub use error::KommoError;
-pub use model::{EventPage, Lead, LeadEvent, LeadId, LeadPage};
+pub use model::{EventPage, Lead, LeadEvent, LeadId, LeadPage, SkippedLead};
 pub use pacer::{Pacer, WINDOW_MARGIN, request_spacing};

@@ -2,7 +2,11 @@
 //! and the few lead fields the sync itself needs.
 //!
 //! A lead is kept as the JSON object it arrived as (unknown fields included),
-//! so a new field in the API never breaks parsing; only `id` must be present.
+//! so a new field in the API never breaks parsing. Only `id` must be usable:
+//! an element without a positive integer id is skipped (and reported), never
+//! a reason to reject its page. A `200` whose `_embedded.leads` is missing or
+//! empty is not a page at all: the end of a listing is a `204` or a short
+//! page, so such an answer is a (transient) decode error.
 
 use serde_json::{Map, Value};
 
@@ -24,21 +28,29 @@ pub struct Lead {
     pub raw: Map<String, Value>,
 }
 
+/// An element of `_embedded.leads` that cannot be stored, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkippedLead {
+    /// Its position in the page.
+    pub index: usize,
+    /// What is wrong with it, e.g. `id is the string "abc"`.
+    pub reason: String,
+}
+
 impl Lead {
-    /// Reads a lead out of one element of `_embedded.leads`.
-    pub fn from_json(value: Value, index: usize) -> Result<Lead, KommoError> {
+    /// Reads a lead out of one element of `_embedded.leads`; `Err` says why
+    /// it cannot be stored (no usable id).
+    pub fn from_json(value: Value) -> Result<Lead, String> {
         let Value::Object(raw) = value else {
-            return Err(KommoError::Decode {
-                message: format!("_embedded.leads[{index}] is not an object"),
-            });
+            return Err(format!("it is not an object but {}", kind_of(&value)));
         };
-        let id = raw
-            .get("id")
-            .and_then(Value::as_i64)
-            .filter(|id| *id > 0)
-            .ok_or_else(|| KommoError::Decode {
-                message: format!("_embedded.leads[{index}] has no positive integer id"),
-            })?;
+        let id = match raw.get("id") {
+            None | Some(Value::Null) => return Err("it has no id".into()),
+            Some(v) => v
+                .as_i64()
+                .filter(|id| *id > 0)
+                .ok_or_else(|| format!("its id is not a positive integer but {}", short(v)))?,
+        };
         let updated_at = raw.get("updated_at").and_then(Value::as_i64);
         let is_deleted = raw.get("is_deleted").and_then(Value::as_bool) == Some(true);
         Ok(Lead {
@@ -50,19 +62,42 @@ impl Lead {
     }
 }
 
+/// `a string`, `an object`... for messages.
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A value for a message, at most 40 characters.
+fn short(v: &Value) -> String {
+    let text = v.to_string();
+    if text.chars().count() <= 40 {
+        text
+    } else {
+        format!("{}…", text.chars().take(40).collect::<String>())
+    }
+}
+
 /// One page of `GET /api/v4/leads`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LeadPage {
-    /// The leads, in the order received.
+    /// The leads that can be stored, in the order received.
     pub leads: Vec<Lead>,
+    /// The elements that cannot (no usable id).
+    pub skipped: Vec<SkippedLead>,
     /// `_links.next` was present.
     pub has_next: bool,
 }
 
 impl LeadPage {
-    /// Parses a 200 body. An absent `_embedded` or `leads` reads as an empty page
-    /// (some clients saw `200` with nothing in it); a `leads` that is not an
-    /// array, or a lead without an id, is a decode error.
+    /// Parses a 200 body. A body without `_embedded.leads`, or with an empty
+    /// list, is an error: only a `204` or a short page ends a listing.
     pub fn from_json(body: Value) -> Result<LeadPage, KommoError> {
         let Value::Object(mut top) = body else {
             return Err(KommoError::Decode {
@@ -73,33 +108,57 @@ impl LeadPage {
             .get("_links")
             .and_then(|l| l.get("next"))
             .is_some_and(|n| !n.is_null());
-        let leads = match top.remove("_embedded") {
-            None | Some(Value::Null) => Vec::new(),
+        let items = match top.remove("_embedded") {
             Some(Value::Object(mut embedded)) => match embedded.remove("leads") {
-                None | Some(Value::Null) => Vec::new(),
-                Some(Value::Array(items)) => items
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, v)| Lead::from_json(v, i))
-                    .collect::<Result<_, _>>()?,
-                Some(_) => {
+                Some(Value::Array(items)) => items,
+                None | Some(Value::Null) => return Err(no_leads("_embedded.leads is missing")),
+                Some(other) => {
                     return Err(KommoError::Decode {
-                        message: "_embedded.leads is not an array".into(),
+                        message: format!("_embedded.leads is {}, not an array", kind_of(&other)),
                     });
                 }
             },
-            Some(_) => {
+            None | Some(Value::Null) => return Err(no_leads("_embedded is missing")),
+            Some(other) => {
                 return Err(KommoError::Decode {
-                    message: "_embedded is not an object".into(),
+                    message: format!("_embedded is {}, not an object", kind_of(&other)),
                 });
             }
         };
-        Ok(LeadPage { leads, has_next })
+        if items.is_empty() {
+            return Err(no_leads("_embedded.leads is empty"));
+        }
+        let mut page = LeadPage {
+            leads: Vec::with_capacity(items.len()),
+            skipped: Vec::new(),
+            has_next,
+        };
+        for (index, item) in items.into_iter().enumerate() {
+            match Lead::from_json(item) {
+                Ok(lead) => page.leads.push(lead),
+                Err(reason) => page.skipped.push(SkippedLead { index, reason }),
+            }
+        }
+        Ok(page)
     }
 
-    /// The largest `updated_at` in the page.
-    pub fn max_updated_at(&self) -> Option<i64> {
-        self.leads.iter().filter_map(|l| l.updated_at).max()
+    /// Elements received, stored or skipped.
+    pub fn received(&self) -> usize {
+        self.leads.len() + self.skipped.len()
+    }
+
+    /// Whether the answer was `204 No Content`.
+    pub fn is_empty(&self) -> bool {
+        self.received() == 0
+    }
+}
+
+/// A `200` that holds no lead: not an answer a listing can end on.
+fn no_leads(what: &str) -> KommoError {
+    KommoError::Decode {
+        message: format!(
+            "HTTP 200 without leads ({what}); a listing ends only with 204 No Content or a short page"
+        ),
     }
 }
 
@@ -193,20 +252,46 @@ mod tests {
         assert_eq!(page.leads.len(), 2);
         assert_eq!(page.leads[0].raw["new"], json!({"a": 1}));
         assert!(page.leads[1].is_deleted);
-        assert_eq!(page.max_updated_at(), Some(10));
+        assert_eq!(page.leads[0].updated_at, Some(10));
     }
 
     #[test]
-    fn empty_and_broken_pages() {
+    fn a_200_without_leads_is_an_error_not_an_end() {
+        for body in [
+            json!({}),
+            json!({"_page": 1}),
+            json!({"_embedded": {}}),
+            json!({"_embedded": {"leads": []}, "_links": {"next": {"href": "y"}}}),
+            json!({"_embedded": {"leads": {}}}),
+            json!([1]),
+        ] {
+            let e = LeadPage::from_json(body.clone()).unwrap_err();
+            assert!(e.is_transient(), "{body}: {e}");
+        }
+    }
+
+    #[test]
+    fn leads_without_a_usable_id_are_skipped_with_the_reason() {
+        let page = LeadPage::from_json(json!({"_embedded": {"leads": [
+            {"name": "no id"},
+            {"id": "abc"},
+            {"id": -3},
+            7,
+            {"id": 8, "price": "12"}
+        ]}}))
+        .unwrap();
+        assert_eq!(page.leads.len(), 1);
+        assert_eq!(page.leads[0].id, 8);
+        let reasons: Vec<&str> = page.skipped.iter().map(|s| s.reason.as_str()).collect();
         assert_eq!(
-            LeadPage::from_json(json!({"_page": 1}))
-                .unwrap()
-                .leads
-                .len(),
-            0
+            reasons,
+            vec![
+                "it has no id",
+                "its id is not a positive integer but \"abc\"",
+                "its id is not a positive integer but -3",
+                "it is not an object but a number",
+            ]
         );
-        assert!(LeadPage::from_json(json!({"_embedded": {"leads": {}}})).is_err());
-        assert!(LeadPage::from_json(json!({"_embedded": {"leads": [{"name": "x"}]}})).is_err());
-        assert!(LeadPage::from_json(json!([1])).is_err());
+        assert_eq!(page.received(), 5);
     }
 }

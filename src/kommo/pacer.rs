@@ -45,16 +45,30 @@ impl Pacer {
         }
     }
 
-    /// Waits until a request may be sent: past any pause, then through the limiter.
+    /// Waits until a request may be sent: through the limiter and past any
+    /// pause, including one imposed while this request waited in the limiter.
     pub async fn ready(&self) {
         loop {
-            let until = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
-            match until {
-                Some(t) if t > Instant::now() => tokio::time::sleep_until(t).await,
-                _ => break,
+            self.wait_for_pause().await;
+            self.limiter.until_ready().await;
+            if !self.is_paused() {
+                return;
             }
         }
-        self.limiter.until_ready().await;
+    }
+
+    fn paused_until(&self) -> Option<Instant> {
+        *self.paused_until.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_paused(&self) -> bool {
+        self.paused_until().is_some_and(|t| t > Instant::now())
+    }
+
+    async fn wait_for_pause(&self) {
+        while let Some(t) = self.paused_until().filter(|t| *t > Instant::now()) {
+            tokio::time::sleep_until(t).await;
+        }
     }
 
     /// Holds every request of the client back for `delay` (after a 429).
@@ -70,6 +84,29 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_holds_back_requests_already_waiting_in_the_limiter() {
+        let pacer = Pacer::new(NonZeroU32::new(1).unwrap());
+        let start = Instant::now();
+        pacer.ready().await; // the first request goes at once
+        let waiting = {
+            let pacer = pacer.clone();
+            tokio::spawn(async move {
+                pacer.ready().await;
+                Instant::now()
+            })
+        };
+        tokio::task::yield_now().await;
+        // While the second waits for the limiter, a 429 pauses the client.
+        pacer.pause_for(Duration::from_secs(10));
+        let sent_at = waiting.await.unwrap();
+        assert!(
+            sent_at >= start + Duration::from_secs(10),
+            "sent {:?} after start, inside the pause",
+            sent_at - start
+        );
+    }
 
     #[test]
     fn spacing_keeps_limit_plus_one_requests_over_a_second_apart() {

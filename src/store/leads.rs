@@ -53,22 +53,39 @@ pub async fn upsert_alive(
     now: i64,
 ) -> Result<(), StoreError> {
     let mut query = sqlx::query(UPSERT_ALIVE).bind(lead.id);
+    let mut misfits = Vec::new();
     for column in SCALAR_COLUMNS {
-        query = match lead.raw.get(column) {
-            None | Some(Value::Null) => query.bind(None::<i64>),
-            Some(Value::Bool(b)) => query.bind(i64::from(*b)),
-            Some(Value::Number(n)) => match n.as_i64() {
-                Some(i) => query.bind(i),
-                None => query.bind(n.as_f64()),
-            },
-            Some(Value::String(s)) => query.bind(s.clone()),
-            Some(other) => query.bind(other.to_string()),
+        let value = lead.raw.get(column).unwrap_or(&Value::Null);
+        query = match (column, value) {
+            (_, Value::Null) => query.bind(None::<i64>),
+            ("name", Value::String(text)) => query.bind(text.as_str()),
+            (_, Value::Number(n)) if column != "name" && n.is_i64() => query.bind(n.as_i64()),
+            (_, other) => {
+                misfits.push((column, kind_of(other)));
+                query.bind(None::<i64>)
+            }
         };
     }
     let custom_fields = match lead.raw.get("custom_fields_values") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(v.to_string()),
+        Some(v @ Value::Array(_)) => Some(v.to_string()),
+        Some(other) => {
+            misfits.push(("custom_fields_values", kind_of(other)));
+            None
+        }
     };
+    if !misfits.is_empty() {
+        let fields: Vec<String> = misfits
+            .iter()
+            .map(|(column, kind)| format!("{column} is {kind}"))
+            .collect();
+        tracing::warn!(
+            lead_id = lead.id,
+            "lead {} has fields of an unexpected type ({}); stored NULL in those columns, `raw` keeps the lead as received",
+            lead.id,
+            fields.join(", ")
+        );
+    }
     let raw = Value::Object(lead.raw.clone()).to_string();
     query
         .bind(custom_fields)
@@ -77,6 +94,19 @@ pub async fn upsert_alive(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// `a string`, `an object`... for the warning about a misfit.
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_i64() => "an integer",
+        Value::Number(_) => "a fractional or out-of-range number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// Records a lead listed by `with=only_deleted`: marks the mirrored row deleted
@@ -142,23 +172,26 @@ pub async fn mark_seen(
     Ok(())
 }
 
-/// Marks every alive lead that the full pass did not see as deleted (the
-/// caller has checked the pass may: see [`super::state::deletion_verdict`]).
-pub async fn mark_unseen_deleted(
-    tx: &mut Transaction<'static, Sqlite>,
-    pass: i64,
-    now: i64,
-) -> Result<u64, StoreError> {
-    let result = sqlx::query(
-        "UPDATE leads SET is_deleted = 1, deleted_at = ?2, synced_at = ?2 \
-         WHERE is_deleted = 0 AND id NOT IN \
-         (SELECT lead_id FROM lead_full_pass_seen WHERE full_pass = ?1)",
+/// The alive leads of the mirror that the full pass has not seen, by id.
+pub async fn unseen_alive(pool: &SqlitePool, pass: i64) -> Result<Vec<LeadId>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM leads WHERE is_deleted = 0 AND id NOT IN \
+         (SELECT lead_id FROM lead_full_pass_seen WHERE full_pass = ?) ORDER BY id",
     )
     .bind(pass)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(result.rows_affected())
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Whether the full pass has seen the lead alive.
+pub async fn seen_in_pass(pool: &SqlitePool, pass: i64, id: LeadId) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM lead_full_pass_seen WHERE lead_id = ? AND full_pass = ?)",
+    )
+    .bind(id)
+    .bind(pass)
+    .fetch_one(pool)
+    .await?)
 }
 
 /// How many leads the mirror holds.

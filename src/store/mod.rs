@@ -19,10 +19,9 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use leads::StoredLeadCounts;
 pub use runs::{RunCounters, RunKind, RunRecord, RunStatus};
-pub use state::{CursorUpdate, DeletionVerdict, SyncState};
+pub use state::{CursorUpdate, SyncState, Window};
 
 use crate::kommo::{Lead, LeadId};
-use crate::sync::windows::Window;
 
 /// How long a writer waits for a lock held by another connection or process.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -77,7 +76,13 @@ pub struct PageCommit<'a> {
 impl Store {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
-        let options = SqliteConnectOptions::from_str("sqlite://")
+        Store::open_limited(path, None).await
+    }
+
+    /// Like [`Store::open`], with writes failing once the file would pass
+    /// `max_size_mib` (SQLite's `max_page_count`).
+    pub async fn open_limited(path: &Path, max_size_mib: Option<u32>) -> Result<Store, StoreError> {
+        let mut options = SqliteConnectOptions::from_str("sqlite://")
             .map_err(|source| StoreError::Open {
                 path: path.to_path_buf(),
                 source,
@@ -88,6 +93,10 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
+        if let Some(mib) = max_size_mib {
+            // 4096-byte pages (SQLite's default page size).
+            options = options.pragma("max_page_count", (u64::from(mib) * 256).to_string());
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -154,43 +163,32 @@ impl Store {
         state::apply(&mut tx, &commit.cursor).await?;
         if let Some((pass, window)) = &commit.window {
             state::save_window(&mut tx, *pass, window).await?;
-            if commit.leads.iter().any(|lead| !lead.is_deleted) {
-                state::note_pass(&mut tx, *pass, state::PassNote::ListedLeads).await?;
-            }
         }
         runs::set_counters(&mut tx, commit.run_id, &commit.counters).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Ends a full pass: marks alive leads it did not see as deleted, if the
-    /// pass may (see [`DeletionVerdict`]), and closes the pass, in one
-    /// transaction. Returns the verdict and how many leads were marked deleted.
-    pub async fn finish_full_pass(
-        &self,
-        pass: i64,
-        now: i64,
-    ) -> Result<(DeletionVerdict, u64), StoreError> {
+    /// Closes the full pass `pass` (its deletions are already confirmed and
+    /// committed): forgets its windows and leaves the incremental cursor at
+    /// the pass's start minus `overlap`.
+    pub async fn finish_full_pass(&self, pass: i64, overlap: i64) -> Result<(), StoreError> {
         let _writer = self.writer.lock().await;
         let mut tx = self.begin().await?;
-        let verdict = state::deletion_verdict(&mut tx, pass).await?;
-        let deleted = match verdict {
-            DeletionVerdict::Allowed => leads::mark_unseen_deleted(&mut tx, pass, now).await?,
-            DeletionVerdict::NothingListed | DeletionVerdict::SecondUnread => 0,
-        };
-        state::close_full_pass(&mut tx, pass).await?;
-        tx.commit().await?;
-        Ok((verdict, deleted))
-    }
-
-    /// Notes that the unfinished full pass `pass` could not read a crowded
-    /// second whole: when it completes it marks nothing deleted.
-    pub async fn note_full_pass_incomplete(&self, pass: i64) -> Result<(), StoreError> {
-        let _writer = self.writer.lock().await;
-        let mut tx = self.begin().await?;
-        state::note_pass(&mut tx, pass, state::PassNote::SecondUnread).await?;
+        state::close_full_pass(&mut tx, pass, overlap).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The alive leads of the mirror the unfinished pass has not seen, by id:
+    /// what it asks Kommo about before marking any deleted.
+    pub async fn unseen_alive_leads(&self, pass: i64) -> Result<Vec<LeadId>, StoreError> {
+        leads::unseen_alive(&self.pool, pass).await
+    }
+
+    /// Whether the pass has seen the lead alive.
+    pub async fn seen_in_pass(&self, pass: i64, id: LeadId) -> Result<bool, StoreError> {
+        leads::seen_in_pass(&self.pool, pass, id).await
     }
 
     /// The sync cursors.
@@ -228,6 +226,16 @@ impl Store {
         Ok(())
     }
 
+    /// Sets a window of the unfinished pass back to not done, from its
+    /// (possibly earlier) cursor: the next attempt walks it again.
+    pub async fn reopen_window(&self, pass: i64, window: &Window) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
+        let mut tx = self.begin().await?;
+        state::reopen_window(&mut tx, pass, window).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Records the start of a run.
     pub async fn start_run(&self, kind: RunKind, now: i64) -> Result<i64, StoreError> {
         runs::start(&self.pool, kind, now).await
@@ -256,6 +264,15 @@ impl Store {
         runs::recent(&self.pool, limit).await
     }
 
+    /// The Kommo account id the mirrored leads carry, if any.
+    pub async fn account_id(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT account_id FROM leads WHERE typeof(account_id) = 'integer' LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// Lead counts for `--status` and the demo.
     pub async fn lead_counts(&self) -> Result<StoredLeadCounts, StoreError> {
         leads::counts(&self.pool).await
@@ -269,12 +286,18 @@ mod tests {
     use serde_json::json;
 
     fn lead(id: i64, updated_at: serde_json::Value) -> Lead {
-        Lead::from_json(json!({"id": id, "name": "x", "updated_at": updated_at}), 0).unwrap()
+        Lead::from_json(json!({"id": id, "name": "x", "updated_at": updated_at})).unwrap()
     }
 
-    /// Commits `leads` as a page of run `run_id`; with `pass`, as a page of
-    /// window 0 of that full pass.
-    async fn commit_page_of(store: &Store, run_id: i64, pass: Option<i64>, leads: &[Lead]) {
+    /// Commits `leads` (alive) and `gone` as a page of run `run_id`; with
+    /// `pass`, as a page of window 0 of that full pass.
+    async fn commit_page_of(
+        store: &Store,
+        run_id: i64,
+        pass: Option<i64>,
+        leads: &[Lead],
+        gone: &[LeadId],
+    ) {
         let window = Window {
             id: 0,
             cursor: 0,
@@ -285,6 +308,7 @@ mod tests {
             .commit_page(PageCommit {
                 run_id,
                 leads,
+                gone,
                 window: pass.map(|pass| (pass, window)),
                 counters: RunCounters::default(),
                 now: 1,
@@ -294,22 +318,12 @@ mod tests {
             .unwrap();
     }
 
-    /// A page committed outside any full pass's walk (say, by a `--once`).
-    async fn commit(store: &Store, run_id: i64, leads: &[Lead]) {
-        commit_page_of(store, run_id, None, leads).await;
-    }
-
-    /// A page listed by window 0 of the full pass `pass`.
-    async fn commit_in_window(store: &Store, run_id: i64, pass: i64, leads: &[Lead]) {
-        commit_page_of(store, run_id, Some(pass), leads).await;
-    }
-
     /// A mirror at `dir` holding leads 1 (updated_at 10) and 2 (20), not yet
     /// seen by any full pass, and a run to commit pages with.
     async fn mirror_of_two_leads(dir: &tempfile::TempDir) -> (Store, i64) {
         let store = Store::open(&dir.path().join("m.sqlite")).await.unwrap();
         let run = store.start_run(RunKind::Full, 1).await.unwrap();
-        commit(&store, run, &[lead(1, json!(10)), lead(2, json!(20))]).await;
+        commit_page_of(&store, run, None, &[lead(1, json!(10)), lead(2, json!(20))], &[]).await;
         (store, run)
     }
 
@@ -321,129 +335,84 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_string_updated_at_never_becomes_a_cursor() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("m.sqlite")).await.unwrap();
-        let run = store.start_run(RunKind::Full, 1).await.unwrap();
-        let (pass, _) = store.begin_full_pass(1).await.unwrap();
-        commit_in_window(
-            &store,
-            run,
-            pass,
-            &[lead(1, json!(100)), lead(2, json!("soon"))],
-        )
-        .await;
-        assert_eq!(
-            store.finish_full_pass(pass, 2).await.unwrap(),
-            (DeletionVerdict::Allowed, 0)
-        );
-        assert_eq!(
-            store.sync_state().await.unwrap().incremental_cursor,
-            Some(100)
-        );
-        let counts = store.lead_counts().await.unwrap();
-        assert_eq!((counts.alive, counts.newest_update), (2, Some(100)));
-    }
-
-    #[tokio::test]
     async fn leads_upserted_while_a_pass_is_open_count_as_seen_by_it() {
         let dir = tempfile::tempdir().unwrap();
-        // Before any pass: mirrored, not seen by a pass.
         let (store, run) = mirror_of_two_leads(&dir).await;
-        let (pass, _) = store.begin_full_pass(1).await.unwrap();
+        let (pass, _) = store.begin_full_pass(1_000).await.unwrap();
+        assert_eq!(store.unseen_alive_leads(pass).await.unwrap(), vec![1, 2]);
         // During the pass, lead 1 comes from another run (say, a --once),
         // and the pass's own walk lists lead 3.
-        commit(&store, run, &[lead(1, json!(30))]).await;
-        commit_in_window(&store, run, pass, &[lead(3, json!(40))]).await;
-        assert_eq!(
-            store.finish_full_pass(pass, 2).await.unwrap(),
-            (DeletionVerdict::Allowed, 1),
-            "only lead 2, unseen since the pass began, is marked deleted"
-        );
+        commit_page_of(&store, run, None, &[lead(1, json!(30))], &[]).await;
+        commit_page_of(&store, run, Some(pass), &[lead(3, json!(40))], &[]).await;
+        assert_eq!(store.unseen_alive_leads(pass).await.unwrap(), vec![2]);
+        assert!(store.seen_in_pass(pass, 3).await.unwrap());
+        assert!(!store.seen_in_pass(pass, 2).await.unwrap());
+        // Confirmed gone by id: marked deleted, no longer unseen-alive.
+        commit_page_of(&store, run, Some(pass), &[], &[2]).await;
         assert_eq!(deleted_ids(&store).await, vec![2]);
+        assert!(store.unseen_alive_leads(pass).await.unwrap().is_empty());
     }
 
     #[tokio::test]
-    async fn a_pass_whose_walks_listed_nothing_marks_nothing_deleted() {
+    async fn a_closed_pass_leaves_the_incremental_cursor_at_its_start_minus_the_overlap() {
         let dir = tempfile::tempdir().unwrap();
         let (store, run) = mirror_of_two_leads(&dir).await;
-        let (pass, _) = store.begin_full_pass(1).await.unwrap();
-        // Only another run upserts during the pass; the pass's walks list nothing.
-        commit(&store, run, &[lead(1, json!(30))]).await;
-        commit_in_window(&store, run, pass, &[]).await;
-        assert_eq!(
-            store.finish_full_pass(pass, 2).await.unwrap(),
-            (DeletionVerdict::NothingListed, 0)
-        );
-        assert!(deleted_ids(&store).await.is_empty());
-        // The next pass starts afresh: listing lead 1 lets it mark lead 2.
-        let (next, _) = store.begin_full_pass(3).await.unwrap();
-        assert_eq!(next, pass + 1);
-        commit_in_window(&store, run, next, &[lead(1, json!(30))]).await;
-        assert_eq!(
-            store.finish_full_pass(next, 4).await.unwrap(),
-            (DeletionVerdict::Allowed, 1)
-        );
-        assert_eq!(deleted_ids(&store).await, vec![2]);
+        let (pass, _) = store.begin_full_pass(1_000).await.unwrap();
+        // A lead stamped far ahead is mirrored, and moves no cursor.
+        commit_page_of(&store, run, Some(pass), &[lead(3, json!(999_999))], &[]).await;
+        store.finish_full_pass(pass, 300).await.unwrap();
+        let state = store.sync_state().await.unwrap();
+        assert_eq!(state.incremental_cursor, Some(700));
+        assert_eq!(state.full_cursor, None);
+        assert!(store.full_pass_windows(pass).await.unwrap().is_empty());
     }
 
-    /// Closes `store` as a kill would leave it, opens it again and resumes
-    /// the unfinished pass, which must be `pass`.
-    async fn reopen_and_resume(store: Store, pass: i64, now: i64) -> Store {
+    #[tokio::test]
+    async fn a_resumed_pass_keeps_what_it_saw_before_the_kill() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, run) = mirror_of_two_leads(&dir).await;
+        let (pass, _) = store.begin_full_pass(1_000).await.unwrap();
+        commit_page_of(&store, run, Some(pass), &[lead(1, json!(10))], &[]).await;
+
+        // Killed; the next run resumes the same pass.
         let path = store.path().to_path_buf();
         store.close().await;
         let store = Store::open(&path).await.unwrap();
-        assert_eq!(store.begin_full_pass(now).await.unwrap().0, pass);
-        store
-    }
-
-    #[tokio::test]
-    async fn a_resumed_pass_keeps_what_it_noted_before_the_kill() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, run) = mirror_of_two_leads(&dir).await;
-        let (pass, _) = store.begin_full_pass(1).await.unwrap();
-        commit_in_window(&store, run, pass, &[lead(1, json!(10))]).await;
-
-        // Killed; the next run resumes the same pass and lists nothing more.
-        let store = reopen_and_resume(store, pass, 2).await;
+        assert_eq!(store.begin_full_pass(2_000).await.unwrap().0, pass);
+        assert_eq!(store.unseen_alive_leads(pass).await.unwrap(), vec![2]);
+        store.finish_full_pass(pass, 0).await.unwrap();
         assert_eq!(
-            store.finish_full_pass(pass, 3).await.unwrap(),
-            (DeletionVerdict::Allowed, 1),
-            "the leads listed before the kill still count"
-        );
-        assert_eq!(deleted_ids(&store).await, vec![2]);
-
-        let (pass, _) = store.begin_full_pass(4).await.unwrap();
-        commit_in_window(&store, run, pass, &[lead(1, json!(10))]).await;
-        store.note_full_pass_incomplete(pass).await.unwrap();
-        let store = reopen_and_resume(store, pass, 5).await;
-        assert_eq!(
-            store.finish_full_pass(pass, 6).await.unwrap(),
-            (DeletionVerdict::SecondUnread, 0),
-            "an unread second before the kill still forbids deletions"
+            store.sync_state().await.unwrap().incremental_cursor,
+            Some(1_000),
+            "the resumed pass keeps the start it had"
         );
     }
 
     #[tokio::test]
-    async fn a_pass_with_an_unread_second_marks_nothing_deleted_and_the_next_pass_does() {
+    async fn odd_types_are_stored_null_with_raw_as_received() {
         let dir = tempfile::tempdir().unwrap();
         let (store, run) = mirror_of_two_leads(&dir).await;
-        let (pass, _) = store.begin_full_pass(1).await.unwrap();
-        commit_in_window(&store, run, pass, &[lead(1, json!(10))]).await;
-        store.note_full_pass_incomplete(pass).await.unwrap();
-        assert_eq!(
-            store.finish_full_pass(pass, 2).await.unwrap(),
-            (DeletionVerdict::SecondUnread, 0)
-        );
-        assert!(deleted_ids(&store).await.is_empty());
-        let (next, _) = store.begin_full_pass(3).await.unwrap();
-        // A note for a pass that is not the open one changes nothing.
-        store.note_full_pass_incomplete(pass).await.unwrap();
-        commit_in_window(&store, run, next, &[lead(1, json!(10))]).await;
-        assert_eq!(
-            store.finish_full_pass(next, 4).await.unwrap(),
-            (DeletionVerdict::Allowed, 1)
-        );
-        assert_eq!(deleted_ids(&store).await, vec![2]);
+        let odd = Lead::from_json(json!({
+            "id": 5, "name": "nul\u{0}and 𝄞", "price": "12", "status_id": 1.5,
+            "updated_at": 50, "custom_fields_values": {"a": 1}
+        }))
+        .unwrap();
+        commit_page_of(&store, run, None, std::slice::from_ref(&odd), &[]).await;
+        let (name, price, status, cf, raw): (
+            Option<String>,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+            String,
+        ) = sqlx::query_as(
+            "SELECT name, price, status_id, custom_fields_values, raw FROM leads WHERE id = 5",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(name.as_deref(), Some("nul\u{0}and 𝄞"));
+        assert_eq!((price, status, cf), (None, None, None));
+        let raw: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        assert_eq!(raw, serde_json::Value::Object(odd.raw));
     }
 }

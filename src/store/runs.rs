@@ -66,6 +66,8 @@ pub struct RunCounters {
     pub leads_upserted: i64,
     /// HTTP requests sent, retries included.
     pub requests: i64,
+    /// Leads Kommo sent that could not be stored (no usable id).
+    pub leads_skipped: i64,
 }
 
 /// A row of `sync_runs`.
@@ -77,6 +79,7 @@ pub struct RunRecord {
     pub finished_at: Option<i64>,
     pub status: String,
     pub leads_upserted: i64,
+    pub leads_skipped: i64,
     pub requests: i64,
     pub error: Option<String>,
 }
@@ -97,9 +100,12 @@ pub async fn set_counters(
     run_id: i64,
     counters: &RunCounters,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE sync_runs SET leads_upserted = ?, requests = ? WHERE id = ?")
-        .bind(counters.leads_upserted)
-        .bind(counters.requests)
+    sqlx::query(
+        "UPDATE sync_runs SET leads_upserted = ?, leads_skipped = ?, requests = ? WHERE id = ?",
+    )
+    .bind(counters.leads_upserted)
+    .bind(counters.leads_skipped)
+    .bind(counters.requests)
         .bind(run_id)
         .execute(&mut **tx)
         .await?;
@@ -115,12 +121,13 @@ pub async fn finish(
     now: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE sync_runs SET status = ?, finished_at = ?, leads_upserted = ?, requests = ?, error = ? \
-         WHERE id = ?",
+        "UPDATE sync_runs SET status = ?, finished_at = ?, leads_upserted = ?, leads_skipped = ?, \
+         requests = ?, error = ? WHERE id = ?",
     )
     .bind(status.as_str())
     .bind(now)
     .bind(counters.leads_upserted)
+    .bind(counters.leads_skipped)
     .bind(counters.requests)
     .bind(error)
     .bind(run_id)
@@ -143,7 +150,7 @@ pub async fn close_abandoned(pool: &SqlitePool, now: i64) -> Result<u64, StoreEr
 
 pub async fn recent(pool: &SqlitePool, limit: i64) -> Result<Vec<RunRecord>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT id, kind, started_at, finished_at, status, leads_upserted, requests, error \
+        "SELECT id, kind, started_at, finished_at, status, leads_upserted, leads_skipped, requests, error \
          FROM sync_runs ORDER BY id DESC LIMIT ?",
     )
     .bind(limit)

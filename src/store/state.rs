@@ -4,7 +4,19 @@
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::StoreError;
-use crate::sync::windows::Window;
+
+/// One window of `updated_at` of a full pass, as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Number of the window within its pass.
+    pub id: i64,
+    /// Where the walk has reached (the next request starts here).
+    pub cursor: i64,
+    /// Last `updated_at` of the window (inclusive); `None` for the open window.
+    pub end: Option<i64>,
+    /// Walked to its end.
+    pub done: bool,
+}
 
 /// Where the syncs stand.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
@@ -94,7 +106,6 @@ pub async fn begin_full_pass(
     let pass = pass + 1;
     sqlx::query(
         "UPDATE sync_state SET full_pass = ?1, full_cursor = 0, full_pass_started_at = ?2, \
-         full_pass_walk_saw = 0, full_pass_incomplete = 0, \
          events_cursor = COALESCE(events_cursor, ?2) WHERE id = 1",
     )
     .bind(pass)
@@ -115,78 +126,22 @@ pub async fn begin_full_pass(
     Ok((pass, 0))
 }
 
-/// Whether the unfinished pass `pass` may mark the alive leads it did not
-/// see as deleted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeletionVerdict {
-    /// Its walks listed leads and read every second whole.
-    Allowed,
-    /// Its own walks listed no alive lead at all.
-    NothingListed,
-    /// A crowded second could not be read whole: a lead may have been missed.
-    SecondUnread,
-}
-
-pub async fn deletion_verdict(
-    tx: &mut Transaction<'static, Sqlite>,
-    pass: i64,
-) -> Result<DeletionVerdict, StoreError> {
-    let row: Option<(bool, bool)> = sqlx::query_as(
-        "SELECT full_pass_walk_saw, full_pass_incomplete FROM sync_state \
-         WHERE id = 1 AND full_pass = ? AND full_cursor IS NOT NULL",
-    )
-    .bind(pass)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(match row {
-        Some((_, true)) => DeletionVerdict::SecondUnread,
-        Some((true, false)) => DeletionVerdict::Allowed,
-        Some((false, false)) | None => DeletionVerdict::NothingListed,
-    })
-}
-
-/// What the unfinished pass notes about itself (see [`deletion_verdict`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PassNote {
-    /// A window walk listed alive leads.
-    ListedLeads,
-    /// A crowded second could not be read whole.
-    SecondUnread,
-}
-
-/// Notes `note` for the pass `pass`, if it is the unfinished one.
-pub async fn note_pass(
-    tx: &mut Transaction<'static, Sqlite>,
-    pass: i64,
-    note: PassNote,
-) -> Result<(), StoreError> {
-    let query = match note {
-        PassNote::ListedLeads => {
-            "UPDATE sync_state SET full_pass_walk_saw = 1 \
-             WHERE id = 1 AND full_pass = ? AND full_cursor IS NOT NULL"
-        }
-        PassNote::SecondUnread => {
-            "UPDATE sync_state SET full_pass_incomplete = 1 \
-             WHERE id = 1 AND full_pass = ? AND full_cursor IS NOT NULL"
-        }
-    };
-    sqlx::query(query).bind(pass).execute(&mut **tx).await?;
-    Ok(())
-}
-
-/// Closes the pass: forgets its windows, and moves the incremental cursor to
-/// the newest change mirrored (the pass has seen everything up to it).
+/// Closes the pass: forgets its windows, and sets the incremental cursor to
+/// the pass's start (Kommo's clock) minus `overlap`: every change since is
+/// read again by the next incremental sync, whatever the pass met or missed
+/// while it ran.
 pub async fn close_full_pass(
     tx: &mut Transaction<'static, Sqlite>,
     pass: i64,
+    overlap: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE sync_state SET full_cursor = NULL, full_pass_started_at = NULL, \
-         incremental_cursor = MAX(COALESCE(incremental_cursor, 0), \
-             COALESCE((SELECT MAX(updated_at) FROM leads \
-             WHERE is_deleted = 0 AND typeof(updated_at) = 'integer'), 0)) \
-         WHERE id = 1",
+         incremental_cursor = MAX(full_pass_started_at - ?1, 0) \
+         WHERE id = 1 AND full_pass = ?2 AND full_cursor IS NOT NULL",
     )
+    .bind(overlap)
+    .bind(pass)
     .execute(&mut **tx)
     .await?;
     sqlx::query("DELETE FROM full_pass_windows WHERE full_pass = ?")
@@ -255,6 +210,30 @@ pub async fn save_window(
     sqlx::query(
         "UPDATE sync_state SET full_cursor = COALESCE((SELECT MIN(cursor) FROM full_pass_windows \
          WHERE full_pass = ?1 AND done = 0), full_cursor) WHERE id = 1 AND full_cursor IS NOT NULL",
+    )
+    .bind(pass)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Sets a window back to not done, its cursor moved back to `window.cursor`.
+pub async fn reopen_window(
+    tx: &mut Transaction<'static, Sqlite>,
+    pass: i64,
+    window: &Window,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE full_pass_windows SET cursor = ?, done = 0 WHERE full_pass = ? AND window_id = ?",
+    )
+    .bind(window.cursor)
+    .bind(pass)
+    .bind(window.id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE sync_state SET full_cursor = (SELECT MIN(cursor) FROM full_pass_windows \
+         WHERE full_pass = ?1 AND done = 0) WHERE id = 1 AND full_pass = ?1 AND full_cursor IS NOT NULL",
     )
     .bind(pass)
     .execute(&mut **tx)

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::{EVENTS_PER_PAGE, IDS_PER_REQUEST, RunProgress, SyncError, Syncer};
 use crate::clock::unix_now;
-use crate::kommo::{EventQuery, KommoError, Lead, LeadId, LeadQuery};
+use crate::kommo::{EventQuery, KommoError, LeadId};
 use crate::store::{CursorUpdate, PageCommit};
 
 impl Syncer {
@@ -35,11 +35,18 @@ impl Syncer {
                 .await?;
             let page = match result {
                 Ok(page) => page,
-                Err(KommoError::Unauthorized) => return Err(KommoError::Unauthorized.into()),
-                Err(e) if !e.is_transient() => {
+                // A token without rights to events, or an endpoint refused:
+                // the rest of the sync still holds.
+                Err(
+                    e @ (KommoError::Forbidden { .. }
+                    | KommoError::BadRequest { .. }
+                    | KommoError::UnexpectedStatus { .. }),
+                ) => {
                     tracing::warn!(run_id = progress.run_id, error = %e, "cannot read lead events; restores are picked up by the next full sync");
                     return Ok(());
                 }
+                // 401, a blocked or unpaid account, throttling past its
+                // budget, network trouble: the run stops here.
                 Err(e) => return Err(e.into()),
             };
             for event in &page.events {
@@ -58,21 +65,7 @@ impl Syncer {
         let mut ids: Vec<LeadId> = last_event.keys().copied().collect();
         ids.sort_unstable();
         for chunk in ids.chunks(IDS_PER_REQUEST) {
-            let query = LeadQuery {
-                updated_from: None,
-                updated_to: None,
-                page: 1,
-                limit: self.options.page_size.max(IDS_PER_REQUEST as u32),
-                only_deleted: false,
-                order_by_id: true,
-                ids: chunk.to_vec(),
-            };
-            let page = self.fetch(progress, &query).await?;
-            let alive: Vec<Lead> = page
-                .leads
-                .into_iter()
-                .filter(|l| !l.is_deleted && chunk.contains(&l.id))
-                .collect();
+            let alive = self.fetch_alive_by_id(progress, chunk).await?;
             let gone: Vec<LeadId> = chunk
                 .iter()
                 .filter(|id| last_event[id].1 && !alive.iter().any(|l| l.id == **id))

@@ -1,5 +1,13 @@
 //! A full pass: every alive lead, walked in several `updated_at` windows at
-//! once (see [`super::windows`]), then the reconciliation of deletions.
+//! once (see [`super::windows`]), then the deletions, each confirmed by id.
+//!
+//! The pass begins by asking for Kommo's newest lead. When the windows are
+//! walked, every alive lead of the mirror the pass did not see is asked for
+//! by id: those Kommo returns alive are mirrored (and count as seen), the
+//! others are asked for once more, and only those missing from both answers
+//! are marked deleted. If the newest lead was not met by the walks, yet is
+//! alive and unchanged, a listing was cut short: its window is walked again
+//! by the next attempt and this one fails.
 //!
 //! A killed or interrupted pass resumes with the same pass number and every
 //! window where it stopped; leads seen before the kill still count as seen.
@@ -13,14 +21,16 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::walk::{Listing, Range, WindowRef};
 use super::windows::{Assignment, Window, WindowPlan};
-use super::{MIN_WINDOW_SPLIT_SECONDS, RunProgress, SyncError, Syncer};
+use super::{IDS_PER_REQUEST, MIN_WINDOW_SPLIT_SECONDS, RunProgress, SyncError, Syncer};
 use crate::clock::unix_now;
-use crate::store::{DeletionVerdict, PageCommit};
+use crate::kommo::{Lead, LeadId, LeadOrder, LeadQuery};
+use crate::store::PageCommit;
 
 impl Syncer {
     /// Runs (or resumes) the full pass; returns how many leads it marked deleted.
     pub(super) async fn full_pass(&self, progress: &RunProgress) -> Result<u64, SyncError> {
-        let (pass, resumed_from) = self.store.begin_full_pass(unix_now()).await?;
+        let newest = self.newest_lead(progress).await?;
+        let (pass, resumed_from) = self.store.begin_full_pass(self.kommo_now()).await?;
         if resumed_from > 0 {
             tracing::info!(
                 run_id = progress.run_id,
@@ -54,21 +64,111 @@ impl Syncer {
             // Only possible if a stop came between windows.
             return Err(SyncError::Interrupted);
         }
-        let (verdict, deleted) = self.store.finish_full_pass(pass, unix_now()).await?;
-        match verdict {
-            DeletionVerdict::Allowed => {}
-            DeletionVerdict::NothingListed => tracing::warn!(
+        let before = self.store.lead_counts().await?.deleted;
+        self.confirm_unseen(progress, pass, newest).await?;
+        self.store
+            .finish_full_pass(pass, i64::from(self.options.overlap_seconds))
+            .await?;
+        let after = self.store.lead_counts().await?.deleted;
+        Ok(u64::try_from(after - before).unwrap_or(0))
+    }
+
+    /// Kommo's newest lead (`order[updated_at]=desc&limit=1`), if any.
+    async fn newest_lead(&self, progress: &RunProgress) -> Result<Option<Lead>, SyncError> {
+        let query = LeadQuery {
+            page: 1,
+            limit: 1,
+            order: LeadOrder::UpdatedDesc,
+            ..LeadQuery::default()
+        };
+        Ok(self.fetch(progress, &query).await?.leads.into_iter().next())
+    }
+
+    /// Asks Kommo by id for every alive lead of the mirror the pass did not
+    /// see (and for the newest lead, if unseen): mirrors those alive, marks
+    /// deleted those missing from two answers in a row.
+    async fn confirm_unseen(
+        &self,
+        progress: &RunProgress,
+        pass: i64,
+        newest: Option<Lead>,
+    ) -> Result<(), SyncError> {
+        let mut ids = self.store.unseen_alive_leads(pass).await?;
+        let newest = match newest {
+            Some(lead) if !self.store.seen_in_pass(pass, lead.id).await? => {
+                if !ids.contains(&lead.id) {
+                    ids.push(lead.id);
+                }
+                Some(lead)
+            }
+            _ => None,
+        };
+        if !ids.is_empty() {
+            tracing::info!(
                 run_id = progress.run_id,
-                full_pass = pass,
-                "the full sync listed no lead at all; no lead is marked deleted (an empty listing is more likely a fault than an empty account)"
-            ),
-            DeletionVerdict::SecondUnread => tracing::warn!(
-                run_id = progress.run_id,
-                full_pass = pass,
-                "a crowded second could not be read whole during this full sync; no lead is marked deleted this time, the next full sync reconciles deletions"
-            ),
+                leads = ids.len(),
+                "asking Kommo by id for the mirrored leads this full sync did not list"
+            );
         }
-        Ok(deleted)
+        let mut cut_short = None;
+        for chunk in ids.chunks(IDS_PER_REQUEST) {
+            let mut alive = self.fetch_alive_by_id(progress, chunk).await?;
+            let missing = absent_from(chunk, &alive);
+            if !missing.is_empty() {
+                // One answer's silence proves nothing: ask again.
+                alive.extend(self.fetch_alive_by_id(progress, &missing).await?);
+            }
+            let gone = absent_from(&missing, &alive);
+            if let Some(lead) = &newest
+                && alive
+                    .iter()
+                    .any(|l| l.id == lead.id && l.updated_at == lead.updated_at)
+            {
+                cut_short = Some(lead.clone());
+            }
+            let counters = progress.add_leads(alive.len());
+            self.store
+                .commit_page(PageCommit {
+                    run_id: progress.run_id,
+                    leads: &alive,
+                    gone: &gone,
+                    counters,
+                    now: unix_now(),
+                    ..PageCommit::default()
+                })
+                .await?;
+        }
+        match cut_short {
+            None => Ok(()),
+            Some(lead) => {
+                let updated_at = lead.updated_at.unwrap_or(0);
+                self.reopen_window_of(pass, updated_at.min(self.kommo_now()))
+                    .await?;
+                Err(SyncError::ListingCutShort {
+                    lead_id: lead.id,
+                    updated_at,
+                })
+            }
+        }
+    }
+
+    /// Marks the window holding `updated_at` not done, from no later than
+    /// `updated_at`, so that the next attempt walks it again.
+    async fn reopen_window_of(&self, pass: i64, updated_at: i64) -> Result<(), SyncError> {
+        let windows = self.store.full_pass_windows(pass).await?;
+        let holder = windows
+            .iter()
+            .filter(|w| w.end.is_none_or(|end| end >= updated_at))
+            .min_by_key(|w| w.end.unwrap_or(i64::MAX));
+        if let Some(w) = holder {
+            let reopened = Window {
+                cursor: w.cursor.min(updated_at),
+                done: false,
+                ..*w
+            };
+            self.store.reopen_window(pass, &reopened).await?;
+        }
+        Ok(())
     }
 
     /// Takes windows from the plan and walks them until none is left.
@@ -105,10 +205,8 @@ impl Syncer {
             if progress.stop.is_cancelled() {
                 return Err(SyncError::Interrupted);
             }
-            let assignment = plan
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .assign(unix_now());
+            let now = self.kommo_now();
+            let assignment = plan.lock().unwrap_or_else(|e| e.into_inner()).assign(now);
             let window = match assignment {
                 Assignment::Idle => return Ok(()),
                 Assignment::Walk(window) => window,
@@ -134,11 +232,10 @@ impl Syncer {
             };
             match self.walk(progress, range).await {
                 Ok(()) => {
-                    let done = {
-                        let mut plan = plan.lock().unwrap_or_else(|e| e.into_inner());
-                        plan.reached_end(window.id);
-                        plan.get(window.id)
-                    };
+                    let done = plan
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .reached_end(window.id);
                     self.save_window(progress, pass, done).await?;
                 }
                 Err(e) => {
@@ -161,16 +258,23 @@ impl Syncer {
         self.store
             .commit_page(PageCommit {
                 run_id: progress.run_id,
-                leads: &[],
-                gone: &[],
-                cursor: Default::default(),
                 window: Some((pass, window)),
                 counters: progress.counters(),
                 now: unix_now(),
+                ..PageCommit::default()
             })
             .await?;
         Ok(())
     }
+}
+
+/// The ids of `asked` that are not among `alive`.
+fn absent_from(asked: &[LeadId], alive: &[Lead]) -> Vec<LeadId> {
+    asked
+        .iter()
+        .filter(|id| !alive.iter().any(|l| l.id == **id))
+        .copied()
+        .collect()
 }
 
 /// Waits until the pass's first page is committed (or a window's end is

@@ -13,24 +13,33 @@
 //! Each page is committed in one transaction with the cursor and the run's
 //! counters, so a kill at any instant leaves a consistent mirror and a cursor
 //! to resume from. A full pass ([`full`]) walks several `updated_at` windows
-//! at once to use the whole rate allowance, remembers which leads it saw, and
-//! when it completes marks the alive leads it did not see as deleted (never
-//! removing them). An incremental sync walks from its cursor (minus an
+//! at once to use the whole rate allowance and remembers which leads it saw.
+//! A listing proves that a lead exists; its silence proves nothing: so when
+//! the pass completes it asks Kommo for every alive lead of the mirror it did
+//! not see, by id, and marks deleted only those Kommo does not return alive
+//! (never removing them). An incremental sync walks from its cursor (minus an
 //! overlap), then the deleted-leads listing, then the lead events
 //! ([`events`]) that reveal restores.
+//!
+//! Every answer is checked against its question: a lead outside the asked
+//! `updated_at` range, or an id not asked for, means Kommo ignored the filter
+//! (see [`KommoError::FilterIgnored`]), and the run stops at once. Every
+//! "now" the algorithm uses is Kommo's (its `Date` header), never ours.
 
 mod events;
 mod full;
 mod walk;
 pub mod windows;
 
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::unix_now;
-use crate::kommo::{KommoClient, KommoError, LeadPage, LeadQuery};
+use crate::kommo::{KommoClient, KommoError, Lead, LeadId, LeadOrder, LeadPage, LeadQuery};
 use crate::store::{RunCounters, RunKind, Store, StoreError};
 use crate::token::Secret;
 
@@ -38,7 +47,8 @@ use crate::token::Secret;
 pub const MAX_PASSES_PER_SECOND: u32 = 8;
 /// Events per request (Kommo's maximum for `/api/v4/events`).
 pub const EVENTS_PER_PAGE: u32 = 100;
-/// Lead ids per `filter[id]` request when checking the leads events name.
+/// Lead ids per `filter[id]` request (confirming deletions, checking the
+/// leads events name); keeps the request line a few kilobytes long.
 pub const IDS_PER_REQUEST: usize = 50;
 /// How long the page in flight may still take after a stop was requested.
 pub const STOP_GRACE: Duration = Duration::from_secs(15);
@@ -54,6 +64,22 @@ pub enum SyncError {
     Store(#[from] StoreError),
     #[error("interrupted by a stop request; progress up to the last committed page is kept")]
     Interrupted,
+    #[error(
+        "the listing of leads ended before Kommo's newest lead {lead_id} (updated_at {updated_at}), \
+         which is alive and unchanged: an answer was cut short; progress is kept and the next \
+         full sync walks on from where the listing stopped"
+    )]
+    ListingCutShort { lead_id: LeadId, updated_at: i64 },
+}
+
+impl SyncError {
+    /// The `alert` field of the ERROR line this failure raises, if any.
+    pub fn alert(&self) -> Option<&'static str> {
+        match self {
+            SyncError::Kommo(e) => e.alert(),
+            _ => None,
+        }
+    }
 }
 
 /// What a completed sync did.
@@ -90,9 +116,12 @@ pub struct RunProgress {
     /// the run stops after its page in flight.
     pub stop: CancellationToken,
     leads_upserted: AtomicI64,
+    leads_skipped: AtomicI64,
     requests: AtomicI64,
     /// The client's request count when the run started.
     requests_before: AtomicU64,
+    /// Leads already warned about as stamped in the future.
+    future_warned: Mutex<HashSet<LeadId>>,
 }
 
 impl RunProgress {
@@ -103,8 +132,10 @@ impl RunProgress {
             token,
             stop,
             leads_upserted: AtomicI64::new(0),
+            leads_skipped: AtomicI64::new(0),
             requests: AtomicI64::new(0),
             requests_before: AtomicU64::new(0),
+            future_warned: Mutex::new(HashSet::new()),
         }
     }
 
@@ -112,8 +143,17 @@ impl RunProgress {
     pub fn counters(&self) -> RunCounters {
         RunCounters {
             leads_upserted: self.leads_upserted.load(Ordering::Relaxed),
+            leads_skipped: self.leads_skipped.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
         }
+    }
+
+    /// Whether this is the run's first warning about `id` being stamped in the future.
+    fn first_future_warning(&self, id: LeadId) -> bool {
+        self.future_warned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id)
     }
 
     fn add_leads(&self, n: usize) -> RunCounters {
@@ -128,6 +168,38 @@ impl RunProgress {
         self.requests
             .fetch_max(i64::try_from(sent).unwrap_or(i64::MAX), Ordering::Relaxed);
     }
+}
+
+/// Fails with [`KommoError::FilterIgnored`] when `page` holds a lead the
+/// query's filter excludes: Kommo did not apply it, and no answer of this
+/// account can be trusted to mean what was asked.
+pub fn check_filters(query: &LeadQuery, page: &LeadPage) -> Result<(), KommoError> {
+    for lead in &page.leads {
+        if !query.ids.is_empty() && !query.ids.contains(&lead.id) {
+            return Err(KommoError::FilterIgnored {
+                detail: format!(
+                    "asked for {} lead(s) by id, it answered with lead {}, not among them",
+                    query.ids.len(),
+                    lead.id
+                ),
+            });
+        }
+        if let Some(updated_at) = lead.updated_at {
+            let below = query.updated_from.is_some_and(|from| updated_at < from);
+            let above = query.updated_to.is_some_and(|to| updated_at > to);
+            if below || above {
+                return Err(KommoError::FilterIgnored {
+                    detail: format!(
+                        "asked for leads updated from {} to {}, it answered with lead {} updated at {updated_at}",
+                        query.updated_from.map_or("the start".into(), |t| t.to_string()),
+                        query.updated_to.map_or("now".into(), |t| t.to_string()),
+                        lead.id
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs syncs of one account into one mirror.
@@ -151,6 +223,11 @@ impl Syncer {
         &self.store
     }
 
+    /// The host of the Kommo account (what support asks for).
+    pub fn account_host(&self) -> String {
+        self.client.base_host()
+    }
+
     /// Runs one sync of `kind`. On error, `progress.counters()` holds what was
     /// done before it, and everything committed stays committed.
     pub async fn run(
@@ -164,7 +241,6 @@ impl Syncer {
         let marked_deleted = match kind {
             RunKind::Full => self.full_pass(progress).await?,
             RunKind::Incremental => {
-                let started = unix_now();
                 let state = self.store.sync_state().await?;
                 let overlap = i64::from(self.options.overlap_seconds);
                 let before = self.store.lead_counts().await?.deleted;
@@ -173,7 +249,7 @@ impl Syncer {
                 let deleted_start = state.deleted_cursor.map_or(0, |c| (c - overlap).max(0));
                 self.walk(progress, walk::Range::deleted(deleted_start))
                     .await?;
-                self.follow_events(progress, state.events_cursor, started)
+                self.follow_events(progress, state.events_cursor, self.kommo_now())
                     .await?;
                 let after = self.store.lead_counts().await?.deleted;
                 u64::try_from(after - before).unwrap_or(0)
@@ -187,16 +263,51 @@ impl Syncer {
         })
     }
 
-    /// Fetches one page of leads (see [`Syncer::stoppable`]).
+    /// Kommo's now: its last `Date` header, else (before any answer) ours.
+    fn kommo_now(&self) -> i64 {
+        self.client.server_now().unwrap_or_else(unix_now)
+    }
+
+    /// Fetches one page of leads (see [`Syncer::stoppable`]), checks that it
+    /// answers the question asked, and reports the leads it had to skip.
     async fn fetch(
         &self,
         progress: &RunProgress,
         query: &LeadQuery,
     ) -> Result<LeadPage, SyncError> {
-        let result = self
+        let page = self
             .stoppable(progress, self.client.fetch_leads(&progress.token, query))
-            .await?;
-        Ok(result?)
+            .await??;
+        check_filters(query, &page)?;
+        for skipped in &page.skipped {
+            tracing::warn!(
+                run_id = progress.run_id,
+                index = skipped.index,
+                "Kommo sent a lead that cannot be stored ({}); skipped, and counted in sync_runs.leads_skipped",
+                skipped.reason
+            );
+        }
+        progress
+            .leads_skipped
+            .fetch_add(page.skipped.len() as i64, Ordering::Relaxed);
+        Ok(page)
+    }
+
+    /// The leads of `ids` Kommo returns alive (`filter[id][]`, one request).
+    async fn fetch_alive_by_id(
+        &self,
+        progress: &RunProgress,
+        ids: &[LeadId],
+    ) -> Result<Vec<Lead>, SyncError> {
+        let query = LeadQuery {
+            page: 1,
+            limit: u32::try_from(ids.len()).unwrap_or(u32::MAX).clamp(1, 250),
+            order: LeadOrder::IdAsc,
+            ids: ids.to_vec(),
+            ..LeadQuery::default()
+        };
+        let page = self.fetch(progress, &query).await?;
+        Ok(page.leads.into_iter().filter(|l| !l.is_deleted).collect())
     }
 
     /// Runs one request (with its retries). A stop request lets a request in

@@ -1,7 +1,13 @@
 //! One keyset walk over `updated_at`: page 1 from the cursor, commit, move
-//! the cursor to the page's newest `updated_at`, until a page comes back
-//! short. A walk covers a whole listing (incremental syncs) or one window of
-//! a full pass, whose end a split may move while it walks.
+//! the cursor to the page's newest `updated_at`, until Kommo says there is
+//! nothing newer. A walk covers a whole listing (incremental syncs) or one
+//! window of a full pass, whose end a split may move while it walks.
+//!
+//! A walk ends on a `204`, or on a short page that holds nothing newer than
+//! the cursor it was asked from. A short page that moves the cursor is only a
+//! step: the request from its newest second must confirm the end, so one
+//! answer cut short (a fault, not the end) never ends a walk. No cursor moves
+//! past Kommo's now: a lead stamped in the future is mirrored, not followed.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -9,8 +15,12 @@ use std::sync::Mutex;
 use super::windows::WindowPlan;
 use super::{MAX_PASSES_PER_SECOND, RunProgress, SyncError, Syncer};
 use crate::clock::unix_now;
-use crate::kommo::{KommoError, Lead, LeadPage, LeadQuery};
+use crate::kommo::{Lead, LeadOrder, LeadPage, LeadQuery};
 use crate::store::{CursorUpdate, PageCommit};
+
+/// A lead stamped more than this many seconds past Kommo's now is stamped in
+/// the future (a warning), rather than by a clock a little ahead.
+pub const FUTURE_TOLERANCE_SECONDS: i64 = 60;
 
 /// Which listing a walk reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,11 +76,24 @@ impl Range<'_> {
     fn end(&self) -> Option<i64> {
         self.window.and_then(|w| w.plan().get(w.id).end)
     }
+
+    /// A query of this range's listing.
+    fn query(&self, from: i64, to: Option<i64>, page: u32, limit: u32, order: LeadOrder) -> LeadQuery {
+        LeadQuery {
+            updated_from: Some(from),
+            updated_to: to,
+            page,
+            limit,
+            only_deleted: self.listing == Listing::Deleted,
+            order,
+            ids: Vec::new(),
+        }
+    }
 }
 
 /// Whether more leads may follow this page.
 fn is_full(page: &LeadPage, limit: u32) -> bool {
-    page.has_next || page.leads.len() >= limit as usize
+    page.has_next || page.received() >= limit as usize
 }
 
 impl Syncer {
@@ -87,58 +110,76 @@ impl Syncer {
             if end.is_some_and(|end| cursor > end) {
                 return Ok(());
             }
-            let query = LeadQuery {
-                updated_from: Some(cursor),
-                updated_to: end,
-                page: 1,
-                limit,
-                only_deleted: range.listing == Listing::Deleted,
-                order_by_id: false,
-                ids: Vec::new(),
-            };
-            if let Some(w) = range.window {
-                w.plan().request_starts(w.id);
-            }
+            let query = range.query(cursor, end, 1, limit, LeadOrder::UpdatedAsc);
             let page = self.fetch(progress, &query).await?;
-            if page.leads.is_empty() {
+            if page.is_empty() {
                 return Ok(());
             }
-            let more = is_full(&page, limit);
-            let Some(newest) = page.max_updated_at() else {
-                return Err(KommoError::Decode {
-                    message: format!(
-                        "a page of leads from updated_at {cursor} carries no updated_at; the mirror cannot advance past it"
-                    ),
+            let now = self.kommo_now();
+            let top = self.reached(progress, &page, cursor, now);
+            let full = is_full(&page, limit);
+            if full && top == cursor {
+                if cursor >= now {
+                    // Everything from here is stamped at or past Kommo's
+                    // now: read it all by id; no cursor moves past now.
+                    return self.read_span(progress, cursor, None, range).await;
                 }
-                .into());
-            };
-            let top = newest.max(cursor);
-            if more && top == cursor {
-                // A whole page inside the cursor's second: read the second by
-                // id, then step past it.
-                self.walk_second(progress, cursor, range).await?;
+                // A whole page inside the cursor's second: read the second
+                // by id, then step past it.
+                self.read_span(progress, cursor, Some(cursor), range).await?;
                 cursor += 1;
                 self.commit(progress, &[], range, cursor).await?;
                 continue;
             }
             self.commit(progress, &page.leads, range, top).await?;
-            if !more {
+            if !full && top == cursor {
                 return Ok(());
             }
             cursor = top;
         }
     }
 
-    /// Reads every lead whose `updated_at` is `second`, by id with offset
-    /// pages, until two passes in a row bring the same ids. A lead leaving
-    /// the second during a pass (it changed, so it is met again later) shifts
-    /// the offsets of the others and may hide one from that pass; a pass
-    /// during which nothing left reads the second whole, and the next pass
-    /// then brings the same ids.
-    async fn walk_second(
+    /// The cursor a page lets the walk reach: its newest `updated_at`, but
+    /// never past Kommo's `now` (nor back before `cursor`). Warns once per
+    /// run about each lead stamped in the future.
+    fn reached(&self, progress: &RunProgress, page: &LeadPage, cursor: i64, now: i64) -> i64 {
+        let mut top = cursor;
+        for lead in &page.leads {
+            let Some(updated_at) = lead.updated_at else {
+                continue;
+            };
+            if updated_at > now + FUTURE_TOLERANCE_SECONDS && progress.first_future_warning(lead.id)
+            {
+                tracing::warn!(
+                    run_id = progress.run_id,
+                    lead_id = lead.id,
+                    updated_at,
+                    kommo_now = now,
+                    "lead {} is stamped {}, past Kommo's clock ({}); it is mirrored, but no cursor follows it past now",
+                    lead.id,
+                    crate::clock::format_unix(updated_at),
+                    crate::clock::format_unix(now),
+                );
+            }
+            top = top.max(updated_at.min(now));
+        }
+        top
+    }
+
+    /// Reads every lead with `updated_at` in `[from, to]` (to the end of the
+    /// listing when `to` is `None`), by id with offset pages, until two
+    /// passes in a row bring the same ids. A lead leaving the span during a
+    /// pass (it changed, so it is met again later) shifts the offsets of the
+    /// others and may hide one from that pass; a pass during which nothing
+    /// left reads the span whole, and the next pass then brings the same ids.
+    /// A span that never settles is left with a warning: a full pass asks for
+    /// every lead it did not see by id, and the next incremental sync reads
+    /// the span again.
+    async fn read_span(
         &self,
         progress: &RunProgress,
-        second: i64,
+        from: i64,
+        to: Option<i64>,
         range: Range<'_>,
     ) -> Result<(), SyncError> {
         let limit = self.options.page_size;
@@ -146,21 +187,11 @@ impl Syncer {
         for pass in 1..=MAX_PASSES_PER_SECOND {
             let mut ids = HashSet::new();
             for page_number in 1.. {
-                let query = LeadQuery {
-                    updated_from: Some(second),
-                    updated_to: Some(second),
-                    page: page_number,
-                    limit,
-                    only_deleted: range.listing == Listing::Deleted,
-                    order_by_id: true,
-                    ids: Vec::new(),
-                };
-                // No `request_starts` here: the window's end is only ever
-                // decided by the keyset request that follows this second.
+                let query = range.query(from, to, page_number, limit, LeadOrder::IdAsc);
                 let page = self.fetch(progress, &query).await?;
                 ids.extend(page.leads.iter().map(|l| l.id));
                 if !page.leads.is_empty() {
-                    self.commit(progress, &page.leads, range, second).await?;
+                    self.commit(progress, &page.leads, range, from).await?;
                 }
                 if !is_full(&page, limit) {
                     break;
@@ -168,10 +199,11 @@ impl Syncer {
             }
             tracing::debug!(
                 run_id = progress.run_id,
-                second,
+                from,
+                to,
                 pass,
                 leads = ids.len(),
-                "read one crowded second"
+                "read one crowded span"
             );
             if previous.as_ref() == Some(&ids) {
                 return Ok(());
@@ -180,14 +212,10 @@ impl Syncer {
         }
         tracing::warn!(
             run_id = progress.run_id,
-            second,
-            "leads kept changing inside one second while it was read; the next full sync reads it again"
+            from,
+            to,
+            "leads kept changing inside one second while it was read; the next sync reads it again"
         );
-        if let Some(w) = range.window {
-            // A lead of this second the passes missed must not be taken for
-            // deleted: this pass marks no deletions.
-            self.store.note_full_pass_incomplete(w.pass).await?;
-        }
         Ok(())
     }
 

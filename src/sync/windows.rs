@@ -7,12 +7,12 @@
 //! splits the window with the most time left to walk at the middle of what
 //! remains, so the work balances itself whatever the distribution of leads.
 //!
-//! The *open* window (no upper bound) reaches the present, where leads changed
-//! during the pass arrive. It is done only when the request that found its end
-//! was sent after every bounded window had finished: a lead changed while a
-//! bounded window still had it ahead of its cursor jumps to the present, and
-//! only a request sent after that change is sure to meet it. Until then it is
-//! parked and walked again once the bounded windows are done.
+//! The *open* window (no upper bound) reaches the present. A lead that
+//! changes while a window still has it ahead jumps past every window's reach;
+//! the pass need not chase it: it asks for every mirrored lead it did not see
+//! by id before marking any deleted, and the incremental cursor it leaves
+//! behind (its start minus the overlap) makes the next incremental sync read
+//! every change made while it ran.
 //!
 //! A split is proposed by [`WindowPlan::assign`], persisted by the caller, and
 //! only then applied with [`WindowPlan::apply_split`]: the plan in memory never
@@ -22,22 +22,11 @@
 
 use std::collections::HashMap;
 
+pub use crate::store::Window;
+
 /// A window is split only if it has at least this many pages left (by the
 /// span of its last page).
 pub const MIN_PAGES_TO_SPLIT: i64 = 4;
-
-/// One window of `updated_at`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Window {
-    /// Number of the window within its pass.
-    pub id: i64,
-    /// Where the walk has reached (the next request starts here).
-    pub cursor: i64,
-    /// Last `updated_at` of the window (inclusive); `None` for the open window.
-    pub end: Option<i64>,
-    /// Walked to its end.
-    pub done: bool,
-}
 
 impl Window {
     /// Seconds left to walk, counting the open window up to `now`.
@@ -71,9 +60,6 @@ struct Slot {
     claimed: bool,
     /// A split of it is being persisted.
     splitting: bool,
-    /// Its walk's latest request was sent while no other bounded window was
-    /// pending (what lets the open window finish).
-    last_request_clean: bool,
 }
 
 /// The windows of one pass and who walks them.
@@ -85,9 +71,6 @@ pub struct WindowPlan {
     /// when what it has left spans several such pages, so the tail of a pass
     /// is not cut into windows that each cost a request and hold nothing.
     page_spans: HashMap<i64, i64>,
-    /// The open window reached the present while bounded windows were
-    /// pending: it waits for them (it is not walked again before).
-    open_parked: bool,
     next_id: i64,
     /// Pages committed and window ends reached so far.
     steps: u64,
@@ -105,12 +88,10 @@ impl WindowPlan {
                     window,
                     claimed: false,
                     splitting: false,
-                    last_request_clean: false,
                 })
                 .collect(),
             min_split_span: min_split_span.max(1),
             page_spans: HashMap::new(),
-            open_parked: false,
             next_id,
             steps: 0,
         }
@@ -131,36 +112,18 @@ impl WindowPlan {
         self.slots.iter().all(|s| s.window.done)
     }
 
-    /// Whether a bounded window other than `except` is not done yet.
-    fn bounded_pending(&self, except: Option<i64>) -> bool {
-        self.slots
-            .iter()
-            .any(|s| s.window.end.is_some() && !s.window.done && Some(s.window.id) != except)
-    }
-
-    /// The next piece of work for an idle worker, at wall-clock `now`.
+    /// The next piece of work for an idle worker, at `now` (Kommo's clock).
     pub fn assign(&mut self, now: i64) -> Assignment {
-        // 1. A bounded window nobody walks.
+        // 1. A window nobody walks.
         if let Some(slot) = self
             .slots
             .iter_mut()
-            .find(|s| !s.claimed && !s.window.done && s.window.end.is_some())
+            .find(|s| !s.claimed && !s.window.done)
         {
             slot.claimed = true;
             return Assignment::Walk(slot.window);
         }
-        // 2. The open window, unless it is parked waiting for the bounded ones.
-        let open_waits = self.open_parked && self.bounded_pending(None);
-        if !open_waits
-            && let Some(slot) = self
-                .slots
-                .iter_mut()
-                .find(|s| !s.claimed && !s.window.done && s.window.end.is_none())
-        {
-            slot.claimed = true;
-            return Assignment::Walk(slot.window);
-        }
-        // 3. Propose to split the window with the most pages left.
+        // 2. Propose to split the window with the most pages left.
         let min = self.min_split_span;
         let spans = &self.page_spans;
         let pages_left = |w: &Window| {
@@ -211,7 +174,6 @@ impl WindowPlan {
             window: new,
             claimed: true,
             splitting: false,
-            last_request_clean: false,
         });
         new
     }
@@ -219,12 +181,6 @@ impl WindowPlan {
     /// Persisting the proposed split failed: the window stays whole.
     pub fn abandon_split(&mut self, shortened: &Window) {
         self.slot(shortened.id).splitting = false;
-    }
-
-    /// The window's walk is about to send a request.
-    pub fn request_starts(&mut self, id: i64) {
-        let clean = !self.bounded_pending(Some(id));
-        self.slot(id).last_request_clean = clean;
     }
 
     /// The window as it will stand once a page reaching `cursor` is
@@ -261,20 +217,14 @@ impl WindowPlan {
         self.slot(id).window
     }
 
-    /// The worker reached the end of the window's listing. A bounded window is
-    /// done; the open window is done only if the request that found its end
-    /// was sent when no bounded window was pending, otherwise it is parked to
-    /// be walked again after them. Returns whether the window is done.
-    pub fn reached_end(&mut self, id: i64) -> bool {
+    /// The worker reached the end of the window's listing: it is done.
+    /// Returns the window as it now stands.
+    pub fn reached_end(&mut self, id: i64) -> Window {
         self.steps += 1;
         let slot = self.slot(id);
         slot.claimed = false;
-        if slot.window.end.is_some() || slot.last_request_clean {
-            slot.window.done = true;
-        } else {
-            self.open_parked = true;
-        }
-        self.slot(id).window.done
+        slot.window.done = true;
+        slot.window
     }
 
     /// The worker stopped walking the window before its end (error or stop).
@@ -369,58 +319,6 @@ mod tests {
         assert_ne!(again.id, new.id, "ids are never reused");
         assert_eq!(plan.apply_split(&shortened, again), again);
         assert_eq!(plan.get(0).end, shortened.end);
-    }
-
-    #[test]
-    fn open_window_finishes_only_after_the_bounded_ones() {
-        let mut plan = WindowPlan::new(vec![open(0)], 30);
-        let Assignment::Walk(w0) = plan.assign(100) else {
-            panic!()
-        };
-        plan.page_spans.insert(w0.id, 5);
-        let (shortened, new) = split(&mut plan, 100);
-        assert_eq!(shortened.id, w0.id);
-        // w0 is now bounded [0, 49]; the new open window [50, ..) reaches the present.
-        plan.request_starts(new.id);
-        assert!(
-            !plan.reached_end(new.id),
-            "the open window waits for the bounded ones"
-        );
-        assert!(!plan.all_done());
-        assert_eq!(
-            plan.assign(100),
-            Assignment::Idle,
-            "a parked open window is not walked again yet"
-        );
-        assert!(plan.reached_end(w0.id));
-        // Its turn now: claimed again, and done at its end.
-        assert_eq!(plan.assign(100), Assignment::Walk(plan.get(new.id)));
-        plan.request_starts(new.id);
-        assert!(plan.reached_end(new.id));
-        assert!(plan.all_done());
-        assert_eq!(plan.assign(100), Assignment::Idle);
-    }
-
-    #[test]
-    fn open_window_is_not_done_if_its_last_request_left_while_a_bounded_one_was_pending() {
-        let mut plan = WindowPlan::new(vec![open(0)], 30);
-        let Assignment::Walk(w0) = plan.assign(100) else {
-            panic!()
-        };
-        plan.page_spans.insert(w0.id, 5);
-        let (_, open_window) = split(&mut plan, 100);
-        // The open window's last request leaves while w0 is still walked...
-        plan.request_starts(open_window.id);
-        // ...and w0 finishes before that request's answer comes back.
-        assert!(plan.reached_end(w0.id));
-        assert!(
-            !plan.reached_end(open_window.id),
-            "a lead w0 missed may have moved past that request"
-        );
-        assert_eq!(plan.assign(100), Assignment::Walk(plan.get(open_window.id)));
-        plan.request_starts(open_window.id);
-        assert!(plan.reached_end(open_window.id));
-        assert!(plan.all_done());
     }
 
     #[test]
