@@ -56,13 +56,18 @@ pub async fn print(store: &Store, settings: &Settings) -> Result<(), StoreError>
     }
     for run in runs {
         println!(
-            "  #{:<5} {:<11} {:<12} started {}  {} leads, {} requests{}",
+            "  #{:<5} {:<11} {:<12} started {}  {} leads, {} requests{}{}",
             run.id,
             run.kind,
             run.status,
             format_unix(run.started_at),
             run.leads_upserted,
             run.requests,
+            if run.leads_skipped > 0 {
+                format!(", {} skipped", run.leads_skipped)
+            } else {
+                String::new()
+            },
             run.error
                 .map(|e| format!("\n         error: {e}"))
                 .unwrap_or_default()

@@ -134,10 +134,11 @@ async fn environment_overrides_the_file() {
     );
     assert!(other_db.exists());
     // 300 leads at page_size 100 (keyset pages overlap by a lead) take 3 or 4
-    // requests; at the default 250 they would take 2.
+    // pages, plus the newest-lead probe and the request that confirms the
+    // end; at the default 250 they would take 2 pages.
     let lead_requests = env.sim.stats().lead_requests;
     assert!(
-        (3..=4).contains(&lead_requests),
+        (5..=6).contains(&lead_requests),
         "page_size from the environment: {lead_requests} requests"
     );
     let pool = common::open_db(&other_db).await;
@@ -153,9 +154,14 @@ async fn check_and_status_report_without_the_token() {
     let env = TestEnv::start(small()).await;
     let out = env.run_ok(&["--check"]).await;
     assert!(out.stdout.contains("API probe:     ok"), "{}", out.stdout);
+    assert!(out.stdout.contains("API filters:   ok"), "{}", out.stdout);
     assert!(out.stdout.contains("token expiry:"), "{}", out.stdout);
     assert!(!out.stdout.contains(&env.token) && !out.stderr.contains(&env.token));
-    assert_eq!(env.sim.stats().requests, 1);
+    assert_eq!(
+        env.sim.stats().requests,
+        2,
+        "the account probe and the filter probe"
+    );
 
     // --status before any sync: a clear message, no request.
     let out = env.run(&["--status"]).await;
