@@ -1,13 +1,16 @@
-//! The simulated account: the alive and deleted lead sets, the mutations a
-//! test (or the churn hook) applies to them, the wall clock those mutations
-//! stamp, and the live filter/sort/offset query the list endpoint answers
-//! from. Everything here is synchronous; callers hold the state mutex.
+//! The simulated account: the alive and deleted lead sets, the raw objects
+//! a test injects, the mutations a test (or the churn hook) applies to them,
+//! the server clock (with its offset) those mutations stamp, changes that
+//! stay invisible for a while (replication lag), and the live
+//! filter/sort/offset query the list endpoint answers from. Everything here
+//! is synchronous; callers hold the state mutex.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fastrand::Rng;
 use serde_json::{Map, Value, json};
+use tokio::time::Instant;
 
 use super::events::{self, Event, EventQuery};
 use super::generator;
@@ -22,7 +25,7 @@ pub enum Mutation {
     Added(i64),
 }
 
-/// Wall clock, Unix seconds.
+/// This machine's wall clock, Unix seconds.
 pub(crate) fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -39,9 +42,23 @@ struct Deleted {
     deleted_at: i64,
 }
 
+/// The object a lead served before a change that is not visible yet.
+struct Hidden {
+    old: Value,
+    visible_at: Instant,
+}
+
 pub(crate) struct Account {
     alive: BTreeMap<i64, Value>,
     deleted: BTreeMap<i64, Deleted>,
+    /// objects added as given without a positive integer id: listed (a
+    /// missing or non-integer sort field sorts before every integer when
+    /// ascending, after when descending) but not leads
+    unkeyed: Vec<Value>,
+    /// alive leads whose latest change is not visible yet
+    hidden: BTreeMap<i64, Hidden>,
+    /// seconds the server clock runs ahead of this machine's
+    clock_offset: i64,
     next_id: i64,
     rng: Rng,
     mutations: Vec<Mutation>,
@@ -65,6 +82,9 @@ impl Account {
         Account {
             alive,
             deleted: BTreeMap::new(),
+            unkeyed: Vec::new(),
+            hidden: BTreeMap::new(),
+            clock_offset: 0,
             next_id,
             rng: Rng::with_seed(seed ^ 0x9E37_79B9_7F4A_7C15),
             mutations: Vec::new(),
@@ -73,8 +93,25 @@ impl Account {
         }
     }
 
+    /// The server's now, Unix seconds: this machine's plus the offset.
+    pub(crate) fn now(&self) -> i64 {
+        now_unix().saturating_add(self.clock_offset)
+    }
+
+    pub(crate) fn set_clock_offset(&mut self, offset_seconds: i64) {
+        self.clock_offset = offset_seconds;
+    }
+
+    /// Changes name, price and a custom field; `updated_at` = server now.
     pub(crate) fn update(&mut self, id: i64) -> bool {
-        let now = now_unix();
+        let now = self.now();
+        self.update_stamped(id, now)
+    }
+
+    /// Changes name, price and a custom field; `updated_at` = `stamp`. The
+    /// change is visible at once (a hidden earlier change shows too).
+    pub(crate) fn update_stamped(&mut self, id: i64, stamp: i64) -> bool {
+        let now = self.now();
         let rng = &mut self.rng;
         let Some(Value::Object(lead)) = self.alive.get_mut(&id) else {
             return false;
@@ -96,16 +133,92 @@ impl Account {
         generator::set_price(rng, lead, old_price);
         generator::change_custom_field(rng, lead, now);
         lead.insert("updated_by".into(), json!(9_000_001 + rng.i64(0..8)));
-        lead.insert("updated_at".into(), json!(now));
+        lead.insert("updated_at".into(), json!(stamp));
+        self.hidden.remove(&id);
         self.mutations.push(Mutation::Updated(id));
         true
+    }
+
+    /// Updates every alive lead of `ids` (each once, however often listed)
+    /// with one `updated_at` (server now); returns how many were alive.
+    pub(crate) fn bulk_update(&mut self, ids: &[i64]) -> usize {
+        let stamp = self.now();
+        let mut seen = std::collections::BTreeSet::new();
+        ids.iter()
+            .filter(|id| seen.insert(**id))
+            .filter(|id| self.update_stamped(**id, stamp))
+            .count()
+    }
+
+    /// Up to `count` distinct alive ids picked at random, ascending.
+    pub(crate) fn random_alive(&mut self, count: usize) -> Vec<i64> {
+        let mut ids: Vec<i64> = self.alive.keys().copied().collect();
+        self.rng.shuffle(&mut ids);
+        ids.truncate(count);
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Updates the lead (stamped with the server's now) but keeps serving
+    /// the object it showed until `delay` has passed.
+    pub(crate) fn update_visible_after(&mut self, id: i64, delay: Duration) -> bool {
+        let now = Instant::now();
+        let Some(shown) = self
+            .alive
+            .get(&id)
+            .map(|v| self.visible(id, v, now).clone())
+        else {
+            return false;
+        };
+        self.hidden.retain(|_, h| h.visible_at > now);
+        if !self.update(id) {
+            return false;
+        }
+        let visible_at = now
+            .checked_add(delay)
+            .or_else(|| now.checked_add(Duration::from_secs(10 * 365 * 86_400)))
+            .unwrap_or(now);
+        self.hidden.insert(
+            id,
+            Hidden {
+                old: shown,
+                visible_at,
+            },
+        );
+        true
+    }
+
+    /// What the API serves for the alive lead `id` whose current object is
+    /// `lead`: the old object while a change is hidden.
+    fn visible<'a>(&'a self, id: i64, lead: &'a Value, now: Instant) -> &'a Value {
+        self.hidden
+            .get(&id)
+            .filter(|h| h.visible_at > now)
+            .map_or(lead, |h| &h.old)
+    }
+
+    /// Lists `value` as given. With a positive integer `id` it becomes the
+    /// alive lead of that id (replacing one alive or deleted); otherwise it
+    /// is listed but is no lead a client could store.
+    pub(crate) fn add_raw(&mut self, value: Value) {
+        match value.get("id").and_then(Value::as_i64).filter(|id| *id > 0) {
+            Some(id) => {
+                self.deleted.remove(&id);
+                self.hidden.remove(&id);
+                self.alive.insert(id, value);
+                self.next_id = self.next_id.max(id.saturating_add(1));
+                self.mutations.push(Mutation::Added(id));
+            }
+            None => self.unkeyed.push(value),
+        }
     }
 
     pub(crate) fn delete(&mut self, id: i64) -> bool {
         let Some(lead) = self.alive.remove(&id) else {
             return false;
         };
-        let deleted_at = now_unix();
+        self.hidden.remove(&id);
+        let deleted_at = self.now();
         self.deleted.insert(id, Deleted { lead, deleted_at });
         self.mutations.push(Mutation::Deleted(id));
         self.log_event("lead_deleted", id, deleted_at);
@@ -119,12 +232,12 @@ impl Account {
         };
         self.alive.insert(id, d.lead);
         self.mutations.push(Mutation::Restored(id));
-        self.log_event("lead_restored", id, now_unix());
+        self.log_event("lead_restored", id, self.now());
         true
     }
 
     pub(crate) fn add(&mut self) -> i64 {
-        let now = now_unix();
+        let now = self.now();
         let id = self.next_id;
         self.next_id += 1 + if self.rng.u8(0..10) == 0 {
             self.rng.i64(1..20)
@@ -189,8 +302,14 @@ impl Account {
         events::page(&self.events, q, &self.base_url)
     }
 
+    /// The alive leads as the API serves them now (hidden changes not
+    /// shown), by id.
     pub(crate) fn alive_leads(&self) -> Vec<Value> {
-        self.alive.values().cloned().collect()
+        let now = Instant::now();
+        self.alive
+            .iter()
+            .map(|(id, v)| self.visible(*id, v, now).clone())
+            .collect()
     }
 
     pub(crate) fn alive_ids(&self) -> Vec<i64> {
@@ -242,9 +361,9 @@ impl Account {
         Value::Object(out)
     }
 
-    /// The page `q.page` of the filtered and sorted set as it is right now,
-    /// and whether more items exist past it.
-    pub(crate) fn page(&self, q: &ListQuery) -> (Vec<Value>, bool) {
+    /// The page `q.page` of the filtered and sorted set as it is visible at
+    /// `now`, and whether more items exist past it.
+    pub(crate) fn page(&self, q: &ListQuery, now: Instant) -> (Vec<Value>, bool) {
         let owned: Vec<Value>;
         let candidates: Vec<&Value> = if q.only_deleted {
             owned = self
@@ -254,7 +373,11 @@ impl Account {
                 .collect();
             owned.iter().collect()
         } else {
-            self.alive.values().collect()
+            self.alive
+                .iter()
+                .map(|(id, v)| self.visible(*id, v, now))
+                .chain(&self.unkeyed)
+                .collect()
         };
         let mut rows: Vec<Row<'_>> = candidates
             .into_iter()

@@ -1,21 +1,24 @@
 //! The HTTP face of the simulator: one fallback handler so that every
-//! request, whatever its path, passes the rate window and is counted; then
-//! `/api/v4/leads` (fail injection, auth, churn, live offset paging) and
-//! `/api/v4/account`. Decisions are made under the state lock in plain
-//! synchronous code; the lock is released before the response is built.
+//! request, whatever its path, is logged, passes the rate window, the
+//! switchable faults (block, unpaid, throttle burst, queued faults) and is
+//! counted; then `/api/v4/leads` (auth, churn, live offset paging),
+//! `/api/v4/events` and `/api/v4/account`. Decisions are made under the
+//! state lock in plain synchronous code as an [`Answer`] (text, so a fault
+//! can cut it); the lock is released before the body is serialized. Every
+//! response carries a `Date` header from the server's clock.
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::account::now_unix;
 use super::events::EventQuery;
+use super::faults::{Fault, RequestKind, RetryAfter, cut_in_middle, imf_fixdate};
 use super::generator::ACCOUNT_ID;
 use super::query::{self, ListQuery};
 use super::{Shared, State as SimState};
@@ -23,33 +26,89 @@ use super::{Shared, State as SimState};
 const LEADS: &str = "/api/v4/leads";
 const ACCOUNT: &str = "/api/v4/account";
 const EVENTS: &str = "/api/v4/events";
+const HAL: &str = "application/hal+json";
+const PROBLEM: &str = "application/problem+json";
+
+type Guard<'a> = std::sync::MutexGuard<'a, SimState>;
 
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(handle).with_state(shared)
 }
 
-fn respond(status: StatusCode, content_type: Option<&'static str>, body: String) -> Response {
-    let mut resp = Response::new(Body::from(body));
-    *resp.status_mut() = status;
-    if let Some(ct) = content_type {
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-    }
-    resp
+/// An answer decided under the lock, before it becomes a response.
+struct Answer {
+    status: StatusCode,
+    content_type: Option<&'static str>,
+    body: String,
+    /// the `Retry-After` header, when one is sent
+    retry_after: Option<String>,
+    /// close the connection instead of answering
+    dropped: bool,
 }
 
-fn json_body(status: StatusCode, content_type: &'static str, v: &Value) -> Response {
+impl Answer {
+    /// The status the request log records: 0 for a dropped connection.
+    fn logged_status(&self) -> u16 {
+        if self.dropped {
+            0
+        } else {
+            self.status.as_u16()
+        }
+    }
+
+    fn into_response(self, date: &str) -> Response {
+        if self.dropped {
+            // A body that fails before its first byte makes hyper abort the
+            // connection without flushing the head: the client reads no
+            // HTTP answer at all.
+            let failing =
+                futures_util::stream::iter([Err::<Bytes, std::io::Error>(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "simulated dropped connection",
+                ))]);
+            return Response::new(Body::from_stream(failing));
+        }
+        let mut resp = Response::new(Body::from(self.body));
+        *resp.status_mut() = self.status;
+        let headers = resp.headers_mut();
+        if let Some(ct) = self.content_type {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        }
+        if let Ok(v) = HeaderValue::from_str(date) {
+            headers.insert(header::DATE, v);
+        }
+        if let Some(v) = self
+            .retry_after
+            .and_then(|r| HeaderValue::from_str(&r).ok())
+        {
+            headers.insert(header::RETRY_AFTER, v);
+        }
+        resp
+    }
+}
+
+fn respond(status: StatusCode, content_type: Option<&'static str>, body: String) -> Answer {
+    Answer {
+        status,
+        content_type,
+        body,
+        retry_after: None,
+        dropped: false,
+    }
+}
+
+fn json_body(status: StatusCode, content_type: &'static str, v: &Value) -> Answer {
     match serde_json::to_string(v) {
         Ok(s) => respond(status, Some(content_type), s),
         Err(_) => problem(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
     }
 }
 
-fn problem(status: StatusCode, detail: &str) -> Response {
+fn problem(status: StatusCode, detail: &str) -> Answer {
     let title = status.canonical_reason().unwrap_or("Error");
     json_body(
         status,
-        "application/problem+json",
+        PROBLEM,
         &json!({
             "title": title,
             "type": format!("https://httpstatus.es/{}", status.as_u16()),
@@ -59,11 +118,12 @@ fn problem(status: StatusCode, detail: &str) -> Response {
     )
 }
 
-fn unauthorized() -> Response {
+fn unauthorized() -> Answer {
     problem(StatusCode::UNAUTHORIZED, "Invalid access token")
 }
 
-fn too_many() -> Response {
+/// The rate window's 429: plain text, no `Retry-After`.
+fn too_many() -> Answer {
     respond(
         StatusCode::TOO_MANY_REQUESTS,
         Some("text/plain; charset=utf-8"),
@@ -71,8 +131,13 @@ fn too_many() -> Response {
     )
 }
 
-fn injected_failure(status: u16) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+/// nginx's HTML error page for `status` (500 for a code outside
+/// 200..=599, which no server sends as a final answer).
+fn nginx_page(status: u16) -> Answer {
+    let status = StatusCode::from_u16(status)
+        .ok()
+        .filter(|s| (200..=599).contains(&s.as_u16()))
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let code = status.as_u16();
     let reason = status.canonical_reason().unwrap_or("Error");
     respond(
@@ -86,10 +151,10 @@ fn injected_failure(status: u16) -> Response {
     )
 }
 
-fn bad_request(path: &str, detail: &str) -> Response {
+fn bad_request(path: &str, detail: &str) -> Answer {
     json_body(
         StatusCode::BAD_REQUEST,
-        "application/problem+json",
+        PROBLEM,
         &json!({
             "validation-errors": [{
                 "request_id": "0",
@@ -130,79 +195,82 @@ async fn handle(
         st.in_flight += 1;
         st.stats.max_in_flight = st.stats.max_in_flight.max(st.in_flight);
     }
-    let resp = dispatch(&shared, &method, &uri, &headers);
-    let status = resp.status();
-    let latency = {
+    let (answer, seq) = dispatch(&shared, &method, &uri, &headers);
+    let status = answer.logged_status();
+    let (latency, date) = {
         let mut st = shared.lock();
         match status {
-            StatusCode::TOO_MANY_REQUESTS => st.stats.responses_429 += 1,
-            StatusCode::UNAUTHORIZED => st.stats.responses_401 += 1,
+            429 => st.stats.responses_429 += 1,
+            401 => st.stats.responses_401 += 1,
             _ => {}
         }
-        st.control.latency
+        st.log.answered(seq, status);
+        (st.control.latency, imf_fixdate(st.account.now()))
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
     shared.lock().in_flight -= 1;
-    tracing::trace!(%method, %uri, %status, "simulator answered");
-    resp
+    tracing::trace!(%method, %uri, status, "simulator answered");
+    answer.into_response(&date)
 }
 
-fn dispatch(shared: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap) -> Response {
+/// Logs and counts the request, then answers it: rate window, block and
+/// unpaid, throttle burst, queued faults, then normal handling. Returns the
+/// answer and the request's sequence number in the log.
+fn dispatch(shared: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap) -> (Answer, u64) {
     let path = uri.path();
     let raw = uri.query();
+    let kind = match path {
+        LEADS if method == Method::GET => RequestKind::Leads,
+        EVENTS if method == Method::GET => RequestKind::Events,
+        _ => RequestKind::Other,
+    };
     let mut st = shared.lock();
     let now = Instant::now();
+    let seq = st.log.arrive(now, path, raw.unwrap_or(""));
     st.stats.requests += 1;
-    let is_lead_list = path == LEADS && method == Method::GET;
-    if is_lead_list {
+    let mut bulk_due = false;
+    if kind == RequestKind::Leads {
         st.stats.lead_requests += 1;
+        bulk_due = st.lead_request_arrived();
     }
     let in_window = st.window.arrive(now);
     st.stats.max_requests_in_any_second = st.stats.max_requests_in_any_second.max(in_window);
-    if in_window > u64::from(st.rate_limit) {
-        return too_many();
-    }
-    match path {
-        LEADS if is_lead_list => leads(shared, st, raw, headers),
-        ACCOUNT if method == Method::GET => {
-            if !authorized(&st, headers) {
-                return unauthorized();
-            }
-            drop(st);
-            account(shared, raw)
+    let answer = if in_window > u64::from(st.rate_limit) {
+        drop(st);
+        too_many()
+    } else {
+        match st.faults.decide(kind, now) {
+            Some(fault) => faulted(shared, st, fault, method, path, raw, kind),
+            None => normal(shared, st, method, path, raw, headers, kind),
         }
-        EVENTS if method == Method::GET => {
-            if !authorized(&st, headers) {
-                return unauthorized();
-            }
-            let q = match EventQuery::parse(raw) {
-                Ok(q) => q,
-                Err(e) => return bad_request(&e.path, &e.detail),
-            };
-            let (items, more) = st.account.events_page(&q);
-            drop(st);
-            listing(shared, EVENTS, raw, q.page, more, "events", items)
-        }
-        LEADS | ACCOUNT | EVENTS => problem(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
-        _ => problem(StatusCode::NOT_FOUND, "Not Found"),
+    };
+    if bulk_due {
+        shared.lock().run_scheduled_bulk_update();
     }
+    (answer, seq)
 }
 
-fn leads(
+/// The real answer: auth, then the endpoint.
+fn normal(
     shared: &Shared,
-    mut st: std::sync::MutexGuard<'_, SimState>,
+    mut st: Guard<'_>,
+    method: &Method,
+    path: &str,
     raw: Option<&str>,
     headers: &HeaderMap,
-) -> Response {
-    if st.control.fail_next > 0 {
-        st.control.fail_next -= 1;
-        let status = st.control.fail_status;
-        return injected_failure(status);
-    }
-    if !authorized(&st, headers) {
+    kind: RequestKind,
+) -> Answer {
+    let known = matches!(path, LEADS | ACCOUNT | EVENTS);
+    if known && method == Method::GET && !authorized(&st, headers) {
         return unauthorized();
+    }
+    if kind != RequestKind::Leads {
+        return match real_page(shared, st, method, path, raw, kind) {
+            Ok(page) => listing(shared, page),
+            Err(answer) => answer,
+        };
     }
     if let Some(left) = st.control.revoke_after {
         let left = left.saturating_sub(1);
@@ -213,66 +281,225 @@ fn leads(
             st.control.revoke_after = Some(left);
         }
     }
-    let q = match ListQuery::parse(raw) {
-        Ok(q) => q,
-        Err(e) => return bad_request(&e.path, &e.detail),
-    };
     let churn = st.control.churn;
-    if churn > 0 {
+    if churn > 0 && leads_query(&st, raw).is_ok() {
         st.account.churn(churn);
     }
-    let (items, more) = st.account.page(&q);
-    drop(st);
-    listing(shared, LEADS, raw, q.page, more, "leads", items)
+    match real_page(shared, st, method, path, raw, kind) {
+        Ok(page) => listing(shared, page),
+        Err(answer) => answer,
+    }
+}
+
+/// The answer `fault` gives instead of the real one.
+fn faulted(
+    shared: &Shared,
+    st: Guard<'_>,
+    fault: Fault,
+    method: &Method,
+    path: &str,
+    raw: Option<&str>,
+    kind: RequestKind,
+) -> Answer {
+    match fault {
+        Fault::EmptyLeads => {
+            drop(st);
+            empty_page(shared, path, raw, kind)
+        }
+        Fault::EmptyObject => respond(StatusCode::OK, Some(HAL), "{}".to_string()),
+        Fault::ShortPage => match real_page(shared, st, method, path, raw, kind) {
+            Ok(mut page) => {
+                if page.items.len() <= 1 {
+                    return respond(StatusCode::NO_CONTENT, None, String::new());
+                }
+                let keep = page.items.len() / 2;
+                page.items.truncate(keep);
+                page.more = false;
+                listing(shared, page)
+            }
+            Err(answer) => answer,
+        },
+        Fault::TruncatedBody => {
+            let (content_type, body) = match real_page(shared, st, method, path, raw, kind) {
+                Ok(page) if page.items.is_empty() => {
+                    (Some(HAL), format!("{{\"_page\":{},\"_emb", page.page))
+                }
+                Ok(page) => {
+                    let full = listing(shared, page);
+                    (full.content_type, cut_in_middle(&full.body).to_string())
+                }
+                Err(answer) if answer.body.is_empty() => {
+                    (Some(HAL), "{\"_page\":1,\"_emb".to_string())
+                }
+                Err(answer) => (answer.content_type, cut_in_middle(&answer.body).to_string()),
+            };
+            respond(StatusCode::OK, content_type, body)
+        }
+        Fault::DroppedConnection => Answer {
+            dropped: true,
+            ..respond(StatusCode::OK, None, String::new())
+        },
+        Fault::TooManyRequests(retry_after) => {
+            let retry_after = match retry_after {
+                RetryAfter::None => None,
+                RetryAfter::Seconds(s) => Some(s.to_string()),
+                RetryAfter::HttpDate(s) => Some(imf_fixdate(
+                    st.account
+                        .now()
+                        .saturating_add(i64::try_from(s).unwrap_or(i64::MAX)),
+                )),
+            };
+            Answer {
+                retry_after,
+                ..nginx_page(429)
+            }
+        }
+        Fault::Blocked => nginx_page(403),
+        Fault::Unpaid => problem(StatusCode::PAYMENT_REQUIRED, "Account is not paid"),
+        Fault::Status(code) => nginx_page(code),
+    }
+}
+
+/// The page `GET /api/v4/leads` answers for `raw` (filters dropped on an
+/// account that ignores them), or the 400 its query gets.
+fn leads_query(st: &SimState, raw: Option<&str>) -> Result<ListQuery, Answer> {
+    let mut q = ListQuery::parse(raw).map_err(|e| bad_request(&e.path, &e.detail))?;
+    if st.control.filters_ignored {
+        q.drop_filters();
+    }
+    Ok(q)
+}
+
+/// A list page, computed under the lock and rendered after it.
+struct Page {
+    path: &'static str,
+    /// the query of the request, for the `_links`
+    raw: Option<String>,
+    page: u64,
+    more: bool,
+    key: &'static str,
+    items: Vec<Value>,
+}
+
+/// What the request would list (no auth check, no churn), or, for a
+/// request that is no list, its real answer.
+fn real_page(
+    shared: &Shared,
+    st: Guard<'_>,
+    method: &Method,
+    path: &str,
+    raw: Option<&str>,
+    kind: RequestKind,
+) -> Result<Page, Answer> {
+    match kind {
+        RequestKind::Leads => {
+            let q = leads_query(&st, raw)?;
+            let (items, more) = st.account.page(&q, Instant::now());
+            Ok(Page {
+                path: LEADS,
+                raw: raw.map(String::from),
+                page: q.page,
+                more,
+                key: "leads",
+                items,
+            })
+        }
+        RequestKind::Events => {
+            let q = EventQuery::parse(raw).map_err(|e| bad_request(&e.path, &e.detail))?;
+            let (items, more) = st.account.events_page(&q);
+            Ok(Page {
+                path: EVENTS,
+                raw: raw.map(String::from),
+                page: q.page,
+                more,
+                key: "events",
+                items,
+            })
+        }
+        RequestKind::Other => Err(match path {
+            ACCOUNT if method == Method::GET => {
+                let now = st.account.now();
+                drop(st);
+                account(shared, raw, now)
+            }
+            LEADS | ACCOUNT | EVENTS => {
+                problem(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+            }
+            _ => problem(StatusCode::NOT_FOUND, "Not Found"),
+        }),
+    }
 }
 
 /// A HAL list page: 204 when empty, else `_page`, `_links` (with `next` when
 /// more items follow) and `_embedded.<key>`.
-fn listing(
-    shared: &Shared,
-    path: &str,
-    raw: Option<&str>,
-    page: u64,
-    more: bool,
-    key: &str,
-    items: Vec<Value>,
-) -> Response {
-    if items.is_empty() {
+fn listing(shared: &Shared, page: Page) -> Answer {
+    if page.items.is_empty() {
         return respond(StatusCode::NO_CONTENT, None, String::new());
     }
     let base = &shared.base_url;
+    let raw = page.raw.as_deref();
     let mut links = serde_json::Map::new();
     links.insert(
         "self".into(),
-        json!({"href": query::page_href(base, path, raw, page)}),
+        json!({"href": query::page_href(base, page.path, raw, page.page)}),
     );
-    if more {
+    if page.more {
         links.insert(
             "next".into(),
-            json!({"href": query::page_href(base, path, raw, page.saturating_add(1))}),
+            json!({"href": query::page_href(base, page.path, raw, page.page.saturating_add(1))}),
         );
     }
     let mut embedded = serde_json::Map::new();
-    embedded.insert(key.to_string(), Value::Array(items));
+    embedded.insert(page.key.to_string(), Value::Array(page.items));
     json_body(
         StatusCode::OK,
-        "application/hal+json",
+        HAL,
         &json!({
-            "_page": page,
+            "_page": page.page,
             "_links": links,
             "_embedded": embedded,
         }),
     )
 }
 
-fn account(shared: &Shared, raw: Option<&str>) -> Response {
+/// [`Fault::EmptyLeads`]: a valid page with `self` and `next` links and an
+/// empty list (`events` on the events path, `leads` elsewhere).
+fn empty_page(shared: &Shared, path: &str, raw: Option<&str>, kind: RequestKind) -> Answer {
+    let page = query::pairs(raw.unwrap_or(""))
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "page")
+        .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+        .filter(|p| *p >= 1)
+        .unwrap_or(1);
+    let key = if kind == RequestKind::Events {
+        "events"
+    } else {
+        "leads"
+    };
+    let base = &shared.base_url;
+    json_body(
+        StatusCode::OK,
+        HAL,
+        &json!({
+            "_page": page,
+            "_links": {
+                "self": {"href": query::page_href(base, path, raw, page)},
+                "next": {"href": query::page_href(base, path, raw, page.saturating_add(1))},
+            },
+            "_embedded": {key: []},
+        }),
+    )
+}
+
+fn account(shared: &Shared, raw: Option<&str>, now: i64) -> Answer {
     let mut body = json!({
         "id": ACCOUNT_ID,
         "name": "Simulated account",
         "subdomain": "simulated",
         "created_at": 1_577_836_800,
         "created_by": 0,
-        "updated_at": now_unix(),
+        "updated_at": now,
         "updated_by": 0,
         "current_user_id": 9_000_001,
         "country": "US",
@@ -303,5 +530,5 @@ fn account(shared: &Shared, raw: Option<&str>) -> Response {
             }}),
         );
     }
-    json_body(StatusCode::OK, "application/hal+json", &body)
+    json_body(StatusCode::OK, HAL, &body)
 }

@@ -1,32 +1,44 @@
 //! An in-process simulator of the Kommo API v4 lead endpoints, so the sync
 //! daemon can be tested (and demonstrated) without a real account: offset
 //! paging computed live, 204 past the end, a strict 7-per-second window with
-//! non-JSON 429s, 401 problem+json on bad or revoked tokens, injected 5xx,
-//! deleted leads, and concurrent churn while a client pages. The behaviour
-//! follows `docs/kommo-api.md`.
+//! non-JSON 429s, 401 problem+json on bad or revoked tokens, deleted leads,
+//! concurrent churn while a client pages, and every fault and edge of the
+//! real service a test can switch on: queued faults (empty, short or cut
+//! pages, dropped connections, 429s with `Retry-After`, nginx error pages),
+//! the abuse block, the unpaid account, throttle bursts, a skewed server
+//! clock, leads stamped in the future, bulk edits sharing one second,
+//! replication lag, ignored filters and malformed lead objects. The
+//! behaviour follows `docs/kommo-api.md`.
 //!
 //! [`Simulator`] is the public handle; `account` holds the leads,
-//! `generator` creates them, `query` parses list requests, `http` serves
-//! them and `stats` counts what happened.
+//! `generator` creates them, `query` parses list requests, `faults` decides
+//! which fault a request gets, `http` serves them and `stats` counts and
+//! logs what happened.
 
 mod account;
 mod events;
+mod faults;
 mod generator;
 mod http;
 mod query;
 mod stats;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_faults;
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
 pub use account::Mutation;
-pub use stats::SimulatorStats;
+pub use faults::{Fault, FaultScope, RetryAfter};
+pub use stats::{RequestRecord, SimulatorStats};
 
 use account::Account;
-use stats::RateWindow;
+use faults::Faults;
+use stats::{RateWindow, RequestLog};
 
 /// How the simulated account is generated and policed.
 #[derive(Clone, Debug)]
@@ -61,18 +73,25 @@ impl Default for SimulatorConfig {
 struct Control {
     token: Option<String>,
     revoke_after: Option<u64>,
-    fail_next: u32,
-    fail_status: u16,
     churn: usize,
     /// Added before every answer, like the round trip to a distant server.
-    latency: std::time::Duration,
+    latency: Duration,
+    /// `filter[...]` of lead lists is ignored (no filtering add-on)
+    filters_ignored: bool,
+    /// lead requests still to arrive before the scheduled bulk update, and
+    /// how many leads it changes
+    bulk_after: Option<(u64, usize)>,
+    /// the leads the scheduled bulk updates changed
+    bulk_updated: Vec<i64>,
 }
 
 /// Everything behind the one mutex.
 struct State {
     account: Account,
     control: Control,
+    faults: Faults,
     stats: SimulatorStats,
+    log: RequestLog,
     window: RateWindow,
     rate_limit: u32,
     /// Requests received and not yet answered.
@@ -84,6 +103,30 @@ struct Shared {
     state: Mutex<State>,
     base_url: String,
     shutdown: watch::Sender<bool>,
+}
+
+impl State {
+    /// Counts a lead request's arrival towards a scheduled bulk update;
+    /// true when that request is the last one before it runs.
+    fn lead_request_arrived(&mut self) -> bool {
+        match &mut self.control.bulk_after {
+            Some((left, _)) if *left > 0 => {
+                *left -= 1;
+                *left == 0
+            }
+            _ => false,
+        }
+    }
+
+    /// Runs the scheduled bulk update, if one is pending.
+    fn run_scheduled_bulk_update(&mut self) {
+        let Some((_, count)) = self.control.bulk_after.take() else {
+            return;
+        };
+        let ids = self.account.random_alive(count);
+        self.account.bulk_update(&ids);
+        self.control.bulk_updated.extend(ids);
+    }
 }
 
 impl Shared {
@@ -120,12 +163,15 @@ impl Simulator {
                 control: Control {
                     token: Some(config.token),
                     revoke_after: None,
-                    fail_next: 0,
-                    fail_status: 500,
                     churn: 0,
-                    latency: std::time::Duration::ZERO,
+                    latency: Duration::ZERO,
+                    filters_ignored: false,
+                    bulk_after: None,
+                    bulk_updated: Vec::new(),
                 },
+                faults: Faults::default(),
                 stats: SimulatorStats::default(),
+                log: RequestLog::default(),
                 window: RateWindow::default(),
                 rate_limit: config.rate_limit_per_second,
                 in_flight: 0,
@@ -180,11 +226,135 @@ impl Simulator {
         }
     }
 
-    /// The next `n` lead requests answer `status` with a non-JSON body.
+    /// The next `n` lead requests answer `status` with a non-JSON body
+    /// ([`Fault::Status`]). A later call replaces what is left of an
+    /// earlier one (`n = 0` cancels it); faults queued by
+    /// [`Simulator::queue_faults`] are kept.
     pub fn fail_next_lead_requests(&self, n: u32, status: u16) {
+        self.shared.lock().faults.replace_lead_failures(n, status);
+    }
+
+    /// Lets the next `skip` requests of `scope` through untouched, then
+    /// answers the following ones with `faults`, one each, in order. Calls
+    /// queue up (a later call's faults come after the earlier ones'): a
+    /// request is offered to the oldest unfinished call whose scope covers
+    /// it, so a later call's `skip` counts from when the earlier calls of
+    /// overlapping scope are used up. Only requests that pass the rate
+    /// window, the block and a throttle burst reach the queue. Faulted
+    /// requests still count in stats and the rate window; they are not
+    /// checked for auth and do not run the churn hook.
+    pub fn queue_faults(&self, scope: FaultScope, skip: u64, faults: Vec<Fault>) {
+        self.shared.lock().faults.queue(scope, skip, faults);
+    }
+
+    /// Every request, whatever its path, answers 403 [`Fault::Blocked`]
+    /// while true.
+    pub fn set_blocked(&self, blocked: bool) {
+        self.shared.lock().faults.set_blocked(blocked);
+    }
+
+    /// Every request answers 402 [`Fault::Unpaid`] while true.
+    pub fn set_unpaid(&self, unpaid: bool) {
+        self.shared.lock().faults.set_unpaid(unpaid);
+    }
+
+    /// Every request arriving in the next `duration` answers 429 with
+    /// `retry_after` (a throttle burst; a new call replaces a running one).
+    pub fn throttle_for(&self, duration: Duration, retry_after: RetryAfter) {
+        self.shared
+            .lock()
+            .faults
+            .throttle_for(duration, retry_after);
+    }
+
+    /// The simulated server's clock runs `offset_seconds` ahead (negative:
+    /// behind) of this machine's: every timestamp it stamps from now on
+    /// (`updated_at` of mutations, `created_at` of leads added, deletion
+    /// and event times) and its `Date` header use it.
+    pub fn set_clock_offset(&self, offset_seconds: i64) {
+        self.shared.lock().account.set_clock_offset(offset_seconds);
+    }
+
+    /// The server's now (Unix seconds), with the offset.
+    pub fn server_now(&self) -> i64 {
+        self.shared.lock().account.now()
+    }
+
+    /// Changes a lead like [`Simulator::update_lead`] but stamps
+    /// `updated_at` = server now + `seconds_ahead` (a lead stamped in the
+    /// future by a broken integration). False when the lead is not alive.
+    pub fn stamp_lead_ahead(&self, id: i64, seconds_ahead: i64) -> bool {
         let mut st = self.shared.lock();
-        st.control.fail_next = n;
-        st.control.fail_status = status;
+        let stamp = st.account.now().saturating_add(seconds_ahead);
+        st.account.update_stamped(id, stamp)
+    }
+
+    /// Updates every lead of `ids` in one bulk edit: all get the same
+    /// `updated_at` (server now). Returns how many existed (alive; an id
+    /// listed twice is updated and counted once).
+    pub fn bulk_update(&self, ids: &[i64]) -> usize {
+        self.shared.lock().account.bulk_update(ids)
+    }
+
+    /// After `after` more `GET /api/v4/leads` requests (counted on arrival,
+    /// whatever they are answered), bulk-updates `count` alive leads chosen
+    /// at random (seeded rng) with one `updated_at`, the server's current
+    /// second: the `after`-th request is answered from the account before
+    /// the edit, the next one after it (`after = 0`: at once). A new call
+    /// replaces a pending one. The leads changed are added to
+    /// [`Simulator::bulk_updated_ids`].
+    pub fn schedule_bulk_update(&self, after: u64, count: usize) {
+        let mut st = self.shared.lock();
+        st.control.bulk_after = Some((after, count));
+        if after == 0 {
+            st.run_scheduled_bulk_update();
+        }
+    }
+
+    /// Every lead changed by scheduled bulk updates so far, in the order
+    /// they ran (ascending id within one).
+    pub fn bulk_updated_ids(&self) -> Vec<i64> {
+        self.shared.lock().control.bulk_updated.clone()
+    }
+
+    /// Updates the lead now (stamped with the server's now) but the change
+    /// stays invisible to every listing, filter, order and by-id request
+    /// (the object shown before is served) for `delay` (replication lag);
+    /// then it appears with that stamp, i.e. with an `updated_at` already in
+    /// the past. [`Simulator::alive_leads`] shows what is served. Another
+    /// change or a deletion of the lead ends the lag. False when the lead is
+    /// not alive.
+    pub fn update_lead_visible_after(&self, id: i64, delay: Duration) -> bool {
+        self.shared.lock().account.update_visible_after(id, delay)
+    }
+
+    /// While true, `filter[...]` parameters of `/api/v4/leads` are silently
+    /// ignored (the unfiltered list is answered; `order[...]`, `page`,
+    /// `limit` and `with` are still honoured, malformed values still answer
+    /// 400), as on accounts without the API filtering add-on.
+    pub fn set_filters_ignored(&self, ignored: bool) {
+        self.shared.lock().control.filters_ignored = ignored;
+    }
+
+    /// Adds an object to the alive listing exactly as given (it may lack an
+    /// id, have a string id or price, an object for
+    /// `custom_fields_values`, NUL or 4-byte characters...). It is listed
+    /// wherever its fields place it under the filters and the order: a
+    /// missing or non-integer field matches no filter on that field and
+    /// sorts before every integer ascending (after, descending). An object
+    /// with a positive integer `id` becomes the alive lead of that id
+    /// (replacing any lead with it, alive or deleted) and is part of
+    /// [`Simulator::alive_leads`] exactly as given; any other object is
+    /// listed but not part of `alive_leads`/`alive_ids`.
+    pub fn add_raw_lead(&self, value: serde_json::Value) {
+        self.shared.lock().account.add_raw(value);
+    }
+
+    /// Every request received (the most recent 100 000), in order of
+    /// arrival: when, path, query, and the status answered (0 for a dropped
+    /// connection, or while it is still being answered).
+    pub fn request_log(&self) -> Vec<RequestRecord> {
+        self.shared.lock().log.records()
     }
 
     /// Before answering each lead request, apply `n` random mutations.
@@ -194,16 +364,17 @@ impl Simulator {
 
     /// Delays every answer by `latency` (the request is counted, and its
     /// answer decided, on arrival).
-    pub fn set_latency(&self, latency: std::time::Duration) {
+    pub fn set_latency(&self, latency: Duration) {
         self.shared.lock().control.latency = latency;
     }
 
-    /// Changes name, price and a custom field; `updated_at` = now.
+    /// Changes name, price and a custom field; `updated_at` = server now.
     pub fn update_lead(&self, id: i64) -> bool {
         self.shared.lock().account.update(id)
     }
 
-    /// Moves the lead to the deleted set; its listed `updated_at` = now.
+    /// Moves the lead to the deleted set; its listed `updated_at` = server
+    /// now.
     pub fn delete_lead(&self, id: i64) -> bool {
         self.shared.lock().account.delete(id)
     }
@@ -213,20 +384,25 @@ impl Simulator {
         self.shared.lock().account.restore(id)
     }
 
-    /// A new lead with a new highest id; `created_at = updated_at = now`.
+    /// A new lead with a new highest id; `created_at = updated_at` = server
+    /// now.
     pub fn add_lead(&self) -> i64 {
         self.shared.lock().account.add()
     }
 
-    /// Alive leads sorted by id, exactly as the API returns them.
+    /// Alive leads sorted by id, exactly as the API returns them (a change
+    /// still invisible is not shown; objects without a positive integer id
+    /// are not leads and not here).
     pub fn alive_leads(&self) -> Vec<serde_json::Value> {
         self.shared.lock().account.alive_leads()
     }
 
+    /// Ids of the alive leads, ascending.
     pub fn alive_ids(&self) -> Vec<i64> {
         self.shared.lock().account.alive_ids()
     }
 
+    /// Ids of the deleted (restorable) leads, ascending.
     pub fn deleted_ids(&self) -> Vec<i64> {
         self.shared.lock().account.deleted_ids()
     }
@@ -236,10 +412,12 @@ impl Simulator {
         self.shared.lock().account.mutations()
     }
 
+    /// The counters so far.
     pub fn stats(&self) -> SimulatorStats {
         self.shared.lock().stats.clone()
     }
 
+    /// Zeroes the counters (the request log is kept).
     pub fn reset_stats(&self) {
         self.shared.lock().stats = SimulatorStats::default();
     }

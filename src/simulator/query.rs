@@ -209,7 +209,15 @@ impl ListQuery {
         Ok(())
     }
 
-    /// Whether a lead object passes every filter.
+    /// Forgets every `filter[...]` (an account without the filtering
+    /// add-on); order, page, limit and `with` stay.
+    pub(crate) fn drop_filters(&mut self) {
+        self.ranges.clear();
+        self.ids = None;
+    }
+
+    /// Whether a lead object passes every filter (a missing or non-integer
+    /// field matches no filter on it).
     pub(crate) fn matches(&self, lead: &Value) -> bool {
         if let Some(ids) = &self.ids
             && !lead

@@ -1,4 +1,5 @@
-//! Request counters and the strict rate window. The window exists because
+//! Request counters, the request log and the strict rate window. The window
+//! exists because
 //! Kommo's counting is undocumented: the simulator takes the strictest
 //! reading (no closed one-second window, wherever it starts, may hold more
 //! than the limit), so a client that passes here passes there.
@@ -22,6 +23,64 @@ pub struct SimulatorStats {
     /// most requests being answered at the same time (a client walking
     /// several windows at once shows more than 1 when answers are slow)
     pub max_in_flight: u64,
+}
+
+/// One request received, as [`crate::simulator::Simulator::request_log`]
+/// lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestRecord {
+    /// when it arrived
+    pub at: Instant,
+    /// the URI path, e.g. `/api/v4/leads`
+    pub path: String,
+    /// the raw (still percent-encoded) query, empty when none
+    pub query: String,
+    /// the status answered; 0 while being answered and for a dropped
+    /// connection
+    pub status: u16,
+}
+
+/// The most recent requests, oldest first, capped so a long demo run does
+/// not grow without bound.
+#[derive(Default)]
+pub(crate) struct RequestLog {
+    records: VecDeque<RequestRecord>,
+    /// sequence number of `records[0]`
+    first_seq: u64,
+}
+
+impl RequestLog {
+    /// Records kept at most.
+    const CAP: usize = 100_000;
+
+    /// Logs an arrival (status 0) and returns its sequence number.
+    pub(crate) fn arrive(&mut self, at: Instant, path: &str, query: &str) -> u64 {
+        if self.records.len() >= Self::CAP {
+            self.records.pop_front();
+            self.first_seq += 1;
+        }
+        self.records.push_back(RequestRecord {
+            at,
+            path: path.to_string(),
+            query: query.to_string(),
+            status: 0,
+        });
+        self.first_seq + self.records.len() as u64 - 1
+    }
+
+    /// Sets the status answered to the request `seq` (if still kept).
+    pub(crate) fn answered(&mut self, seq: u64, status: u16) {
+        let idx = seq
+            .checked_sub(self.first_seq)
+            .and_then(|i| usize::try_from(i).ok());
+        if let Some(r) = idx.and_then(|i| self.records.get_mut(i)) {
+            r.status = status;
+        }
+    }
+
+    pub(crate) fn records(&self) -> Vec<RequestRecord> {
+        self.records.iter().cloned().collect()
+    }
 }
 
 /// Arrival instants of the requests of the last second.
@@ -59,5 +118,25 @@ mod unit {
         // exactly one second later: t0 still counts
         assert_eq!(w.arrive(t0 + Duration::from_secs(1)), 3);
         assert_eq!(w.arrive(t0 + Duration::from_millis(1001)), 3);
+    }
+
+    #[test]
+    fn log_keeps_sequence_numbers_past_the_cap() {
+        let mut log = RequestLog::default();
+        let t0 = Instant::now();
+        let first = log.arrive(t0, "/a", "");
+        log.answered(first, 200);
+        assert_eq!(log.records()[0].status, 200);
+        for _ in 0..RequestLog::CAP {
+            log.arrive(t0, "/b", "x=1");
+        }
+        let last = log.arrive(t0, "/c", "");
+        assert_eq!(last, RequestLog::CAP as u64 + 1);
+        log.answered(first, 500); // dropped from the log: ignored
+        log.answered(last, 429);
+        let records = log.records();
+        assert_eq!(records.len(), RequestLog::CAP);
+        assert_eq!(records[0].path, "/b");
+        assert_eq!(records.last().map(|r| r.status), Some(429));
     }
 }
