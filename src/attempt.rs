@@ -95,12 +95,7 @@ impl SyncService {
         }
     }
 
-    async fn run_recorded(
-        &self,
-        kind: RunKind,
-        run_id: i64,
-        cancel: &CancellationToken,
-    ) -> RunEnd {
+    async fn run_recorded(&self, kind: RunKind, run_id: i64, cancel: &CancellationToken) -> RunEnd {
         let token = match self.usable_token(run_id) {
             Ok(token) => token,
             Err((status, message)) => {

@@ -145,7 +145,9 @@ impl TickState {
     }
 
     fn gate(&self) -> std::sync::MutexGuard<'_, ClosedAccountGate> {
-        self.closed_account.lock().unwrap_or_else(|e| e.into_inner())
+        self.closed_account
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn running_sync(&self) -> std::sync::MutexGuard<'_, Option<RunningSync>> {
@@ -351,7 +353,10 @@ mod tests {
         }
         // Unblocked at 40 min: the probe at 45 min passes, then every tick syncs.
         let after = probes.len() - blocked_probes.len();
-        assert!(after >= 450, "synced {after} times after the block was lifted");
+        assert!(
+            after >= 450,
+            "synced {after} times after the block was lifted"
+        );
         assert_eq!(
             probes.iter().find(|t| **t >= Duration::from_secs(40 * 60)),
             Some(&Duration::from_secs(45 * 60))

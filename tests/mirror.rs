@@ -246,9 +246,15 @@ async fn a_second_that_cannot_be_read_whole_still_marks_only_confirmed_deletions
         .await
         .unwrap();
     let false_deletions: Vec<&i64> = marked.iter().filter(|id| !deleted.contains(id)).collect();
-    assert!(false_deletions.is_empty(), "alive leads marked deleted: {false_deletions:?}");
+    assert!(
+        false_deletions.is_empty(),
+        "alive leads marked deleted: {false_deletions:?}"
+    );
     if deleted.contains(&outside) {
-        assert!(marked.contains(&outside), "the deleted lead is marked deleted");
+        assert!(
+            marked.contains(&outside),
+            "the deleted lead is marked deleted"
+        );
     }
 
     // One --once later every alive lead is equal.

@@ -257,10 +257,15 @@ impl KommoClient {
         token: &Secret,
         query: &LeadQuery,
     ) -> Result<LeadPage, KommoError> {
-        self.get(token, "api/v4/leads", &query.to_pairs(), |body| match body {
-            None => Ok(LeadPage::default()),
-            Some(body) => LeadPage::from_json(body),
-        })
+        self.get(
+            token,
+            "api/v4/leads",
+            &query.to_pairs(),
+            |body| match body {
+                None => Ok(LeadPage::default()),
+                Some(body) => LeadPage::from_json(body),
+            },
+        )
         .await
     }
 
@@ -270,10 +275,15 @@ impl KommoClient {
         token: &Secret,
         query: &EventQuery,
     ) -> Result<EventPage, KommoError> {
-        self.get(token, "api/v4/events", &query.to_pairs(), |body| match body {
-            None => Ok(EventPage::default()),
-            Some(body) => EventPage::from_json(body),
-        })
+        self.get(
+            token,
+            "api/v4/events",
+            &query.to_pairs(),
+            |body| match body {
+                None => Ok(EventPage::default()),
+                Some(body) => EventPage::from_json(body),
+            },
+        )
         .await
     }
 
@@ -325,9 +335,15 @@ impl KommoClient {
                 Err(error) => error,
             };
             let delay = match &error {
-                KommoError::RateLimited { retry_after } if throttles < self.options.max_throttle_retries => {
+                KommoError::RateLimited { retry_after }
+                    if throttles < self.options.max_throttle_retries =>
+                {
                     let delay = retry_after.unwrap_or_else(|| {
-                        jitter(backoff(THROTTLE_BACKOFF_BASE, throttles, self.options.backoff_cap))
+                        jitter(backoff(
+                            THROTTLE_BACKOFF_BASE,
+                            throttles,
+                            self.options.backoff_cap,
+                        ))
                     });
                     throttles += 1;
                     // Every request of the client waits, not just this one.

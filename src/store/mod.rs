@@ -323,7 +323,14 @@ mod tests {
     async fn mirror_of_two_leads(dir: &tempfile::TempDir) -> (Store, i64) {
         let store = Store::open(&dir.path().join("m.sqlite")).await.unwrap();
         let run = store.start_run(RunKind::Full, 1).await.unwrap();
-        commit_page_of(&store, run, None, &[lead(1, json!(10)), lead(2, json!(20))], &[]).await;
+        commit_page_of(
+            &store,
+            run,
+            None,
+            &[lead(1, json!(10)), lead(2, json!(20))],
+            &[],
+        )
+        .await;
         (store, run)
     }
 

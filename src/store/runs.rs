@@ -106,9 +106,9 @@ pub async fn set_counters(
     .bind(counters.leads_upserted)
     .bind(counters.leads_skipped)
     .bind(counters.requests)
-        .bind(run_id)
-        .execute(&mut **tx)
-        .await?;
+    .bind(run_id)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

@@ -191,7 +191,9 @@ pub fn check_filters(query: &LeadQuery, page: &LeadPage) -> Result<(), KommoErro
                 return Err(KommoError::FilterIgnored {
                     detail: format!(
                         "asked for leads updated from {} to {}, it answered with lead {} updated at {updated_at}",
-                        query.updated_from.map_or("the start".into(), |t| t.to_string()),
+                        query
+                            .updated_from
+                            .map_or("the start".into(), |t| t.to_string()),
                         query.updated_to.map_or("now".into(), |t| t.to_string()),
                         lead.id
                     ),

@@ -78,7 +78,14 @@ impl Range<'_> {
     }
 
     /// A query of this range's listing.
-    fn query(&self, from: i64, to: Option<i64>, page: u32, limit: u32, order: LeadOrder) -> LeadQuery {
+    fn query(
+        &self,
+        from: i64,
+        to: Option<i64>,
+        page: u32,
+        limit: u32,
+        order: LeadOrder,
+    ) -> LeadQuery {
         LeadQuery {
             updated_from: Some(from),
             updated_to: to,
@@ -126,7 +133,8 @@ impl Syncer {
                 }
                 // A whole page inside the cursor's second: read the second
                 // by id, then step past it.
-                self.read_span(progress, cursor, Some(cursor), range).await?;
+                self.read_span(progress, cursor, Some(cursor), range)
+                    .await?;
                 cursor += 1;
                 self.commit(progress, &[], range, cursor).await?;
                 continue;

@@ -115,11 +115,7 @@ impl WindowPlan {
     /// The next piece of work for an idle worker, at `now` (Kommo's clock).
     pub fn assign(&mut self, now: i64) -> Assignment {
         // 1. A window nobody walks.
-        if let Some(slot) = self
-            .slots
-            .iter_mut()
-            .find(|s| !s.claimed && !s.window.done)
-        {
+        if let Some(slot) = self.slots.iter_mut().find(|s| !s.claimed && !s.window.done) {
             slot.claimed = true;
             return Assignment::Walk(slot.window);
         }

@@ -269,3 +269,111 @@ pub fn touched_ids(sim: &Simulator) -> HashSet<i64> {
         })
         .collect()
 }
+
+impl TestEnv {
+    /// Asserts the token appears nowhere: not in what the runs printed, not
+    /// in the database files (WAL and shared memory included).
+    pub fn assert_token_absent(&self, outputs: &[&RunOutput]) {
+        for out in outputs {
+            assert!(
+                !out.stdout.contains(&self.token) && !out.stderr.contains(&self.token),
+                "the token leaked into the output"
+            );
+        }
+        for suffix in ["", "-wal", "-shm", ".lock"] {
+            let mut name = self.db.as_os_str().to_owned();
+            name.push(suffix);
+            if let Ok(bytes) = std::fs::read(&name) {
+                assert!(
+                    !bytes
+                        .windows(self.token.len())
+                        .any(|w| w == self.token.as_bytes()),
+                    "the token leaked into {}",
+                    PathBuf::from(name).display()
+                );
+            }
+        }
+    }
+
+    /// The lines of `out.stderr` carrying `alert="<alert>"`.
+    pub fn alert_lines<'a>(out: &'a RunOutput, alert: &str) -> Vec<&'a str> {
+        let field = format!("alert=\"{alert}\"");
+        out.stderr.lines().filter(|l| l.contains(&field)).collect()
+    }
+
+    /// Ids the mirror holds marked deleted.
+    pub async fn marked_deleted(&self) -> HashSet<i64> {
+        sqlx::query_scalar("SELECT id FROM leads WHERE is_deleted = 1")
+            .fetch_all(&self.db().await)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect()
+    }
+
+    /// Asserts that no lead alive in the account is marked deleted, except
+    /// leads restored after mutation number `since` (a restore that follows
+    /// the pass's confirmation is the next --once's to mirror).
+    pub async fn assert_no_false_deletion(&self, since: usize) {
+        let restored_late: HashSet<i64> = self.sim.mutations()[since..]
+            .iter()
+            .filter_map(|m| match m {
+                Mutation::Restored(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        let alive: HashSet<i64> = self.sim.alive_ids().into_iter().collect();
+        let false_deletions: Vec<i64> = self
+            .marked_deleted()
+            .await
+            .into_iter()
+            .filter(|id| alive.contains(id) && !restored_late.contains(id))
+            .collect();
+        assert!(
+            false_deletions.is_empty(),
+            "{} alive leads marked deleted: {:?}",
+            false_deletions.len(),
+            &false_deletions[..false_deletions.len().min(10)]
+        );
+    }
+
+    /// Asserts that every lead in `deleted` (deleted in the account) is
+    /// marked deleted in the mirror, if the mirror has it.
+    pub async fn assert_marked_deleted(&self, deleted: &HashSet<i64>) {
+        let pool = self.db().await;
+        let alive_in_mirror: HashSet<i64> =
+            sqlx::query_scalar("SELECT id FROM leads WHERE is_deleted = 0")
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect();
+        let unmarked: Vec<&i64> = deleted.intersection(&alive_in_mirror).collect();
+        assert!(
+            unmarked.is_empty(),
+            "{} deleted leads not marked deleted: {:?}",
+            unmarked.len(),
+            &unmarked[..unmarked.len().min(10)]
+        );
+    }
+}
+
+/// Applies `n` updates, `n / 4` deletions, `n / 4` additions and restores
+/// every other deleted lead: an account changing between syncs.
+pub fn change_account(sim: &Simulator, n: usize) {
+    let ids = sim.alive_ids();
+    let step = (ids.len() / (n + n / 4 + 1)).max(1);
+    let mut picked = ids.iter().step_by(step);
+    for id in picked.by_ref().take(n) {
+        sim.update_lead(*id);
+    }
+    for id in picked.by_ref().take(n / 4) {
+        sim.delete_lead(*id);
+    }
+    for _ in 0..n / 4 {
+        sim.add_lead();
+    }
+    for id in sim.deleted_ids().iter().step_by(2) {
+        sim.restore_lead(*id);
+    }
+}

@@ -1,0 +1,288 @@
+//! A listing proves that a lead exists; its silence proves nothing. Full
+//! syncs, backfills and incremental syncs against answers that are not clean
+//! (empty, cut short, truncated), a bulk edit into the current second, clocks
+//! that differ, a lead stamped in the future and leads that cannot be stored:
+//! no alive lead is ever marked deleted, no run ends `ok` with leads missing.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{TestEnv, change_account, mirror_rows, run_statuses};
+use kommo_sync::simulator::{Fault, FaultScope, SimulatorConfig};
+use serde_json::json;
+
+fn account(leads: usize, tie_block: usize) -> SimulatorConfig {
+    SimulatorConfig {
+        leads,
+        tie_block,
+        ..SimulatorConfig::default()
+    }
+}
+
+/// The anomalies a listing can meet, each answered in place of a page.
+fn anomalies() -> Vec<(&'static str, Fault)> {
+    vec![
+        ("empty 200", Fault::EmptyLeads),
+        ("{} body", Fault::EmptyObject),
+        ("short page without next", Fault::ShortPage),
+        ("truncated body", Fault::TruncatedBody),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_sync_meeting_each_anomaly_under_churn_marks_only_deleted_leads() {
+    for (name, fault) in anomalies() {
+        let env = TestEnv::start(account(2_000, 300)).await;
+        env.run_ok(&["--backfill"]).await;
+        // The account changes between syncs, and while the full sync runs.
+        change_account(&env.sim, 200);
+        let deleted_before: HashSet<i64> = env.sim.deleted_ids().into_iter().collect();
+        let since = env.sim.mutations().len();
+        env.sim.set_churn_per_lead_request(2);
+        env.sim.queue_faults(FaultScope::Leads, 3, vec![fault]);
+        let out = env.run(&["--backfill"]).await;
+        env.sim.set_churn_per_lead_request(0);
+        assert_eq!(out.code, Some(0), "{name}: {out:#?}");
+
+        env.assert_no_false_deletion(since).await;
+        let still_deleted: HashSet<i64> = env
+            .sim
+            .deleted_ids()
+            .into_iter()
+            .filter(|id| deleted_before.contains(id))
+            .collect();
+        assert!(!still_deleted.is_empty());
+        env.assert_marked_deleted(&still_deleted).await;
+        env.run_ok(&["--once"]).await;
+        env.assert_mirror_equals_account().await;
+        env.assert_token_absent(&[&out]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_meeting_each_anomaly_is_exact_or_fails() {
+    for (name, fault) in anomalies() {
+        for skip in [1, 4] {
+            let env = TestEnv::start(account(2_000, 300)).await;
+            env.sim
+                .queue_faults(FaultScope::Leads, skip, vec![fault.clone()]);
+            let out = env.run(&["--backfill"]).await;
+            let statuses = run_statuses(&env.db().await).await;
+            match out.code {
+                Some(0) => {
+                    assert_eq!(statuses, vec![("full".into(), "ok".into())], "{name}");
+                    env.assert_mirror_equals_account().await;
+                }
+                Some(1) => assert_eq!(statuses, vec![("full".into(), "failed".into())]),
+                other => panic!("{name}: exit {other:?}: {out:#?}"),
+            }
+            env.assert_token_absent(&[&out]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_that_keep_meeting_empty_answers_fail_the_run_and_keep_progress() {
+    let env = TestEnv::start_with(account(2_000, 0), "max_retries = 1", "").await;
+    // The first try and its one retry both meet an empty 200.
+    env.sim
+        .queue_faults(FaultScope::Leads, 3, vec![Fault::EmptyLeads; 2]);
+    let out = env.run(&["--backfill"]).await;
+    assert_eq!(out.code, Some(1), "{out:#?}");
+    assert!(
+        out.stderr.contains("HTTP 200 without leads"),
+        "{}",
+        out.stderr
+    );
+    let pool = env.db().await;
+    assert_eq!(
+        run_statuses(&pool).await,
+        vec![("full".into(), "failed".into())]
+    );
+    let kept = mirror_rows(&pool, "1").await.len();
+    assert!(kept >= 250, "the pages before the failure are kept: {kept}");
+    // The next backfill resumes and completes.
+    env.run_ok(&["--backfill"]).await;
+    env.assert_mirror_equals_account().await;
+    env.assert_token_absent(&[&out]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_edit_into_the_current_second_during_a_parallel_full_sync_marks_no_alive_lead_deleted()
+ {
+    let env = TestEnv::start(account(5_000, 600)).await;
+    env.run_ok(&["--backfill"]).await;
+    // Slow answers make the full sync walk several windows at once.
+    env.sim.set_latency(std::time::Duration::from_millis(300));
+    change_account(&env.sim, 100);
+    let since = env.sim.mutations().len();
+    env.sim.set_churn_per_lead_request(2);
+    env.sim.schedule_bulk_update(6, 400);
+    let out = env.run_ok(&["--backfill"]).await;
+    env.sim.set_churn_per_lead_request(0);
+    env.sim.set_latency(std::time::Duration::ZERO);
+    assert_eq!(
+        env.sim.bulk_updated_ids().len(),
+        400,
+        "the bulk edit happened"
+    );
+    assert!(
+        env.sim.stats().max_in_flight > 1,
+        "windows were walked at once: {:?}",
+        env.sim.stats()
+    );
+    env.assert_no_false_deletion(since).await;
+    env.run_ok(&["--once"]).await;
+    env.assert_mirror_equals_account().await;
+    env.assert_token_absent(&[&out]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_clock_15_minutes_ahead_or_behind_keeps_the_mirror_exact() {
+    for offset in [15 * 60, -15 * 60] {
+        let env = TestEnv::start(account(2_000, 300)).await;
+        env.sim.set_clock_offset(offset);
+        env.sim.set_churn_per_lead_request(2);
+        env.run_ok(&["--backfill"]).await;
+        env.sim.set_churn_per_lead_request(0);
+        env.run_ok(&["--once"]).await;
+        env.assert_mirror_equals_account().await;
+
+        change_account(&env.sim, 100);
+        env.run_ok(&["--once"]).await;
+        env.assert_mirror_equals_account().await;
+
+        change_account(&env.sim, 100);
+        let since = env.sim.mutations().len();
+        env.sim.set_churn_per_lead_request(1);
+        env.run_ok(&["--backfill"]).await;
+        env.sim.set_churn_per_lead_request(0);
+        env.assert_no_false_deletion(since).await;
+        env.run_ok(&["--once"]).await;
+        env.assert_mirror_equals_account().await;
+        let deleted: HashSet<i64> = env.sim.deleted_ids().into_iter().collect();
+        env.assert_marked_deleted(&deleted).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_stamped_a_year_ahead_moves_no_cursor_past_now() {
+    let env = TestEnv::start(account(2_000, 0)).await;
+    env.run_ok(&["--backfill"]).await;
+    let ids = env.sim.alive_ids();
+    let ahead = ids[7];
+    assert!(env.sim.stamp_lead_ahead(ahead, 365 * 86_400));
+    let out = env.run_ok(&["--once"]).await;
+    let warnings: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains(&format!("lead {ahead} is stamped")))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", out.stderr);
+    let (cursor,): (i64,) = sqlx::query_as("SELECT incremental_cursor FROM sync_state")
+        .fetch_one(&env.db().await)
+        .await
+        .unwrap();
+    assert!(
+        cursor <= env.sim.server_now(),
+        "the cursor {cursor} is past Kommo's now"
+    );
+
+    for id in ids.iter().skip(100).step_by(20).take(50) {
+        assert!(env.sim.update_lead(*id));
+    }
+    for _ in 0..10 {
+        env.sim.add_lead();
+    }
+    env.run_ok(&["--once"]).await;
+    env.assert_mirror_equals_account().await;
+    // A full sync mirrors it too, and leaves the cursor no later than its
+    // start minus the overlap.
+    env.run_ok(&["--backfill"]).await;
+    env.assert_mirror_equals_account().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_leads_are_skipped_or_stored_and_the_mirror_moves_on() {
+    let env = TestEnv::start(account(1_000, 0)).await;
+    let stamp = env.sim.alive_leads()[500]["updated_at"].as_i64().unwrap();
+    let odd = [
+        json!({"id": 9_000_001, "name": "price as text", "price": "1500", "updated_at": stamp}),
+        json!({"id": 9_000_002, "name": "fields as object", "custom_fields_values": {"a": 1}, "updated_at": stamp}),
+        json!({"id": 9_000_003, "name": "nul \u{0} inside and 4-byte 𝄞 😀", "updated_at": stamp}),
+    ];
+    for lead in &odd {
+        env.sim.add_raw_lead(lead.clone());
+    }
+    env.sim
+        .add_raw_lead(json!({"name": "no id at all", "updated_at": stamp}));
+    env.sim
+        .add_raw_lead(json!({"id": "abc", "name": "id as text", "updated_at": stamp + 1}));
+    let out = env.run_ok(&["--backfill"]).await;
+    assert!(
+        out.stderr.contains("cannot be stored (it has no id)"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("unexpected type"), "{}", out.stderr);
+    let pool = env.db().await;
+    let (status, skipped): (String, i64) =
+        sqlx::query_as("SELECT status, leads_skipped FROM sync_runs")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "ok");
+    assert!(skipped >= 2, "skipped {skipped}");
+
+    // Every other lead is exact; the odd ones keep raw as received, typed
+    // columns NULL where the type does not fit.
+    let odd_ids: Vec<i64> = odd.iter().map(|l| l["id"].as_i64().unwrap()).collect();
+    let account: Vec<serde_json::Value> = env
+        .sim
+        .alive_leads()
+        .into_iter()
+        .filter(|l| !odd_ids.contains(&l["id"].as_i64().unwrap()))
+        .collect();
+    let rows = mirror_rows(&pool, "is_deleted = 0").await;
+    let (odd_rows, rows): (Vec<_>, Vec<_>) =
+        rows.into_iter().partition(|r| odd_ids.contains(&r.id));
+    assert_eq!(rows.len(), account.len());
+    for (row, lead) in rows.iter().zip(&account) {
+        common::assert_row_equals_lead(row, lead);
+    }
+    assert_eq!(odd_rows.len(), 3);
+    for (row, lead) in odd_rows.iter().zip(&odd) {
+        let raw: serde_json::Value = serde_json::from_str(&row.raw).unwrap();
+        assert_eq!(&raw, lead, "raw as received");
+    }
+    assert_eq!(odd_rows[0].columns["price"], serde_json::Value::Null);
+    assert_eq!(odd_rows[1].custom_fields_values, None);
+    let name: String = sqlx::query_scalar("SELECT name FROM leads WHERE id = 9000003")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(name, odd[2]["name"].as_str().unwrap());
+
+    // The next --once is not stuck on them.
+    let ids = env.sim.alive_ids();
+    for id in ids.iter().take(20) {
+        env.sim.update_lead(*id);
+    }
+    env.run_ok(&["--once"]).await;
+    let rows = mirror_rows(&pool, "is_deleted = 0").await;
+    let by_id: std::collections::HashMap<i64, &serde_json::Value> = account
+        .iter()
+        .map(|l| (l["id"].as_i64().unwrap(), l))
+        .collect();
+    let now_account = env.sim.alive_leads();
+    for lead in now_account.iter().filter(|l| {
+        let id = l["id"].as_i64().unwrap();
+        by_id.contains_key(&id)
+    }) {
+        let id = lead["id"].as_i64().unwrap();
+        let row = rows.iter().find(|r| r.id == id).unwrap();
+        common::assert_row_equals_lead(row, lead);
+    }
+    env.assert_token_absent(&[&out]);
+}
