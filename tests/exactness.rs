@@ -83,6 +83,76 @@ async fn a_backfill_meeting_each_anomaly_is_exact_or_fails() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_that_ends_early_with_204_is_asked_again_or_fails_the_backfill() {
+    // One 204 where a page was due: asked again, the backfill is exact.
+    let env = TestEnv::start(account(2_000, 0)).await;
+    env.sim
+        .queue_faults(FaultScope::Leads, 4, vec![Fault::Status(204)]);
+    env.run_ok(&["--backfill"]).await;
+    env.assert_mirror_equals_account().await;
+
+    // Two in a row: the walk ends before Kommo's newest lead, which is alive
+    // and unchanged, so the run fails and the next one walks on.
+    let env = TestEnv::start(account(2_000, 0)).await;
+    env.sim
+        .queue_faults(FaultScope::Leads, 4, vec![Fault::Status(204); 2]);
+    let out = env.run(&["--backfill"]).await;
+    assert_eq!(out.code, Some(1), "{out:#?}");
+    assert!(out.stderr.contains("was cut short"), "{}", out.stderr);
+    assert_eq!(
+        run_statuses(&env.db().await).await,
+        vec![("full".into(), "failed".into())]
+    );
+    env.run_ok(&["--backfill"]).await;
+    env.assert_mirror_equals_account().await;
+    env.assert_token_absent(&[&out]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_restored_behind_the_walk_is_confirmed_alive_by_id_not_marked_deleted() {
+    // Two requests a second, 100 leads a page: a full sync of ~20 pages.
+    let env = TestEnv::start_with(
+        account(2_000, 0),
+        "requests_per_second = 2\npage_size = 100",
+        "",
+    )
+    .await;
+    env.run_ok(&["--backfill"]).await;
+    // The oldest lead is deleted before the full sync passes it, and restored
+    // (its updated_at kept) once the walk is past it: no listing shows it.
+    let oldest = env
+        .sim
+        .alive_leads()
+        .iter()
+        .min_by_key(|l| (l["updated_at"].as_i64(), l["id"].as_i64()))
+        .map(|l| l["id"].as_i64().unwrap())
+        .unwrap();
+    assert!(env.sim.delete_lead(oldest));
+    env.sim.reset_stats();
+    let child = env
+        .command(&["--backfill"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while env.sim.stats().lead_requests < 5 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(env.sim.restore_lead(oldest));
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("asking Kommo by id"),
+        "the pass asked for the lead it did not list"
+    );
+    assert!(
+        !env.marked_deleted().await.contains(&oldest),
+        "a lead no listing showed, but alive, was marked deleted"
+    );
+    env.assert_mirror_equals_account().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_that_keep_meeting_empty_answers_fail_the_run_and_keep_progress() {
     let env = TestEnv::start_with(account(2_000, 0), "max_retries = 1", "").await;
     // The first try and its one retry both meet an empty 200.

@@ -112,6 +112,39 @@ impl LeadQuery {
     }
 }
 
+impl LeadQuery {
+    /// Fails with [`KommoError::FilterIgnored`] when `page` holds a lead this
+    /// query's filter excludes: Kommo did not apply it, and no answer of the
+    /// account can be trusted to mean what was asked.
+    pub fn check_answer(&self, page: &LeadPage) -> Result<(), KommoError> {
+        let ignored = |detail: String| Err(KommoError::FilterIgnored { detail });
+        for lead in &page.leads {
+            if !self.ids.is_empty() && !self.ids.contains(&lead.id) {
+                return ignored(format!(
+                    "asked for {} lead(s) by id, it answered with lead {}, not among them",
+                    self.ids.len(),
+                    lead.id
+                ));
+            }
+            let Some(updated_at) = lead.updated_at else {
+                continue;
+            };
+            if self.updated_from.is_some_and(|from| updated_at < from)
+                || self.updated_to.is_some_and(|to| updated_at > to)
+            {
+                return ignored(format!(
+                    "asked for leads updated from {} to {}, it answered with lead {} updated at {updated_at}",
+                    self.updated_from
+                        .map_or("the start".into(), |t| t.to_string()),
+                    self.updated_to.map_or("now".into(), |t| t.to_string()),
+                    lead.id
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Which lead events to ask for (`GET /api/v4/events`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EventQuery {

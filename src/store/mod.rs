@@ -226,16 +226,6 @@ impl Store {
         Ok(())
     }
 
-    /// Sets a window of the unfinished pass back to not done, from its
-    /// (possibly earlier) cursor: the next attempt walks it again.
-    pub async fn reopen_window(&self, pass: i64, window: &Window) -> Result<(), StoreError> {
-        let _writer = self.writer.lock().await;
-        let mut tx = self.begin().await?;
-        state::reopen_window(&mut tx, pass, window).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// Records the start of a run.
     pub async fn start_run(&self, kind: RunKind, now: i64) -> Result<i64, StoreError> {
         runs::start(&self.pool, kind, now).await

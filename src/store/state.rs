@@ -216,27 +216,3 @@ pub async fn save_window(
     .await?;
     Ok(())
 }
-
-/// Sets a window back to not done, its cursor moved back to `window.cursor`.
-pub async fn reopen_window(
-    tx: &mut Transaction<'static, Sqlite>,
-    pass: i64,
-    window: &Window,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE full_pass_windows SET cursor = ?, done = 0 WHERE full_pass = ? AND window_id = ?",
-    )
-    .bind(window.cursor)
-    .bind(pass)
-    .bind(window.id)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "UPDATE sync_state SET full_cursor = (SELECT MIN(cursor) FROM full_pass_windows \
-         WHERE full_pass = ?1 AND done = 0) WHERE id = 1 AND full_pass = ?1 AND full_cursor IS NOT NULL",
-    )
-    .bind(pass)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}

@@ -1,13 +1,13 @@
 //! A full pass: every alive lead, walked in several `updated_at` windows at
 //! once (see [`super::windows`]), then the deletions, each confirmed by id.
 //!
-//! The pass begins by asking for Kommo's newest lead. When the windows are
-//! walked, every alive lead of the mirror the pass did not see is asked for
-//! by id: those Kommo returns alive are mirrored (and count as seen), the
-//! others are asked for once more, and only those missing from both answers
-//! are marked deleted. If the newest lead was not met by the walks, yet is
-//! alive and unchanged, a listing was cut short: its window is walked again
-//! by the next attempt and this one fails.
+//! The pass begins by asking for Kommo's newest lead: a window whose walk
+//! ends before it, without having met it, while it is alive and unchanged,
+//! was cut short; the window stays unfinished (the next attempt walks on from
+//! where it stopped) and the run fails. When every window is walked, every
+//! alive lead of the mirror the pass did not see is asked for by id: those
+//! Kommo returns alive are mirrored (and count as seen), the others are asked
+//! for once more, and only those missing from both answers are marked deleted.
 //!
 //! A killed or interrupted pass resumes with the same pass number and every
 //! window where it stopped; leads seen before the kill still count as seen.
@@ -44,7 +44,7 @@ impl Syncer {
         let workers = self.options.parallel_windows.max(1);
         let mut running = FuturesUnordered::new();
         for worker in 0..workers {
-            running.push(self.full_pass_worker(progress, pass, &plan, worker));
+            running.push(self.full_pass_worker(progress, pass, &plan, newest.as_ref(), worker));
         }
         let mut first_error = None;
         while let Some(result) = running.next().await {
@@ -65,7 +65,7 @@ impl Syncer {
             return Err(SyncError::Interrupted);
         }
         let before = self.store.lead_counts().await?.deleted;
-        self.confirm_unseen(progress, pass, newest).await?;
+        self.confirm_unseen(progress, pass).await?;
         self.store
             .finish_full_pass(pass, i64::from(self.options.overlap_seconds))
             .await?;
@@ -85,24 +85,10 @@ impl Syncer {
     }
 
     /// Asks Kommo by id for every alive lead of the mirror the pass did not
-    /// see (and for the newest lead, if unseen): mirrors those alive, marks
-    /// deleted those missing from two answers in a row.
-    async fn confirm_unseen(
-        &self,
-        progress: &RunProgress,
-        pass: i64,
-        newest: Option<Lead>,
-    ) -> Result<(), SyncError> {
-        let mut ids = self.store.unseen_alive_leads(pass).await?;
-        let newest = match newest {
-            Some(lead) if !self.store.seen_in_pass(pass, lead.id).await? => {
-                if !ids.contains(&lead.id) {
-                    ids.push(lead.id);
-                }
-                Some(lead)
-            }
-            _ => None,
-        };
+    /// see: mirrors those alive, marks deleted those missing from two answers
+    /// in a row.
+    async fn confirm_unseen(&self, progress: &RunProgress, pass: i64) -> Result<(), SyncError> {
+        let ids = self.store.unseen_alive_leads(pass).await?;
         if !ids.is_empty() {
             tracing::info!(
                 run_id = progress.run_id,
@@ -110,7 +96,6 @@ impl Syncer {
                 "asking Kommo by id for the mirrored leads this full sync did not list"
             );
         }
-        let mut cut_short = None;
         for chunk in ids.chunks(IDS_PER_REQUEST) {
             let mut alive = self.fetch_alive_by_id(progress, chunk).await?;
             let missing = absent_from(chunk, &alive);
@@ -119,13 +104,6 @@ impl Syncer {
                 alive.extend(self.fetch_alive_by_id(progress, &missing).await?);
             }
             let gone = absent_from(&missing, &alive);
-            if let Some(lead) = &newest
-                && alive
-                    .iter()
-                    .any(|l| l.id == lead.id && l.updated_at == lead.updated_at)
-            {
-                cut_short = Some(lead.clone());
-            }
             let counters = progress.add_leads(alive.len());
             self.store
                 .commit_page(PageCommit {
@@ -138,35 +116,33 @@ impl Syncer {
                 })
                 .await?;
         }
-        match cut_short {
-            None => Ok(()),
-            Some(lead) => {
-                let updated_at = lead.updated_at.unwrap_or(0);
-                self.reopen_window_of(pass, updated_at.min(self.kommo_now()))
-                    .await?;
-                Err(SyncError::ListingCutShort {
-                    lead_id: lead.id,
-                    updated_at,
-                })
-            }
-        }
+        Ok(())
     }
 
-    /// Marks the window holding `updated_at` not done, from no later than
-    /// `updated_at`, so that the next attempt walks it again.
-    async fn reopen_window_of(&self, pass: i64, updated_at: i64) -> Result<(), SyncError> {
-        let windows = self.store.full_pass_windows(pass).await?;
-        let holder = windows
-            .iter()
-            .filter(|w| w.end.is_none_or(|end| end >= updated_at))
-            .min_by_key(|w| w.end.unwrap_or(i64::MAX));
-        if let Some(w) = holder {
-            let reopened = Window {
-                cursor: w.cursor.min(updated_at),
-                done: false,
-                ..*w
-            };
-            self.store.reopen_window(pass, &reopened).await?;
+    /// Fails with [`SyncError::ListingCutShort`] when the walk of `walked`
+    /// ended before Kommo's `newest` lead, in its range, without meeting it,
+    /// and Kommo returns that lead alive and unchanged.
+    async fn check_reached(
+        &self,
+        progress: &RunProgress,
+        pass: i64,
+        walked: Window,
+        newest: &Lead,
+    ) -> Result<(), SyncError> {
+        let Some(updated_at) = newest.updated_at else {
+            return Ok(());
+        };
+        let target = updated_at.min(self.kommo_now());
+        let in_range = walked.cursor < target && walked.end.is_none_or(|end| target <= end);
+        if !in_range || self.store.seen_in_pass(pass, newest.id).await? {
+            return Ok(());
+        }
+        let alive = self.fetch_alive_by_id(progress, &[newest.id]).await?;
+        if alive.iter().any(|l| l.updated_at == newest.updated_at) {
+            return Err(SyncError::ListingCutShort {
+                lead_id: newest.id,
+                updated_at,
+            });
         }
         Ok(())
     }
@@ -177,6 +153,7 @@ impl Syncer {
         progress: &RunProgress,
         pass: i64,
         plan: &Mutex<WindowPlan>,
+        newest: Option<&Lead>,
         worker: u32,
     ) -> Result<(), SyncError> {
         if worker > 0 {
@@ -230,7 +207,15 @@ impl Syncer {
                     plan,
                 }),
             };
-            match self.walk(progress, range).await {
+            let mut walked = self.walk(progress, range).await;
+            if let (Ok(()), Some(newest)) = (&walked, newest) {
+                let window = plan
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(window.id);
+                walked = self.check_reached(progress, pass, window, newest).await;
+            }
+            match walked {
                 Ok(()) => {
                     let done = plan
                         .lock()

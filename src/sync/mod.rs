@@ -21,10 +21,9 @@
 //! overlap), then the deleted-leads listing, then the lead events
 //! ([`events`]) that reveal restores.
 //!
-//! Every answer is checked against its question: a lead outside the asked
-//! `updated_at` range, or an id not asked for, means Kommo ignored the filter
-//! (see [`KommoError::FilterIgnored`]), and the run stops at once. Every
-//! "now" the algorithm uses is Kommo's (its `Date` header), never ours.
+//! An answer that does not fit its question (Kommo ignored the filter, see
+//! [`KommoError::FilterIgnored`]) stops the run at once. Every "now" the
+//! algorithm uses is Kommo's (its `Date` header), never ours.
 
 mod events;
 mod full;
@@ -170,40 +169,6 @@ impl RunProgress {
     }
 }
 
-/// Fails with [`KommoError::FilterIgnored`] when `page` holds a lead the
-/// query's filter excludes: Kommo did not apply it, and no answer of this
-/// account can be trusted to mean what was asked.
-pub fn check_filters(query: &LeadQuery, page: &LeadPage) -> Result<(), KommoError> {
-    for lead in &page.leads {
-        if !query.ids.is_empty() && !query.ids.contains(&lead.id) {
-            return Err(KommoError::FilterIgnored {
-                detail: format!(
-                    "asked for {} lead(s) by id, it answered with lead {}, not among them",
-                    query.ids.len(),
-                    lead.id
-                ),
-            });
-        }
-        if let Some(updated_at) = lead.updated_at {
-            let below = query.updated_from.is_some_and(|from| updated_at < from);
-            let above = query.updated_to.is_some_and(|to| updated_at > to);
-            if below || above {
-                return Err(KommoError::FilterIgnored {
-                    detail: format!(
-                        "asked for leads updated from {} to {}, it answered with lead {} updated at {updated_at}",
-                        query
-                            .updated_from
-                            .map_or("the start".into(), |t| t.to_string()),
-                        query.updated_to.map_or("now".into(), |t| t.to_string()),
-                        lead.id
-                    ),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Runs syncs of one account into one mirror.
 #[derive(Clone)]
 pub struct Syncer {
@@ -270,8 +235,8 @@ impl Syncer {
         self.client.server_now().unwrap_or_else(unix_now)
     }
 
-    /// Fetches one page of leads (see [`Syncer::stoppable`]), checks that it
-    /// answers the question asked, and reports the leads it had to skip.
+    /// Fetches one page of leads (see [`Syncer::stoppable`]) and reports the
+    /// leads it had to skip.
     async fn fetch(
         &self,
         progress: &RunProgress,
@@ -280,7 +245,6 @@ impl Syncer {
         let page = self
             .stoppable(progress, self.client.fetch_leads(&progress.token, query))
             .await??;
-        check_filters(query, &page)?;
         for skipped in &page.skipped {
             tracing::warn!(
                 run_id = progress.run_id,

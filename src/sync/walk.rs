@@ -5,8 +5,9 @@
 //!
 //! A walk ends on a `204`, or on a short page that holds nothing newer than
 //! the cursor it was asked from. A short page that moves the cursor is only a
-//! step: the request from its newest second must confirm the end, so one
-//! answer cut short (a fault, not the end) never ends a walk. No cursor moves
+//! step: the request from its newest second must confirm the end, and a `204`
+//! right after a full page is asked again, so one answer cut short (a fault,
+//! not the end) never ends a walk. No cursor moves
 //! past Kommo's now: a lead stamped in the future is mirrored, not followed.
 
 use std::collections::HashSet;
@@ -112,6 +113,7 @@ impl Syncer {
     ) -> Result<(), SyncError> {
         let limit = self.options.page_size;
         let mut cursor = range.start;
+        let mut after_full_page = false;
         loop {
             let end = range.end();
             if end.is_some_and(|end| cursor > end) {
@@ -120,6 +122,10 @@ impl Syncer {
             let query = range.query(cursor, end, 1, limit, LeadOrder::UpdatedAsc);
             let page = self.fetch(progress, &query).await?;
             if page.is_empty() {
+                if std::mem::take(&mut after_full_page) {
+                    // The last page's newest second had leads: ask again.
+                    continue;
+                }
                 return Ok(());
             }
             let now = self.kommo_now();
@@ -144,6 +150,7 @@ impl Syncer {
                 return Ok(());
             }
             cursor = top;
+            after_full_page = full;
         }
     }
 
