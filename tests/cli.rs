@@ -267,3 +267,28 @@ async fn demo_runs_with_nothing_set_up() {
             .unwrap();
     assert_eq!((alive, deleted), (5_005, 5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_file_readable_by_others_draws_a_warning_with_the_chmod() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::start(small()).await;
+    let out = env.run_ok(&["--check"]).await;
+    assert!(
+        !out.stderr.contains("chmod"),
+        "mode 600 is fine: {}",
+        out.stderr
+    );
+    std::fs::set_permissions(&env.token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = env.run_ok(&["--check"]).await;
+    let path = env.token_file.display().to_string();
+    let warning = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("can be read by other users"))
+        .unwrap_or_else(|| panic!("no warning: {}", out.stderr));
+    assert!(
+        warning.contains(&format!("chmod 600 {path}")),
+        "names the file and the command: {warning}"
+    );
+    env.assert_token_absent(&[&out]);
+}

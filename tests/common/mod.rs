@@ -82,6 +82,10 @@ impl TestEnv {
         let dir = tempfile::tempdir().expect("temp dir");
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, format!("{token}\n")).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         let db = dir.path().join("mirror.sqlite");
         let config = dir.path().join("config.toml");
         let env = TestEnv {
