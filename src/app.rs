@@ -6,28 +6,15 @@ use std::process::ExitCode;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::attempt::{AttemptOutcome, SyncService};
+use crate::attempt::SyncService;
 use crate::cli::{Cli, Mode};
 use crate::clock::{format_unix, unix_now};
 use crate::config::{ConfigError, Settings};
+use crate::exit;
 use crate::kommo::{ClientOptions, KommoClient, KommoError, LeadQuery};
-use crate::store::{RunKind, RunStatus, Store};
+use crate::store::{RunKind, Store};
 use crate::sync::{SyncOptions, Syncer};
 use crate::token::{ExpiryState, expiry_state};
-
-/// Exit statuses of the one-shot modes (see the README).
-pub mod exit {
-    /// Done.
-    pub const OK: u8 = 0;
-    /// The sync failed (network, server, data); progress is kept.
-    pub const FAILED: u8 = 1;
-    /// Usage or configuration error, before any request.
-    pub const CONFIG: u8 = 2;
-    /// Kommo rejected the token (401), or it is expired.
-    pub const UNAUTHORIZED: u8 = 3;
-    /// Stopped by SIGINT or SIGTERM before finishing (128 + SIGINT).
-    pub const INTERRUPTED: u8 = 130;
-}
 
 /// Runs the mode the command line selects and returns the exit status.
 pub async fn run(cli: Cli) -> ExitCode {
@@ -102,16 +89,6 @@ async fn build_service(settings: &Settings) -> Result<SyncService, u8> {
     })
 }
 
-/// Maps a one-shot outcome to its exit status.
-pub fn exit_status(outcome: &AttemptOutcome) -> u8 {
-    match outcome.status {
-        RunStatus::Ok => exit::OK,
-        RunStatus::Unauthorized => exit::UNAUTHORIZED,
-        RunStatus::Interrupted => exit::INTERRUPTED,
-        RunStatus::Failed | RunStatus::Running => exit::FAILED,
-    }
-}
-
 async fn one_shot(settings: &Settings, kind: RunKind) -> u8 {
     let service = match build_service(settings).await {
         Ok(s) => s,
@@ -125,7 +102,7 @@ async fn one_shot(settings: &Settings, kind: RunKind) -> u8 {
     if let Some(error) = &outcome.error {
         eprintln!("kommo-sync: {kind} sync {}: {error}", outcome.status);
     }
-    exit_status(&outcome)
+    outcome.exit_status()
 }
 
 async fn daemon(settings: &Settings) -> u8 {

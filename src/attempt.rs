@@ -29,6 +29,16 @@ pub struct AttemptOutcome {
 }
 
 impl AttemptOutcome {
+    /// The exit status of a one-shot that ended so.
+    pub fn exit_status(&self) -> u8 {
+        match self.status {
+            RunStatus::Ok => crate::exit::OK,
+            RunStatus::Unauthorized => crate::exit::UNAUTHORIZED,
+            RunStatus::Interrupted => crate::exit::INTERRUPTED,
+            RunStatus::Failed | RunStatus::Running => crate::exit::FAILED,
+        }
+    }
+
     fn failed_without_run(error: String) -> Self {
         AttemptOutcome {
             status: RunStatus::Failed,

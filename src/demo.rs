@@ -8,10 +8,10 @@ use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{exit, exit_status};
 use crate::attempt::{AttemptOutcome, SyncService};
 use crate::clock::unix_now;
 use crate::config::parse_base_url;
+use crate::exit;
 use crate::kommo::{ClientOptions, KommoClient};
 use crate::simulator::{Simulator, SimulatorConfig};
 use crate::store::{RunKind, Store};
@@ -149,7 +149,7 @@ fn report_step(outcome: &AttemptOutcome) -> Result<(), String> {
         (None, error) => Err(format!(
             "the sync ended {} (exit {}): {}",
             outcome.status,
-            exit_status(outcome),
+            outcome.exit_status(),
             error.as_deref().unwrap_or("no detail")
         )),
     }

@@ -20,6 +20,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod exit;
 pub mod kommo;
 pub mod signals;
 pub mod simulator;

@@ -13,7 +13,7 @@ pub async fn cancel_on_signal(cancel: CancellationToken) {
     cancel.cancel();
     wait_for_signal().await;
     tracing::warn!("second stop signal: exiting now");
-    std::process::exit(i32::from(crate::app::exit::INTERRUPTED));
+    std::process::exit(i32::from(crate::exit::INTERRUPTED));
 }
 
 #[cfg(unix)]
