@@ -153,6 +153,32 @@ async fn a_lead_restored_behind_the_walk_is_confirmed_alive_by_id_not_marked_del
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_becomes_visible_late_is_mirrored_by_the_next_once() {
+    let env = TestEnv::start(account(1_000, 0)).await;
+    env.run_ok(&["--backfill"]).await;
+    let id = env.sim.alive_ids()[10];
+    let before = env.sim.alive_leads()[10].clone();
+    assert!(
+        env.sim
+            .update_lead_visible_after(id, std::time::Duration::from_secs(2))
+    );
+    // The first --once runs while the change is invisible: it still sees the
+    // old lead, and moves its cursor past the change's second.
+    env.run_ok(&["--once"]).await;
+    let rows = mirror_rows(&env.db().await, &format!("id = {id}")).await;
+    common::assert_row_equals_lead(&rows[0], &before);
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    // Visible now, stamped in the past: the overlap brings it in.
+    env.run_ok(&["--once"]).await;
+    env.assert_mirror_equals_account().await;
+    let rows = mirror_rows(&env.db().await, &format!("id = {id}")).await;
+    assert_ne!(
+        serde_json::from_str::<serde_json::Value>(&rows[0].raw).unwrap(),
+        before
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_that_keep_meeting_empty_answers_fail_the_run_and_keep_progress() {
     let env = TestEnv::start_with(account(2_000, 0), "max_retries = 1", "").await;
     // The first try and its one retry both meet an empty 200.

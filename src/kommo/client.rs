@@ -284,21 +284,21 @@ impl KommoClient {
     }
 
     /// One page of `GET /api/v4/leads`; a 204 is an empty page. A 200
-    /// without leads is retried like any transient failure.
+    /// without leads is retried like any transient failure; an answer that
+    /// does not fit the query (see [`LeadQuery::check_answer`]) is an error.
     pub async fn fetch_leads(
         &self,
         token: &Secret,
         query: &LeadQuery,
     ) -> Result<LeadPage, KommoError> {
-        self.get(
-            token,
-            "api/v4/leads",
-            &query.to_pairs(),
-            |body| match body {
-                None => Ok(LeadPage::default()),
-                Some(body) => LeadPage::from_json(body),
-            },
-        )
+        self.get(token, "api/v4/leads", &query.to_pairs(), |body| {
+            let page = match body {
+                None => LeadPage::default(),
+                Some(body) => LeadPage::from_json(body)?,
+            };
+            query.check_answer(&page)?;
+            Ok(page)
+        })
         .await
     }
 
