@@ -123,7 +123,10 @@ impl SyncService {
         let progress = RunProgress::new(run_id, token, cancel.child_token());
         let result = self.syncer.run(kind, &progress).await;
         let counters = progress.counters();
-        let alert = result.as_ref().err().and_then(SyncError::alert);
+        let alert = match &result {
+            Err(SyncError::Kommo(e)) => e.alert(),
+            _ => None,
+        };
         let (status, report, message) = match result {
             Ok(report) => {
                 tracing::info!(

@@ -469,18 +469,22 @@ fn is_loopback(url: &Url) -> bool {
 
 /// Checks a six-field cron expression (seconds first), the syntax the scheduler uses.
 pub fn validate_cron(key: &'static str, expr: &str) -> Result<(), ConfigError> {
-    croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Required)
-        .dom_and_dow(true)
-        .build()
-        .parse(expr)
-        .map(|_| ())
-        .map_err(|e| {
+    parse_cron(expr).map(|_| ()).map_err(|e| {
             invalid(
                 key,
                 format!("{expr:?} is not a cron expression with seconds ({e}); use six fields \"sec min hour day month weekday\", e.g. \"0 */5 * * * *\""),
             )
         })
+}
+
+/// Parses a cron expression the way the schedules are read: six fields,
+/// seconds first, a date matching both day and weekday when both are set.
+pub fn parse_cron(expr: &str) -> Result<croner::Cron, croner::errors::CronError> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expr)
 }
 
 #[cfg(test)]

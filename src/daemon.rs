@@ -10,6 +10,11 @@
 //! growing delay (one minute, doubling up to an hour) so that a full pass
 //! that keeps failing does not turn every incremental tick into a full one.
 //!
+//! At start the daemon syncs at once rather than waiting for the first tick:
+//! a full sync when the mirror never completed one (or has one to resume),
+//! or when the full schedule fired while the daemon was down; otherwise an
+//! incremental sync.
+//!
 //! An account that refuses everything until a person acts (blocked for abuse,
 //! or unpaid) is probed rarely: after such an answer, ticks send nothing for
 //! `sync.blocked_retry_seconds` (15 minutes by default); the next attempt
@@ -39,6 +44,53 @@ pub enum DaemonError {
 const FULL_RETRY_FIRST: Duration = Duration::from_secs(60);
 /// Longest delay between retries of a failing full sync.
 const FULL_RETRY_MAX: Duration = Duration::from_secs(3600);
+
+/// The cron of the scheduler's heartbeat job: every second.
+const HEARTBEAT_SCHEDULE: &str = "* * * * * *";
+/// The scheduler is taken for wedged when it has not beaten for this long.
+const HEARTBEAT_STALE: Duration = Duration::from_secs(3);
+
+/// When the scheduler last ran its heartbeat job.
+#[derive(Clone, Debug)]
+struct Heartbeat(Arc<std::sync::Mutex<Instant>>);
+
+impl Heartbeat {
+    fn new() -> Heartbeat {
+        Heartbeat(Arc::new(std::sync::Mutex::new(Instant::now())))
+    }
+
+    fn beat(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    /// Whether the scheduler beat recently, at `now`.
+    fn is_alive(&self, now: Instant) -> bool {
+        let last = *self.0.lock().unwrap_or_else(|e| e.into_inner());
+        now.saturating_duration_since(last) <= HEARTBEAT_STALE
+    }
+}
+
+/// What the daemon runs at start: a full sync when none is complete yet, one
+/// is unfinished, or `full` fired since the last complete one started (the
+/// machine was off at the nightly hour); else an incremental sync.
+fn start_kind(
+    unfinished_full: bool,
+    last_full_ok: Option<i64>,
+    full: &croner::Cron,
+    now: i64,
+) -> RunKind {
+    let Some(last) = last_full_ok else {
+        return RunKind::Full;
+    };
+    let missed = chrono::DateTime::from_timestamp(last, 0)
+        .and_then(|from| full.find_next_occurrence(&from, false).ok())
+        .is_some_and(|next| next.timestamp() <= now);
+    if unfinished_full || missed {
+        RunKind::Full
+    } else {
+        RunKind::Incremental
+    }
+}
 
 /// Holds ticks back while the account is blocked or unpaid.
 #[derive(Debug)]
@@ -135,6 +187,8 @@ struct TickState {
     running_sync: std::sync::Mutex<Option<RunningSync>>,
     full_debt: std::sync::Mutex<FullDebt>,
     closed_account: std::sync::Mutex<ClosedAccountGate>,
+    /// Beaten by the scheduler every second.
+    heartbeat: Heartbeat,
     /// Stops the sync in flight.
     cancel: CancellationToken,
 }
@@ -229,20 +283,16 @@ pub async fn run(
             retry: blocked_retry,
             closed_until: None,
         }),
+        heartbeat: Heartbeat::new(),
         running: Mutex::new(()),
         running_sync: std::sync::Mutex::new(None),
         cancel: CancellationToken::new(),
         service,
     });
-    if let Ok(sync_state) = state.service.syncer.store().sync_state().await
-        && sync_state.full_cursor.is_some()
-    {
-        tracing::info!("an unfinished full sync exists; the next tick resumes it");
-        state.debt().owed = true;
-    }
     if let Ok(token) = state.service.token_source.read() {
         state.service.check_expiry(&token);
     }
+    let first = first_sync(&state, schedule).await;
 
     let mut scheduler = JobScheduler::new().await?;
     for (expr, kind) in [
@@ -257,6 +307,14 @@ pub async fn run(
             })?)
             .await?;
     }
+    // The scheduler's heartbeat: the watchdog pings only while it beats.
+    let heartbeat = state.heartbeat.clone();
+    scheduler
+        .add(Job::new_async(HEARTBEAT_SCHEDULE, move |_id, _lock| {
+            let heartbeat = heartbeat.clone();
+            Box::pin(async move { heartbeat.beat() })
+        })?)
+        .await?;
     scheduler.start().await?;
     tracing::info!(
         incremental = %schedule.incremental,
@@ -266,9 +324,16 @@ pub async fn run(
     );
     notify_systemd(&[sd_notify::NotifyState::Ready]);
     let watchdog = spawn_watchdog(state.clone());
+    {
+        let state = state.clone();
+        tokio::spawn(async move { state.on_tick(first).await });
+    }
 
     shutdown.await;
     tracing::info!("stop requested; finishing the page in flight");
+    if let Some(task) = watchdog {
+        task.abort();
+    }
     notify_systemd(&[sd_notify::NotifyState::Stopping]);
     state.cancel.cancel();
     if let Err(e) = scheduler.shutdown().await {
@@ -276,12 +341,33 @@ pub async fn run(
     }
     // Wait for the sync in flight, if any, to commit its page and end.
     let _idle = state.running.lock().await;
-    if let Some(task) = watchdog {
-        task.abort();
-    }
     state.service.syncer.store().close().await;
     tracing::info!("kommo-sync daemon stopped");
     Ok(())
+}
+
+/// The kind of the sync the daemon runs at start (see [`start_kind`]).
+async fn first_sync(state: &TickState, schedule: &ScheduleSettings) -> RunKind {
+    let store = state.service.syncer.store();
+    let unfinished = store
+        .sync_state()
+        .await
+        .is_ok_and(|s| s.full_cursor.is_some());
+    let last_full_ok = store.last_ok_start(RunKind::Full).await.ok().flatten();
+    let kind = match crate::config::parse_cron(&schedule.full) {
+        Ok(full) => start_kind(unfinished, last_full_ok, &full, crate::clock::unix_now()),
+        Err(_) => RunKind::Incremental,
+    };
+    let why = match (kind, unfinished, last_full_ok) {
+        (RunKind::Incremental, ..) => "the last full sync is recent",
+        (RunKind::Full, true, _) => "an unfinished full sync resumes",
+        (RunKind::Full, false, None) => "the mirror never completed a full sync",
+        (RunKind::Full, false, Some(_)) => {
+            "the scheduled full sync was missed while the daemon was down"
+        }
+    };
+    tracing::info!(kind = %kind, "syncing at start: {why}");
+    kind
 }
 
 fn notify_systemd(states: &[sd_notify::NotifyState<'_>]) {
@@ -292,7 +378,8 @@ fn notify_systemd(states: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
-/// Pings systemd's watchdog at half its interval, only while the database answers.
+/// Pings systemd's watchdog at half its interval, only while the scheduler
+/// beats and the database answers.
 fn spawn_watchdog(state: Arc<TickState>) -> Option<tokio::task::JoinHandle<()>> {
     let mut usec = 0u64;
     if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
@@ -303,7 +390,9 @@ fn spawn_watchdog(state: Arc<TickState>) -> Option<tokio::task::JoinHandle<()>> 
         let mut ticker = tokio::time::interval(interval);
         loop {
             ticker.tick().await;
-            if state.service.syncer.store().ping().await {
+            if !state.heartbeat.is_alive(Instant::now()) {
+                tracing::error!("the scheduler stopped beating; withholding the watchdog ping");
+            } else if state.service.syncer.store().ping().await {
                 notify_systemd(&[sd_notify::NotifyState::Watchdog]);
             } else {
                 tracing::error!("the database does not answer; withholding the watchdog ping");
@@ -321,6 +410,48 @@ mod tests {
 
     fn running(kind: RunKind, fresh_pass: bool) -> Option<RunningSync> {
         Some(RunningSync { kind, fresh_pass })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scheduler_that_stops_beating_is_taken_for_wedged() {
+        let heartbeat = Heartbeat::new();
+        let start = Instant::now();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(heartbeat.is_alive(Instant::now()));
+        heartbeat.beat();
+        tokio::time::sleep(HEARTBEAT_STALE).await;
+        assert!(heartbeat.is_alive(Instant::now()), "beat 3 s ago");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(!heartbeat.is_alive(Instant::now()), "no beat for over 3 s");
+        assert!(Instant::now() > start);
+    }
+
+    #[test]
+    fn the_first_sync_is_full_until_one_completes_or_when_the_nightly_one_was_missed() {
+        let nightly = crate::config::parse_cron("0 17 3 * * *").unwrap();
+        let day = 86_400;
+        // 2026-11-30 03:17:00 UTC, the nightly hour.
+        let nightly_at = 1_796_008_620;
+        assert_eq!(
+            start_kind(false, None, &nightly, nightly_at),
+            FULL,
+            "never completed"
+        );
+        assert_eq!(
+            start_kind(true, Some(nightly_at - 60), &nightly, nightly_at + 3_600),
+            FULL,
+            "an unfinished one resumes"
+        );
+        assert_eq!(
+            start_kind(false, Some(nightly_at), &nightly, nightly_at + day - 60),
+            INCREMENTAL,
+            "the last nightly sync is recent"
+        );
+        assert_eq!(
+            start_kind(false, Some(nightly_at), &nightly, nightly_at + day + 60),
+            FULL,
+            "the machine was off at the nightly hour"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -249,6 +249,11 @@ impl Store {
         runs::close_abandoned(&self.pool, now).await
     }
 
+    /// When the last run of `kind` that ended `ok` started.
+    pub async fn last_ok_start(&self, kind: RunKind) -> Result<Option<i64>, StoreError> {
+        runs::last_ok_start(&self.pool, kind).await
+    }
+
     /// The most recent runs, newest first.
     pub async fn recent_runs(&self, limit: i64) -> Result<Vec<RunRecord>, StoreError> {
         runs::recent(&self.pool, limit).await

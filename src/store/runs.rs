@@ -157,3 +157,15 @@ pub async fn recent(pool: &SqlitePool, limit: i64) -> Result<Vec<RunRecord>, Sto
     .fetch_all(pool)
     .await?)
 }
+
+/// When the last run of `kind` that ended `ok` started.
+pub async fn last_ok_start(pool: &SqlitePool, kind: RunKind) -> Result<Option<i64>, StoreError> {
+    Ok(
+        sqlx::query_scalar(
+            "SELECT MAX(started_at) FROM sync_runs WHERE kind = ? AND status = 'ok'",
+        )
+        .bind(kind.as_str())
+        .fetch_one(pool)
+        .await?,
+    )
+}

@@ -71,16 +71,6 @@ pub enum SyncError {
     ListingCutShort { lead_id: LeadId, updated_at: i64 },
 }
 
-impl SyncError {
-    /// The `alert` field of the ERROR line this failure raises, if any.
-    pub fn alert(&self) -> Option<&'static str> {
-        match self {
-            SyncError::Kommo(e) => e.alert(),
-            _ => None,
-        }
-    }
-}
-
 /// What a completed sync did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyncReport {
