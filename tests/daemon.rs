@@ -176,3 +176,182 @@ async fn daemon_follows_changes_alerts_recovers_and_stops_cleanly() {
     assert!(!read_log().contains(&env.token) && !read_log().contains(&new_token));
     env.assert_mirror_equals_account().await;
 }
+
+/// Schedules that never fire during a test: whatever the daemon does, it
+/// does at start.
+const QUIET_SCHEDULES: &str = "[schedule]\nincremental = \"0 0 0 1 1 *\"\nfull = \"0 0 0 1 1 *\"\n";
+
+/// Starts the daemon with its log in `<dir>/<name>.log`.
+fn start_daemon(env: &TestEnv, name: &str) -> (tokio::process::Child, std::path::PathBuf) {
+    let log_path = env.dir.path().join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let daemon = env
+        .command(&[])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("the daemon starts");
+    (daemon, log_path)
+}
+
+async fn stop_daemon(mut daemon: tokio::process::Child) {
+    let pid = daemon.id().expect("running");
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(30), daemon.wait())
+        .await
+        .expect("stops")
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+}
+
+async fn runs(pool: &SqlitePool) -> Vec<(String, String)> {
+    sqlx::query_as("SELECT kind, status FROM sync_runs ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_started_on_an_empty_mirror_mirrors_every_lead_at_once_by_a_full_sync() {
+    let env = TestEnv::start_with(
+        SimulatorConfig {
+            leads: 3_000,
+            tie_block: 300,
+            ..SimulatorConfig::default()
+        },
+        "",
+        QUIET_SCHEDULES,
+    )
+    .await;
+    let started = Instant::now();
+    let (daemon, log) = start_daemon(&env, "daemon");
+    // 3,000 leads are 12 pages plus a few requests: about 3 s at 7/s.
+    let done = wait_for(Duration::from_secs(20), || async {
+        env.db.exists() && runs(&env.db().await).await == vec![("full".into(), "ok".into())]
+    })
+    .await;
+    assert!(done, "{}", std::fs::read_to_string(&log).unwrap());
+    assert!(started.elapsed() < Duration::from_secs(20));
+    env.assert_mirror_equals_account().await;
+    stop_daemon(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_started_after_missing_its_nightly_full_sync_runs_it_at_once() {
+    let env = TestEnv::start_with(
+        SimulatorConfig {
+            leads: 500,
+            tie_block: 0,
+            ..SimulatorConfig::default()
+        },
+        "",
+        "[schedule]\nincremental = \"0 0 0 1 1 *\"\nfull = \"0 17 3 * * *\"\n",
+    )
+    .await;
+    env.run_ok(&["--backfill"]).await;
+    let pool = env.db().await;
+
+    // The last full sync is recent: the daemon starts with an incremental one.
+    let (daemon, log) = start_daemon(&env, "recent");
+    let incremental = wait_for(Duration::from_secs(15), || async {
+        runs(&pool).await.last() == Some(&("incremental".into(), "ok".into()))
+    })
+    .await;
+    assert!(incremental, "{}", std::fs::read_to_string(&log).unwrap());
+    stop_daemon(daemon).await;
+    assert_eq!(
+        runs(&pool).await,
+        vec![
+            ("full".into(), "ok".into()),
+            ("incremental".into(), "ok".into())
+        ]
+    );
+
+    // The machine was off for two days: the nightly full sync runs at start.
+    sqlx::query("UPDATE sync_runs SET started_at = started_at - 2 * 86400 WHERE kind = 'full'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    env.sim.delete_lead(env.sim.alive_ids()[1]);
+    let (daemon, log) = start_daemon(&env, "missed");
+    let full = wait_for(Duration::from_secs(15), || async {
+        runs(&pool).await.last() == Some(&("full".into(), "ok".into()))
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(full, "{text}");
+    assert!(text.contains("missed while the daemon was down"), "{text}");
+    stop_daemon(daemon).await;
+    env.assert_mirror_equals_account().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_sees_ready_then_watchdog_pings_then_stopping() {
+    let env = TestEnv::start_with(
+        SimulatorConfig {
+            leads: 300,
+            tie_block: 0,
+            ..SimulatorConfig::default()
+        },
+        "",
+        QUIET_SCHEDULES,
+    )
+    .await;
+    let socket_path = env.dir.path().join("notify.sock");
+    let socket = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
+    let log_path = env.dir.path().join("daemon.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    // systemd names the watched process in WATCHDOG_PID: a shell that
+    // exports its own pid, then becomes the daemon (exec keeps the pid).
+    let daemon = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg("WATCHDOG_PID=$$ exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_kommo-sync"))
+        .arg("--config")
+        .arg(&env.config)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .env("NOTIFY_SOCKET", &socket_path)
+        // A ping every 200 ms.
+        .env("WATCHDOG_USEC", "400000")
+        .kill_on_drop(true)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("the daemon starts");
+    let mut messages: Vec<String> = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(100), socket.recv(&mut buf)).await
+        {
+            messages.push(String::from_utf8_lossy(&buf[..n]).trim().to_string());
+        }
+    }
+    stop_daemon(daemon).await;
+    while let Ok(Ok(n)) =
+        tokio::time::timeout(Duration::from_millis(200), socket.recv(&mut buf)).await
+    {
+        messages.push(String::from_utf8_lossy(&buf[..n]).trim().to_string());
+    }
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert_eq!(
+        messages.first().map(String::as_str),
+        Some("READY=1"),
+        "{messages:?} {text}"
+    );
+    assert_eq!(
+        messages.last().map(String::as_str),
+        Some("STOPPING=1"),
+        "{messages:?}"
+    );
+    let pings = &messages[1..messages.len() - 1];
+    assert!(
+        pings.len() >= 8 && pings.iter().all(|m| m == "WATCHDOG=1"),
+        "pings every 200 ms for 3 s: {messages:?}"
+    );
+}
