@@ -9,23 +9,26 @@ use tokio_util::sync::CancellationToken;
 use crate::attempt::SyncService;
 use crate::cli::{Cli, Mode};
 use crate::clock::{format_unix, unix_now};
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, LogFormat, Settings};
 use crate::exit;
 use crate::kommo::{ClientOptions, KommoClient, KommoError, LeadQuery};
 use crate::store::{RunKind, Store};
 use crate::sync::{SyncOptions, Syncer};
+use crate::telemetry;
 use crate::token::{ExpiryState, expiry_state};
 
 /// Runs the mode the command line selects and returns the exit status.
 pub async fn run(cli: Cli) -> ExitCode {
     let mode = cli.mode();
     if mode == Mode::Demo {
+        telemetry::init(telemetry::QUIET_FILTER, LogFormat::Text);
         return ExitCode::from(crate::demo::run().await);
     }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => return config_error(&e),
     };
+    telemetry::init(telemetry::DEFAULT_FILTER, settings.log);
     let code = match mode {
         Mode::Status => status(&settings).await,
         Mode::Check => check(&settings).await,

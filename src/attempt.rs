@@ -6,6 +6,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::clock::{format_unix, unix_now};
 use crate::kommo::KommoError;
@@ -95,7 +96,12 @@ impl SyncService {
                 return AttemptOutcome::failed_without_run(message);
             }
         };
-        let end = self.run_recorded(kind, run_id, cancel).await;
+        // Every line of the attempt carries its run id.
+        let span = tracing::info_span!("sync", run_id, kind = %kind);
+        let end = self
+            .run_recorded(kind, run_id, cancel)
+            .instrument(span)
+            .await;
         AttemptOutcome {
             status: end.status,
             run_id: Some(run_id),
@@ -128,18 +134,7 @@ impl SyncService {
             _ => None,
         };
         let (status, report, message) = match result {
-            Ok(report) => {
-                tracing::info!(
-                    run_id,
-                    kind = %kind,
-                    leads_upserted = report.leads_upserted,
-                    leads_skipped = counters.leads_skipped,
-                    requests = report.requests,
-                    marked_deleted = report.marked_deleted,
-                    "sync finished"
-                );
-                (RunStatus::Ok, Some(report), None)
-            }
+            Ok(report) => (RunStatus::Ok, Some(report), None),
             Err(SyncError::Kommo(KommoError::Unauthorized)) => {
                 let message = token_rejected_message(&self.token_source);
                 tracing::error!(alert = "token_rejected", run_id, kind = %kind, "{message}");
@@ -173,6 +168,15 @@ impl SyncService {
         };
         self.record(run_id, status, &counters, message.as_deref())
             .await;
+        // The one INFO line of the run: its outcome and counts.
+        tracing::info!(
+            status = %status,
+            leads_upserted = counters.leads_upserted,
+            leads_skipped = counters.leads_skipped,
+            requests = counters.requests,
+            marked_deleted = report.map_or(0, |r| r.marked_deleted),
+            "sync ended"
+        );
         RunEnd {
             status,
             report,

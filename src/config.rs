@@ -47,6 +47,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub schedule: ScheduleSettings,
     pub sync: SyncSettings,
+    /// How the log is written.
+    pub log: LogFormat,
     /// The config file that was read, if any (for messages).
     pub source_file: Option<PathBuf>,
 }
@@ -115,6 +117,43 @@ struct RawSettings {
     schedule: RawSchedule,
     #[serde(default)]
     sync: RawSync,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    format: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            format: "text".into(),
+        }
+    }
+}
+
+/// The format of log lines (`log.format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines; coloured only on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// Parses `text` or `json` (any case).
+    pub fn parse(value: &str) -> Option<LogFormat> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -338,7 +377,17 @@ impl Settings {
                 "use a size in MiB, e.g. 2048, or remove the key for no limit",
             )?),
         };
+        let log = LogFormat::parse(&raw.log.format).ok_or_else(|| {
+            invalid(
+                "log.format",
+                format!(
+                    "{:?} is not a log format; use \"text\" or \"json\"",
+                    raw.log.format
+                ),
+            )
+        })?;
         Ok(Settings {
+            log,
             kommo: KommoSettings {
                 base_url,
                 token: TokenSource {

@@ -1,12 +1,15 @@
 //! Logging: a tracing subscriber writing to stderr, filtered by `RUST_LOG`
-//! (default `info`), as text or, with `KOMMO_SYNC_LOG_FORMAT=json`, as one
-//! JSON object per line.
+//! (default `info`), as text or as one JSON object per line (`log.format`,
+//! overridden by `KOMMO_SYNC_LOG_FORMAT`). The fields of the spans a line is
+//! in (a sync attempt's `run_id`) are part of every line.
 
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-/// Environment variable choosing the log format: `text` (default) or `json`.
+use crate::config::LogFormat;
+
+/// Environment variable overriding `log.format`: `text` or `json`.
 pub const LOG_FORMAT_ENV_VAR: &str = "KOMMO_SYNC_LOG_FORMAT";
 
 /// The filter when `RUST_LOG` is not set: INFO for kommo-sync (one line per
@@ -16,11 +19,16 @@ pub const DEFAULT_FILTER: &str = "info,sqlx=warn,tokio_cron_scheduler=warn";
 pub const QUIET_FILTER: &str = "warn";
 
 /// Installs the global subscriber with `default_filter` unless `RUST_LOG` is
-/// set. A second call does nothing.
-pub fn init(default_filter: &str) {
+/// set, in `format` unless `KOMMO_SYNC_LOG_FORMAT` says otherwise. A second
+/// call does nothing.
+pub fn init(default_filter: &str, format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let json = std::env::var(LOG_FORMAT_ENV_VAR).is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let format = std::env::var(LOG_FORMAT_ENV_VAR)
+        .ok()
+        .and_then(|v| LogFormat::parse(&v))
+        .unwrap_or(format);
+    let json = format == LogFormat::Json;
     // Colour only on a terminal: journald and log files get plain text, so
     // `alert="token_rejected"` can be grepped.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();

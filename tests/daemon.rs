@@ -355,3 +355,76 @@ async fn systemd_sees_ready_then_watchdog_pings_then_stopping() {
         "pings every 200 ms for 3 s: {messages:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_with_the_run_id_on_every_line_of_an_attempt() {
+    let env = TestEnv::start_with(
+        SimulatorConfig {
+            leads: 600,
+            tie_block: 0,
+            ..SimulatorConfig::default()
+        },
+        "",
+        &format!("{QUIET_SCHEDULES}[log]\nformat = \"json\"\n"),
+    )
+    .await;
+    // A retried 500 and a lead without an id: WARN lines from the client and the sync.
+    env.sim.queue_faults(
+        kommo_sync::simulator::FaultScope::Leads,
+        1,
+        vec![kommo_sync::simulator::Fault::Status(500)],
+    );
+    env.sim
+        .add_raw_lead(serde_json::json!({"name": "no id", "updated_at": 1_000}));
+    let (daemon, log_path) = start_daemon(&env, "json");
+    let pool_ready = wait_for(Duration::from_secs(20), || async {
+        env.db.exists() && runs(&env.db().await).await == vec![("full".into(), "ok".into())]
+    })
+    .await;
+    stop_daemon(daemon).await;
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(pool_ready, "{text}");
+    let mut attempt_lines = 0;
+    for line in text.lines() {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"));
+        assert!(value.is_object(), "{line}");
+        let target = value["target"].as_str().unwrap_or_default();
+        let in_attempt = [
+            "kommo_sync::sync",
+            "kommo_sync::kommo",
+            "kommo_sync::store",
+            "kommo_sync::attempt",
+        ]
+        .iter()
+        .any(|t| target.starts_with(t));
+        if in_attempt {
+            attempt_lines += 1;
+            assert!(
+                value["span"]["run_id"].is_number(),
+                "a line of an attempt without its run_id: {line}"
+            );
+        }
+    }
+    let messages: Vec<&str> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["fields"]["message"].as_str().map(str::to_owned))
+        .map(|m| Box::leak(m.into_boxed_str()) as &str)
+        .collect();
+    assert!(
+        messages.iter().any(|m| m.starts_with("transient failure")),
+        "{text}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("cannot be stored")),
+        "{text}"
+    );
+    assert_eq!(
+        messages.iter().filter(|m| **m == "sync ended").count(),
+        1,
+        "{text}"
+    );
+    assert!(attempt_lines >= 3, "{text}");
+    assert!(!text.contains(&env.token));
+}
