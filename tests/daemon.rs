@@ -406,11 +406,10 @@ async fn json_logs_are_one_object_per_line_with_the_run_id_on_every_line_of_an_a
             );
         }
     }
-    let messages: Vec<&str> = text
+    let messages: Vec<String> = text
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| v["fields"]["message"].as_str().map(str::to_owned))
-        .map(|m| Box::leak(m.into_boxed_str()) as &str)
         .collect();
     assert!(
         messages.iter().any(|m| m.starts_with("transient failure")),
@@ -421,7 +420,7 @@ async fn json_logs_are_one_object_per_line_with_the_run_id_on_every_line_of_an_a
         "{text}"
     );
     assert_eq!(
-        messages.iter().filter(|m| **m == "sync ended").count(),
+        messages.iter().filter(|m| *m == "sync ended").count(),
         1,
         "{text}"
     );
