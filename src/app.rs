@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::attempt::SyncService;
 use crate::cli::{Cli, Mode};
-use crate::clock::{format_unix, unix_now};
+use crate::clock::unix_now;
 use crate::config::{ConfigError, LogFormat, Settings};
 use crate::exit;
 use crate::kommo::{ClientOptions, KommoClient, KommoError, LeadQuery};
@@ -160,23 +160,14 @@ async fn check(settings: &Settings) -> u8 {
         println!("account URL:   {url}");
     }
     println!("token source:  {}", settings.kommo.token.describe());
-    match expiry_state(&token, unix_now(), settings.kommo.token_expiry_warning_days) {
-        ExpiryState::Unknown => println!("token expiry:  unknown (not a JWT with an exp claim)"),
-        ExpiryState::Valid { expires_at } => println!("token expiry:  {}", format_unix(expires_at)),
-        ExpiryState::ExpiresSoon {
-            expires_at,
-            days_left,
-        } => println!(
-            "token expiry:  {} (WARNING: {days_left} days left; replace the token soon)",
-            format_unix(expires_at)
-        ),
-        ExpiryState::Expired { expires_at } => {
-            println!("token expiry:  {} (EXPIRED)", format_unix(expires_at));
-            eprintln!(
-                "kommo-sync: the token is expired; no request was sent; create a new long-lived token and replace it"
-            );
-            return exit::UNAUTHORIZED;
-        }
+    let now = unix_now();
+    let expiry = expiry_state(&token, now, settings.kommo.token_expiry_warning_days);
+    println!("token expiry:  {}", expiry.describe(now));
+    if let ExpiryState::Expired { .. } = expiry {
+        eprintln!(
+            "kommo-sync: the token is expired; no request was sent; create a new long-lived token and replace it"
+        );
+        return exit::UNAUTHORIZED;
     }
     match client.fetch_account(&token).await {
         Ok(account) => {

@@ -4,7 +4,7 @@
 use crate::clock::{format_unix, unix_now};
 use crate::config::Settings;
 use crate::store::{Store, StoreError};
-use crate::token::{ExpiryState, expiry_state};
+use crate::token::expiry_state;
 
 /// Prints the state of the mirror to stdout.
 pub async fn print(store: &Store, settings: &Settings) -> Result<(), StoreError> {
@@ -27,25 +27,11 @@ pub async fn print(store: &Store, settings: &Settings) -> Result<(), StoreError>
         ),
         None => println!("full sync:           {} completed passes", state.full_pass),
     }
+    let now = unix_now();
     let token = match settings.kommo.token.read() {
         Err(_) => "unknown (no token readable here)".to_string(),
         Ok(token) => {
-            match expiry_state(&token, unix_now(), settings.kommo.token_expiry_warning_days) {
-                ExpiryState::Unknown => "unknown (not a JWT with an exp claim)".to_string(),
-                ExpiryState::Valid { expires_at } => format_unix(expires_at),
-                ExpiryState::ExpiresSoon {
-                    expires_at,
-                    days_left,
-                } => {
-                    format!(
-                        "{} ({days_left} days left: replace it soon)",
-                        format_unix(expires_at)
-                    )
-                }
-                ExpiryState::Expired { expires_at } => {
-                    format!("{} (EXPIRED)", format_unix(expires_at))
-                }
-            }
+            expiry_state(&token, now, settings.kommo.token_expiry_warning_days).describe(now)
         }
     };
     println!("token expiry:        {token}");

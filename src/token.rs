@@ -179,6 +179,30 @@ pub enum ExpiryState {
     Expired { expires_at: i64 },
 }
 
+impl ExpiryState {
+    /// The expiry as `--check` and `--status` print it: the date and the
+    /// days left, or that the token carries none.
+    pub fn describe(&self, now: i64) -> String {
+        use crate::clock::format_unix;
+        match *self {
+            ExpiryState::Unknown => "no expiry in the token (not a JWT with an exp claim)".into(),
+            ExpiryState::Valid { expires_at } => format!(
+                "{} ({} days left)",
+                format_unix(expires_at),
+                (expires_at - now) / 86_400
+            ),
+            ExpiryState::ExpiresSoon {
+                expires_at,
+                days_left,
+            } => format!(
+                "{} (WARNING: {days_left} days left; replace the token soon)",
+                format_unix(expires_at)
+            ),
+            ExpiryState::Expired { expires_at } => format!("{} (EXPIRED)", format_unix(expires_at)),
+        }
+    }
+}
+
 /// Classifies a token's expiry at `now` (Unix seconds) against a warning period in days.
 pub fn expiry_state(token: &Secret, now: i64, warning_days: u32) -> ExpiryState {
     match jwt_expiry(token) {

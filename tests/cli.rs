@@ -155,7 +155,13 @@ async fn check_and_status_report_without_the_token() {
     let out = env.run_ok(&["--check"]).await;
     assert!(out.stdout.contains("API probe:     ok"), "{}", out.stdout);
     assert!(out.stdout.contains("API filters:   ok"), "{}", out.stdout);
-    assert!(out.stdout.contains("token expiry:"), "{}", out.stdout);
+    // The test token expires in a year: the date and the days left.
+    assert!(
+        out.stdout.contains("token expiry:  ")
+            && (out.stdout.contains("(364 days left)") || out.stdout.contains("(365 days left)")),
+        "{}",
+        out.stdout
+    );
     assert!(!out.stdout.contains(&env.token) && !out.stderr.contains(&env.token));
     assert_eq!(
         env.sim.stats().requests,
@@ -177,8 +183,28 @@ async fn check_and_status_report_without_the_token() {
         out.stdout
     );
     assert!(out.stdout.contains("full        ok"), "{}", out.stdout);
+    assert!(out.stdout.contains("days left)"), "{}", out.stdout);
     assert!(!out.stdout.contains(&env.token));
     assert_eq!(env.sim.stats().requests, 0, "--status sent a request");
+
+    // A token that is not a JWT: both say it carries no expiry.
+    std::fs::write(&env.token_file, "opaque-token").unwrap();
+    let out = env.run_ok(&["--status"]).await;
+    assert!(
+        out.stdout
+            .contains("token expiry:        no expiry in the token"),
+        "{}",
+        out.stdout
+    );
+    env.sim.set_token("opaque-token");
+    let out = env.run_ok(&["--check"]).await;
+    assert!(
+        out.stdout.contains("token expiry:  no expiry in the token"),
+        "{}",
+        out.stdout
+    );
+    std::fs::write(&env.token_file, &env.token).unwrap();
+    env.sim.set_token(&env.token);
 
     // A revoked token: --check exits 3 with the alert.
     env.sim.revoke_token();
