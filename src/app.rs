@@ -99,7 +99,15 @@ async fn one_shot(settings: &Settings, kind: RunKind) -> u8 {
     };
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(crate::signals::cancel_on_signal(cancel.clone()));
+    let progress = crate::progress::ProgressLine::start(
+        service.syncer.store(),
+        kind,
+        settings.kommo.requests_per_second,
+    );
     let outcome = service.attempt(kind, &cancel).await;
+    if let Some(progress) = progress {
+        progress.finish();
+    }
     signals.abort();
     service.syncer.store().close().await;
     if let Some(error) = &outcome.error {

@@ -22,6 +22,7 @@ pub mod daemon;
 pub mod demo;
 pub mod exit;
 pub mod kommo;
+pub mod progress;
 pub mod signals;
 pub mod simulator;
 pub mod status;

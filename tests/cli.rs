@@ -318,3 +318,47 @@ async fn a_token_file_readable_by_others_draws_a_warning_with_the_chmod() {
     );
     env.assert_token_absent(&[&out]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_on_a_terminal_shows_progress_and_none_otherwise() {
+    let env = TestEnv::start_with(
+        SimulatorConfig {
+            leads: 2_000,
+            tie_block: 0,
+            ..SimulatorConfig::default()
+        },
+        // About 22 requests at 4/s: several seconds of progress.
+        "requests_per_second = 4\npage_size = 100",
+        "",
+    )
+    .await;
+    let piped = env.run_ok(&["--backfill"]).await;
+    assert!(
+        !piped.stderr.contains("leads/s") && !piped.stdout.contains("leads/s"),
+        "no progress off a terminal: {}",
+        piped.stderr
+    );
+
+    // Under a pseudo-terminal (script(1)), the same run draws its progress.
+    let command = format!(
+        "'{}' --config '{}' --backfill",
+        env!("CARGO_BIN_EXE_kommo-sync"),
+        env.config.display()
+    );
+    let out = tokio::process::Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("script(1) runs");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    assert!(
+        screen.contains("full sync: ") && screen.contains("leads/s") && screen.contains("elapsed"),
+        "the terminal shows progress: {screen}"
+    );
+    assert!(screen.contains("requests ("), "{screen}");
+    assert!(!screen.contains(&env.token));
+}

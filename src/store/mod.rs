@@ -254,6 +254,11 @@ impl Store {
         runs::last_ok_start(&self.pool, kind).await
     }
 
+    /// The counters of the run in progress, if any (for the progress line).
+    pub async fn running_run_counters(&self) -> Result<Option<RunCounters>, StoreError> {
+        runs::running_counters(&self.pool).await
+    }
+
     /// The most recent runs, newest first.
     pub async fn recent_runs(&self, limit: i64) -> Result<Vec<RunRecord>, StoreError> {
         runs::recent(&self.pool, limit).await

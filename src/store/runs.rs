@@ -169,3 +169,20 @@ pub async fn last_ok_start(pool: &SqlitePool, kind: RunKind) -> Result<Option<i6
         .await?,
     )
 }
+
+/// The counters of the run still `running`, if any.
+pub async fn running_counters(pool: &SqlitePool) -> Result<Option<RunCounters>, StoreError> {
+    let row: Option<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT leads_upserted, leads_skipped, requests FROM sync_runs \
+         WHERE status = 'running' ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(
+        row.map(|(leads_upserted, leads_skipped, requests)| RunCounters {
+            leads_upserted,
+            leads_skipped,
+            requests,
+        }),
+    )
+}
