@@ -118,23 +118,35 @@ fn read_file(path: PathBuf) -> Result<Secret, TokenError> {
     }
 }
 
-/// Warns when the token file can be read by its group or by others.
+/// Warns when the token file can be read by other users: by anyone, or by
+/// a group other than this process's own (a file shared with the service's
+/// own group, as the README's option B does, is fine).
 #[cfg(unix)]
 fn warn_if_exposed(path: &std::path::Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path) {
-        let mode = meta.permissions().mode();
-        if mode & 0o077 != 0 {
-            tracing::warn!(
-                file = %path.display(),
-                mode = format!("{:o}", mode & 0o777),
-                "the token file {} can be read by other users (mode {:o}); restrict it with: chmod 600 {}",
-                path.display(),
-                mode & 0o777,
-                path.display()
-            );
-        }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    let others = mode & 0o007 != 0;
+    let foreign_group = mode & 0o070 != 0 && effective_gid() != Some(meta.gid());
+    if others || foreign_group {
+        tracing::warn!(
+            file = %path.display(),
+            mode = format!("{mode:o}"),
+            "the token file {} can be read by other users (mode {mode:o}); restrict it with: chmod 600 {}",
+            path.display(),
+            path.display()
+        );
     }
+}
+
+/// This process's effective group id, from `/proc/self/status`.
+#[cfg(unix)]
+fn effective_gid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Gid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
 }
 
 #[cfg(not(unix))]

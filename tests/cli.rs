@@ -304,6 +304,10 @@ async fn a_token_file_readable_by_others_draws_a_warning_with_the_chmod() {
         "mode 600 is fine: {}",
         out.stderr
     );
+    // Readable by this process's own group (the README's option B): fine.
+    std::fs::set_permissions(&env.token_file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = env.run_ok(&["--check"]).await;
+    assert!(!out.stderr.contains("chmod"), "own group: {}", out.stderr);
     std::fs::set_permissions(&env.token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = env.run_ok(&["--check"]).await;
     let path = env.token_file.display().to_string();
