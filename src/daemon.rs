@@ -45,6 +45,19 @@ const FULL_RETRY_FIRST: Duration = Duration::from_secs(60);
 /// Longest delay between retries of a failing full sync.
 const FULL_RETRY_MAX: Duration = Duration::from_secs(3600);
 
+/// For tests only: stops the scheduler this many milliseconds after start
+/// while the process keeps running, as a wedged scheduler would look, so a
+/// test can see the watchdog pings stop.
+pub const WEDGE_ENV_VAR: &str = "KOMMO_SYNC_TEST_WEDGE_SCHEDULER_AFTER_MS";
+
+fn test_wedge_after() -> Option<Duration> {
+    std::env::var(WEDGE_ENV_VAR)
+        .ok()?
+        .parse()
+        .ok()
+        .map(Duration::from_millis)
+}
+
 /// The cron of the scheduler's heartbeat job: every second.
 const HEARTBEAT_SCHEDULE: &str = "* * * * * *";
 /// The scheduler is taken for wedged when it has not beaten for this long.
@@ -324,6 +337,14 @@ pub async fn run(
     );
     notify_systemd(&[sd_notify::NotifyState::Ready]);
     let watchdog = spawn_watchdog(state.clone());
+    if let Some(after) = test_wedge_after() {
+        let mut wedged = scheduler.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            tracing::warn!("{WEDGE_ENV_VAR}: the scheduler stops while the process runs");
+            let _ = wedged.shutdown().await;
+        });
+    }
     {
         let state = state.clone();
         tokio::spawn(async move { state.on_tick(first).await });

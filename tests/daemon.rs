@@ -427,3 +427,53 @@ async fn json_logs_are_one_object_per_line_with_the_run_id_on_every_line_of_an_a
     assert!(attempt_lines >= 3, "{text}");
     assert!(!text.contains(&env.token));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_pings_stop_once_the_scheduler_is_wedged() {
+    let env = TestEnv::start_with(
+        SimulatorConfig {
+            leads: 300,
+            tie_block: 0,
+            ..SimulatorConfig::default()
+        },
+        "",
+        QUIET_SCHEDULES,
+    )
+    .await;
+    let socket_path = env.dir.path().join("notify.sock");
+    let socket = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
+    let started = Instant::now();
+    let daemon = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg("WATCHDOG_PID=$$ exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_kommo-sync"))
+        .arg("--config")
+        .arg(&env.config)
+        .env("RUST_LOG", "info")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000")
+        .env(kommo_sync::daemon::WEDGE_ENV_VAR, "1500")
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the daemon starts");
+    let mut pings: Vec<Duration> = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    while started.elapsed() < Duration::from_secs(8) {
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(100), socket.recv(&mut buf)).await
+            && String::from_utf8_lossy(&buf[..n]).trim() == "WATCHDOG=1"
+        {
+            pings.push(started.elapsed());
+        }
+    }
+    stop_daemon(daemon).await;
+    let last = *pings.last().expect("pings while the scheduler ran");
+    assert!(pings.len() >= 5, "{pings:?}");
+    // Wedged at 1.5 s; taken for wedged once its heartbeat is 3 s old.
+    assert!(
+        last < Duration::from_millis(5_500),
+        "pings went on after the scheduler was wedged: {pings:?}"
+    );
+}
