@@ -12,6 +12,7 @@ use crate::clock::unix_now;
 use crate::config::{ConfigError, LogFormat, Settings};
 use crate::exit;
 use crate::kommo::{ClientOptions, KommoClient, KommoError, LeadQuery};
+use crate::metrics::{Metrics, MetricsServer};
 use crate::store::{RunKind, Store};
 use crate::sync::{SyncOptions, Syncer};
 use crate::telemetry;
@@ -89,6 +90,7 @@ async fn build_service(settings: &Settings) -> Result<SyncService, u8> {
         syncer,
         token_source: settings.kommo.token.clone(),
         token_expiry_warning_days: settings.kommo.token_expiry_warning_days,
+        metrics: None,
     })
 }
 
@@ -117,15 +119,19 @@ async fn one_shot(settings: &Settings, kind: RunKind) -> u8 {
 }
 
 async fn daemon(settings: &Settings) -> u8 {
-    let service = match build_service(settings).await {
+    let mut service = match build_service(settings).await {
         Ok(s) => s,
+        Err(code) => return code,
+    };
+    let metrics_server = match start_metrics(settings, &mut service).await {
+        Ok(server) => server,
         Err(code) => return code,
     };
     let cancel = CancellationToken::new();
     tokio::spawn(crate::signals::cancel_on_signal(cancel.clone()));
     let blocked_retry =
         std::time::Duration::from_secs(u64::from(settings.sync.blocked_retry_seconds));
-    match crate::daemon::run(
+    let code = match crate::daemon::run(
         service,
         &settings.schedule,
         blocked_retry,
@@ -138,7 +144,33 @@ async fn daemon(settings: &Settings) -> u8 {
             eprintln!("kommo-sync: {e}");
             exit::FAILED
         }
+    };
+    if let Some(server) = metrics_server {
+        server.stop().await;
     }
+    code
+}
+
+/// Serves the metrics endpoint when `metrics.listen` is set, and hooks the
+/// service's attempts to it. `Err` is the exit status (1: the address cannot
+/// be bound; systemd restarts the service, as for any failure at start).
+async fn start_metrics(
+    settings: &Settings,
+    service: &mut SyncService,
+) -> Result<Option<MetricsServer>, u8> {
+    let Some(listen) = settings.metrics.listen else {
+        return Ok(None);
+    };
+    let syncer = &service.syncer;
+    let metrics = Metrics::new(syncer.store().clone(), syncer.client().clone());
+    service.metrics = Some(metrics.clone());
+    MetricsServer::start(listen, metrics)
+        .await
+        .map(Some)
+        .map_err(|e| {
+            eprintln!("kommo-sync: {e}");
+            exit::FAILED
+        })
 }
 
 /// `--check`: configuration, token expiry, and one probe of the API.

@@ -10,6 +10,7 @@ use tracing::Instrument;
 
 use crate::clock::{format_unix, unix_now};
 use crate::kommo::KommoError;
+use crate::metrics::Metrics;
 use crate::store::{RunKind, RunStatus};
 use crate::sync::{RunProgress, SyncError, SyncReport, Syncer};
 use crate::token::{ExpiryState, Secret, TokenSource, expiry_state};
@@ -68,11 +69,26 @@ pub struct SyncService {
     pub token_source: TokenSource,
     /// Warn this many days before the token expires.
     pub token_expiry_warning_days: u32,
+    /// Told of each attempt's outcome and token, when metrics are served.
+    pub metrics: Option<Metrics>,
 }
 
 impl SyncService {
-    /// Runs one sync of `kind` and records it.
+    /// Runs one sync of `kind` and records it (in the metrics too, when served).
     pub async fn attempt(&self, kind: RunKind, cancel: &CancellationToken) -> AttemptOutcome {
+        let outcome = self.attempt_unobserved(kind, cancel).await;
+        if let Some(metrics) = &self.metrics {
+            let error = outcome.error.as_deref();
+            metrics.record_attempt(kind, outcome.status, outcome.alert, error);
+        }
+        outcome
+    }
+
+    async fn attempt_unobserved(
+        &self,
+        kind: RunKind,
+        cancel: &CancellationToken,
+    ) -> AttemptOutcome {
         let store = self.syncer.store();
         let _lock = match SyncLock::acquire(store.path()) {
             Ok(lock) => lock,
@@ -220,6 +236,9 @@ impl SyncService {
 
     /// Logs the expiry alerts; returns a message when the token is already expired.
     pub fn check_expiry(&self, token: &Secret) -> Option<String> {
+        if let Some(metrics) = &self.metrics {
+            metrics.token_read(token);
+        }
         match expiry_state(token, unix_now(), self.token_expiry_warning_days) {
             ExpiryState::Expired { expires_at } => {
                 let message = format!(

@@ -4,7 +4,7 @@
 //! Every mistake is reported here, with the key and the fix, so that a bad
 //! configuration exits 2 before a single request is sent.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -49,6 +49,8 @@ pub struct Settings {
     pub sync: SyncSettings,
     /// How the log is written.
     pub log: LogFormat,
+    /// The daemon's metrics endpoint (`[metrics]`).
+    pub metrics: MetricsSettings,
     /// The config file that was read, if any (for messages).
     pub source_file: Option<PathBuf>,
 }
@@ -106,6 +108,13 @@ pub struct SyncSettings {
     pub blocked_retry_seconds: u32,
 }
 
+/// The metrics and health endpoint of the daemon.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsSettings {
+    /// Where `/metrics` and `/healthz` are served; `None`: not served.
+    pub listen: Option<SocketAddr>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSettings {
@@ -119,6 +128,8 @@ struct RawSettings {
     sync: RawSync,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    metrics: RawMetrics,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,6 +165,12 @@ impl LogFormat {
             _ => None,
         }
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMetrics {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -413,6 +430,14 @@ impl Settings {
                 parallel_windows,
                 blocked_retry_seconds,
             },
+            metrics: MetricsSettings {
+                listen: raw
+                    .metrics
+                    .listen
+                    .as_deref()
+                    .map(parse_listen)
+                    .transpose()?,
+            },
             source_file,
         })
     }
@@ -516,6 +541,18 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
+/// Parses `metrics.listen`: an IP address and a port.
+fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
+    text.trim().parse().map_err(|_| {
+        invalid(
+            "metrics.listen",
+            format!(
+                "{text:?} is not an IP address and port; use e.g. \"127.0.0.1:9187\", or remove the key to serve no metrics"
+            ),
+        )
+    })
+}
+
 /// Checks a six-field cron expression (seconds first), the syntax the scheduler uses.
 pub fn validate_cron(key: &'static str, expr: &str) -> Result<(), ConfigError> {
     parse_cron(expr).map(|_| ()).map_err(|e| {
@@ -579,6 +616,24 @@ mod tests {
             "https://acme.kommo.com/"
         );
         assert!(subdomain_url("acme.kommo.com/x").is_err());
+    }
+
+    #[test]
+    fn metrics_listen_is_off_by_default_and_must_be_an_address() {
+        let s = Settings::validate(RawSettings::default(), None).unwrap();
+        assert_eq!(s.metrics.listen, None);
+        let with = |listen: &str| {
+            let mut raw = RawSettings::default();
+            raw.metrics.listen = Some(listen.to_string());
+            Settings::validate(raw, None)
+        };
+        let s = with("127.0.0.1:9187").unwrap();
+        assert_eq!(s.metrics.listen, Some("127.0.0.1:9187".parse().unwrap()));
+        assert!(with("[::1]:9187").is_ok());
+        for bad in ["nonsense", "9187", "localhost:9187", ""] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(err.starts_with("metrics.listen"), "{err}");
+        }
     }
 
     #[test]

@@ -71,6 +71,7 @@ async fn demo() -> Result<u8, String> {
         ),
         token_source: TokenSource::default(),
         token_expiry_warning_days: 14,
+        metrics: None,
     };
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(crate::signals::cancel_on_signal(cancel.clone()));

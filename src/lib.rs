@@ -11,6 +11,7 @@
 //! - [`sync`]: the keyset algorithm that keeps the mirror exact;
 //! - [`attempt`]: one recorded sync attempt with its alerts;
 //! - [`daemon`]: the cron schedules, no overlap, systemd integration;
+//! - [`metrics`]: the daemon's Prometheus metrics and health endpoint;
 //! - [`simulator`]: a simulated Kommo account on 127.0.0.1 for the demo and tests.
 
 pub mod app;
@@ -22,6 +23,7 @@ pub mod daemon;
 pub mod demo;
 pub mod exit;
 pub mod kommo;
+pub mod metrics;
 pub mod progress;
 pub mod signals;
 pub mod simulator;

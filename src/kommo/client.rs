@@ -14,7 +14,7 @@ use reqwest::header::{AUTHORIZATION, DATE, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
-use super::{EventPage, KommoError, LeadId, LeadPage, Pacer};
+use super::{EventPage, KommoError, LeadId, LeadPage, Pacer, ResponseCounts};
 use crate::token::Secret;
 
 /// How the client behaves; the defaults suit the real Kommo.
@@ -181,6 +181,7 @@ pub struct KommoClient {
     pacer: Pacer,
     options: ClientOptions,
     sent: Arc<AtomicU64>,
+    counts: Arc<ResponseCounts>,
     clock: Arc<Mutex<Option<ServerTime>>>,
 }
 
@@ -243,6 +244,7 @@ impl KommoClient {
             pacer: Pacer::new(options.requests_per_second),
             options,
             sent: Arc::new(AtomicU64::new(0)),
+            counts: Arc::default(),
             clock: Arc::new(Mutex::new(None)),
         })
     }
@@ -281,6 +283,11 @@ impl KommoClient {
     /// Requests sent so far by this client and its clones, retries included.
     pub fn requests_sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Responses received so far by this client and its clones, by kind.
+    pub fn response_counts(&self) -> &ResponseCounts {
+        &self.counts
     }
 
     /// One page of `GET /api/v4/leads`; a 204 is an empty page. A 200
@@ -397,6 +404,7 @@ impl KommoClient {
                 }
                 _ => return Err(error),
             };
+            self.counts.note_retry();
             tracing::warn!(
                 path,
                 failures,
@@ -421,6 +429,7 @@ impl KommoClient {
             .send()
             .await?;
         let status = response.status();
+        self.counts.note(status);
         self.note_server_time(response.headers());
         let retry_after = retry_after(response.headers(), crate::clock::unix_now());
         let body = response.bytes().await?;

@@ -2,11 +2,13 @@
 //! requests, the typed errors and the shapes of the data received.
 
 mod client;
+mod counts;
 mod error;
 mod model;
 mod pacer;
 
 pub use client::{ClientOptions, EventQuery, KommoClient, LeadOrder, LeadQuery};
+pub use counts::ResponseCounts;
 pub use error::KommoError;
 pub use model::{EventPage, Lead, LeadEvent, LeadId, LeadPage, SkippedLead};
 pub use pacer::{Pacer, WINDOW_MARGIN, request_spacing};

@@ -6,6 +6,7 @@
 //! and the full-pass bookkeeping).
 
 mod leads;
+mod run_stats;
 mod runs;
 mod state;
 
@@ -18,6 +19,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use leads::StoredLeadCounts;
+pub use run_stats::RunGroup;
 pub use runs::{RunCounters, RunKind, RunRecord, RunStatus};
 pub use state::{CursorUpdate, SyncState, Window};
 

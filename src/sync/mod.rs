@@ -180,6 +180,11 @@ impl Syncer {
         &self.store
     }
 
+    /// The client, shared with the metrics endpoint (it reads its counters).
+    pub fn client(&self) -> &KommoClient {
+        &self.client
+    }
+
     /// The host of the Kommo account (what support asks for).
     pub fn account_host(&self) -> String {
         self.client.base_host()
