@@ -502,7 +502,8 @@ async fn metrics_match_the_mirror_and_health_follows_the_token() {
                 "kommo_sync_last_success_timestamp_seconds",
                 &[("kind", "full")]
             )
-            .is_none()
+            .is_some(),
+        "the daemon's first sync, at start on an empty mirror, is a full one"
     );
     let last_ok = scraped.get(
         "kommo_sync_last_success_timestamp_seconds",
