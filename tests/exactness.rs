@@ -382,3 +382,49 @@ async fn malformed_leads_are_skipped_or_stored_and_the_mirror_moves_on() {
     }
     env.assert_token_absent(&[&out]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_page_where_the_listing_seems_to_end_is_asked_again() {
+    // Two leads a page, no overlap: the page from the last second of a full
+    // page, cut in half, would look like the end of the listing.
+    let env = TestEnv::start_with(
+        account(20, 0),
+        "page_size = 2",
+        "[sync]\noverlap_seconds = 0\n",
+    )
+    .await;
+    env.run_ok(&["--backfill"]).await;
+    let ids = env.sim.alive_ids();
+    for id in ids.iter().take(3) {
+        assert!(env.sim.update_lead(*id));
+        tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    }
+    // The --once: page 1 (two changes, full), then the page from its newest
+    // second (the second and third changes) comes back halved.
+    env.sim
+        .queue_faults(FaultScope::Leads, 1, vec![Fault::ShortPage]);
+    let out = env.run_ok(&["--once"]).await;
+    env.assert_mirror_equals_account().await;
+    env.assert_token_absent(&[&out]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_stamped_ahead_does_not_keep_a_slow_walk_going() {
+    // One request a second: every answer's Date is a second later than the
+    // last, and a lead an hour ahead must not drag the cursor along.
+    let env = TestEnv::start_with(account(50, 0), "requests_per_second = 1", "").await;
+    env.run_ok(&["--backfill"]).await;
+    assert!(env.sim.stamp_lead_ahead(env.sim.alive_ids()[3], 3_600));
+    env.sim.reset_stats();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), env.run(&["--once"]))
+        .await
+        .expect("the --once ends");
+    assert_eq!(out.code, Some(0), "{out:#?}");
+    assert!(env.sim.stats().lead_requests <= 6, "{:?}", env.sim.stats());
+    env.assert_mirror_equals_account().await;
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), env.run(&["--backfill"]))
+        .await
+        .expect("the full sync ends");
+    assert_eq!(out.code, Some(0), "{out:#?}");
+    env.assert_mirror_equals_account().await;
+}

@@ -196,6 +196,8 @@ struct ServerTime {
 
 /// The longest pause a `Retry-After` can impose.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// The shortest pause after a 429, whatever `Retry-After` says.
+const MIN_THROTTLE_PAUSE: Duration = Duration::from_secs(1);
 /// First pause after a 429 without `Retry-After`; doubles at each 429 in a row.
 const THROTTLE_BACKOFF_BASE: Duration = Duration::from_secs(2);
 
@@ -378,13 +380,18 @@ impl KommoClient {
                 KommoError::RateLimited { retry_after }
                     if throttles < self.options.max_throttle_retries =>
                 {
-                    let delay = retry_after.unwrap_or_else(|| {
-                        jitter(backoff(
-                            THROTTLE_BACKOFF_BASE,
-                            throttles,
-                            self.options.backoff_cap,
-                        ))
-                    });
+                    // A Retry-After of 0 (or a date already past) still waits
+                    // a second: retrying a throttled account at once is what
+                    // gets it blocked.
+                    let delay = retry_after
+                        .map(|d| d.max(MIN_THROTTLE_PAUSE))
+                        .unwrap_or_else(|| {
+                            jitter(backoff(
+                                THROTTLE_BACKOFF_BASE,
+                                throttles,
+                                self.options.backoff_cap,
+                            ))
+                        });
                     throttles += 1;
                     // Every request of the client waits, not just this one.
                     self.pacer.pause_for(delay);

@@ -190,10 +190,15 @@ impl EventPage {
             .and_then(|l| l.get("next"))
             .is_some_and(|n| !n.is_null());
         let items = match body.get("_embedded").and_then(|e| e.get("events")) {
+            // Only a 204 says there are none; a 200 without them is a fault.
             None | Some(Value::Null) => {
-                return Ok(EventPage {
-                    events: Vec::new(),
-                    has_next,
+                return Err(KommoError::Decode {
+                    message: "HTTP 200 without _embedded.events; a listing of events ends only with 204 No Content or a short page".into(),
+                });
+            }
+            Some(Value::Array(items)) if items.is_empty() => {
+                return Err(KommoError::Decode {
+                    message: "HTTP 200 with an empty _embedded.events; a listing of events ends only with 204 No Content or a short page".into(),
                 });
             }
             Some(Value::Array(items)) => items,

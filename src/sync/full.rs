@@ -2,8 +2,8 @@
 //! once (see [`super::windows`]), then the deletions, each confirmed by id.
 //!
 //! The pass begins by asking for Kommo's newest lead: a window whose walk
-//! ends before it, without having met it, while it is alive and unchanged,
-//! was cut short; the window stays unfinished (the next attempt walks on from
+//! ends before it, without having met it, while it is alive (unchanged, or
+//! for the open window at all), was cut short; the window stays unfinished (the next attempt walks on from
 //! where it stopped) and the run fails. When every window is walked, every
 //! alive lead of the mirror the pass did not see is asked for by id: those
 //! Kommo returns alive are mirrored (and count as seen), the others are asked
@@ -121,7 +121,8 @@ impl Syncer {
 
     /// Fails with [`SyncError::ListingCutShort`] when the walk of `walked`
     /// ended before Kommo's `newest` lead, in its range, without meeting it,
-    /// and Kommo returns that lead alive and unchanged.
+    /// and Kommo returns that lead alive: unchanged, or (for the open window,
+    /// which reaches the present) changed at all.
     async fn check_reached(
         &self,
         progress: &RunProgress,
@@ -137,8 +138,14 @@ impl Syncer {
         if !in_range || self.store.seen_in_pass(pass, newest.id).await? {
             return Ok(());
         }
+        // Unchanged, it should have been listed where it was. Changed, it
+        // moved to a later second, inside the open window's range, which
+        // should have listed it there.
         let alive = self.fetch_alive_by_id(progress, &[newest.id]).await?;
-        if alive.iter().any(|l| l.updated_at == newest.updated_at) {
+        if alive
+            .iter()
+            .any(|l| walked.end.is_none() || l.updated_at == newest.updated_at)
+        {
             return Err(SyncError::ListingCutShort {
                 lead_id: newest.id,
                 updated_at,

@@ -65,8 +65,8 @@ pub enum SyncError {
     Interrupted,
     #[error(
         "the listing of leads ended before Kommo's newest lead {lead_id} (updated_at {updated_at}), \
-         which is alive and unchanged: an answer was cut short; progress is kept and the next \
-         full sync walks on from where the listing stopped"
+         which is alive: an answer was cut short; progress is kept and the next full sync walks \
+         on from where the listing stopped"
     )]
     ListingCutShort { lead_id: LeadId, updated_at: i64 },
 }

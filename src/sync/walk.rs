@@ -99,6 +99,14 @@ impl Range<'_> {
     }
 }
 
+/// How far one page lets a walk go.
+struct Reached {
+    /// The newest `updated_at` at or before Kommo's now (at least the cursor).
+    top: i64,
+    /// The page holds leads stamped past Kommo's now.
+    past_now: bool,
+}
+
 /// Whether more leads may follow this page.
 fn is_full(page: &LeadPage, limit: u32) -> bool {
     page.has_next || page.received() >= limit as usize
@@ -113,7 +121,12 @@ impl Syncer {
     ) -> Result<(), SyncError> {
         let limit = self.options.page_size;
         let mut cursor = range.start;
+        // Where more leads were due (the last page was full), a 204 is asked
+        // once more; a short page holding nothing newer than the cursor is
+        // always asked once more: an end is believed only when the same
+        // question gets it twice in a row.
         let mut after_full_page = false;
+        let mut end_seen = false;
         loop {
             let end = range.end();
             if end.is_some_and(|end| cursor > end) {
@@ -122,19 +135,18 @@ impl Syncer {
             let query = range.query(cursor, end, 1, limit, LeadOrder::UpdatedAsc);
             let page = self.fetch(progress, &query).await?;
             if page.is_empty() {
-                if std::mem::take(&mut after_full_page) {
-                    // The last page's newest second had leads: ask again.
+                if after_full_page && !std::mem::replace(&mut end_seen, true) {
                     continue;
                 }
                 return Ok(());
             }
             let now = self.kommo_now();
-            let top = self.reached(progress, &page, cursor, now);
+            let reached = self.reached(progress, &page, cursor, now);
             let full = is_full(&page, limit);
-            if full && top == cursor {
-                if cursor >= now {
-                    // Everything from here is stamped at or past Kommo's
-                    // now: read it all by id; no cursor moves past now.
+            if full && reached.top == cursor {
+                if reached.past_now {
+                    // Nothing between the cursor and now, and the rest is
+                    // stamped past now: read it all by id; no cursor moves.
                     return self.read_span(progress, cursor, None, range).await;
                 }
                 // A whole page inside the cursor's second: read the second
@@ -143,22 +155,31 @@ impl Syncer {
                     .await?;
                 cursor += 1;
                 self.commit(progress, &[], range, cursor).await?;
+                (after_full_page, end_seen) = (false, false);
                 continue;
             }
-            self.commit(progress, &page.leads, range, top).await?;
-            if !full && top == cursor {
-                return Ok(());
+            self.commit(progress, &page.leads, range, reached.top)
+                .await?;
+            if !full && reached.top == cursor {
+                if std::mem::replace(&mut end_seen, true) {
+                    return Ok(());
+                }
+                continue;
             }
-            cursor = top;
-            after_full_page = full;
+            cursor = reached.top;
+            (after_full_page, end_seen) = (full, false);
         }
     }
 
-    /// The cursor a page lets the walk reach: its newest `updated_at`, but
-    /// never past Kommo's `now` (nor back before `cursor`). Warns once per
-    /// run about each lead stamped in the future.
-    fn reached(&self, progress: &RunProgress, page: &LeadPage, cursor: i64, now: i64) -> i64 {
-        let mut top = cursor;
+    /// How far a page lets the walk go: its newest `updated_at` up to
+    /// Kommo's `now` (never back before `cursor`); leads stamped past now are
+    /// mirrored but not followed. Warns once per run about each lead stamped
+    /// more than a minute in the future.
+    fn reached(&self, progress: &RunProgress, page: &LeadPage, cursor: i64, now: i64) -> Reached {
+        let mut reached = Reached {
+            top: cursor,
+            past_now: false,
+        };
         for lead in &page.leads {
             let Some(updated_at) = lead.updated_at else {
                 continue;
@@ -176,9 +197,13 @@ impl Syncer {
                     crate::clock::format_unix(now),
                 );
             }
-            top = top.max(updated_at.min(now));
+            if updated_at > now {
+                reached.past_now = true;
+            } else {
+                reached.top = reached.top.max(updated_at);
+            }
         }
-        top
+        reached
     }
 
     /// Reads every lead with `updated_at` in `[from, to]` (to the end of the
