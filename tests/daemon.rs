@@ -6,25 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestEnv, test_token};
+use common::{TestEnv, test_token, wait_for};
 use kommo_sync::simulator::SimulatorConfig;
 use sqlx::SqlitePool;
-
-/// Polls `check` every 100 ms until it is true or `limit` passes.
-async fn wait_for<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
 
 async fn count_runs(pool: &SqlitePool, status: &str) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM sync_runs WHERE status = ?")
@@ -288,6 +272,30 @@ async fn a_daemon_started_after_missing_its_nightly_full_sync_runs_it_at_once() 
     env.assert_mirror_equals_account().await;
 }
 
+/// The daemon as systemd runs it with `WatchdogSec=0.4`: a ping every 200 ms
+/// to `socket`. systemd names the watched process in WATCHDOG_PID: a shell
+/// exports its own pid, then becomes the daemon (exec keeps the pid).
+fn watched_daemon(
+    env: &TestEnv,
+    socket: &std::path::Path,
+    extra_env: &[(&str, &str)],
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg("WATCHDOG_PID=$$ exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_kommo-sync"))
+        .arg("--config")
+        .arg(&env.config)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .env("NOTIFY_SOCKET", socket)
+        .env("WATCHDOG_USEC", "400000")
+        .envs(extra_env.iter().copied())
+        .kill_on_drop(true);
+    command
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn systemd_sees_ready_then_watchdog_pings_then_stopping() {
     let env = TestEnv::start_with(
@@ -304,20 +312,7 @@ async fn systemd_sees_ready_then_watchdog_pings_then_stopping() {
     let socket = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
     let log_path = env.dir.path().join("daemon.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    // systemd names the watched process in WATCHDOG_PID: a shell that
-    // exports its own pid, then becomes the daemon (exec keeps the pid).
-    let daemon = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg("WATCHDOG_PID=$$ exec \"$0\" \"$@\"")
-        .arg(env!("CARGO_BIN_EXE_kommo-sync"))
-        .arg("--config")
-        .arg(&env.config)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .env("NOTIFY_SOCKET", &socket_path)
-        // A ping every 200 ms.
-        .env("WATCHDOG_USEC", "400000")
-        .kill_on_drop(true)
+    let daemon = watched_daemon(&env, &socket_path, &[])
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
@@ -443,21 +438,15 @@ async fn the_watchdog_pings_stop_once_the_scheduler_is_wedged() {
     let socket_path = env.dir.path().join("notify.sock");
     let socket = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
     let started = Instant::now();
-    let daemon = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg("WATCHDOG_PID=$$ exec \"$0\" \"$@\"")
-        .arg(env!("CARGO_BIN_EXE_kommo-sync"))
-        .arg("--config")
-        .arg(&env.config)
-        .env("RUST_LOG", "info")
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env("WATCHDOG_USEC", "400000")
-        .env(kommo_sync::daemon::WEDGE_ENV_VAR, "1500")
-        .kill_on_drop(true)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("the daemon starts");
+    let daemon = watched_daemon(
+        &env,
+        &socket_path,
+        &[(kommo_sync::daemon::WEDGE_ENV_VAR, "1500")],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .expect("the daemon starts");
     let mut pings: Vec<Duration> = Vec::new();
     let mut buf = vec![0u8; 4096];
     while started.elapsed() < Duration::from_secs(8) {

@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{RunOutput, TestEnv};
+use common::{RunOutput, TestEnv, wait_for};
 use kommo_sync::simulator::{Fault, FaultScope, RetryAfter, SimulatorConfig, SimulatorStats};
 use kommo_sync::token::{Secret, fake_jwt, jwt_expiry};
 use serde_json::json;
@@ -234,22 +234,6 @@ async fn healthz_until(port: u16, until: fn(u16) -> bool, limit: Duration) -> (u
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
-}
-
-/// Polls `check` every 100 ms until it is true or `limit` passes.
-async fn wait_for<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
 }
 
 /// What the mirror says, as the metrics should show it.

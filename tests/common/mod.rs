@@ -381,3 +381,19 @@ pub fn change_account(sim: &Simulator, n: usize) {
         sim.restore_lead(*id);
     }
 }
+
+/// Polls `check` every 100 ms until it is true or `limit` passes.
+pub async fn wait_for<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
