@@ -60,7 +60,9 @@ fn test_wedge_after() -> Option<Duration> {
 
 /// The cron of the scheduler's heartbeat job: every second.
 const HEARTBEAT_SCHEDULE: &str = "* * * * * *";
-/// The scheduler is taken for wedged when it has not beaten for this long.
+/// The scheduler is taken for wedged when it has not beaten for this long
+/// (or for two watchdog pings, if longer: a clock stepped back by NTP pauses
+/// the beats for a few seconds).
 const HEARTBEAT_STALE: Duration = Duration::from_secs(3);
 
 /// When the scheduler last ran its heartbeat job.
@@ -76,10 +78,10 @@ impl Heartbeat {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     }
 
-    /// Whether the scheduler beat recently, at `now`.
-    fn is_alive(&self, now: Instant) -> bool {
+    /// Whether the scheduler beat within `stale` of `now`.
+    fn is_alive(&self, now: Instant, stale: Duration) -> bool {
         let last = *self.0.lock().unwrap_or_else(|e| e.into_inner());
-        now.saturating_duration_since(last) <= HEARTBEAT_STALE
+        now.saturating_duration_since(last) <= stale
     }
 }
 
@@ -305,6 +307,7 @@ pub async fn run(
     if let Ok(token) = state.service.token_source.read() {
         state.service.check_expiry(&token);
     }
+    seed_closed_account_gate(&state).await;
     let first = first_sync(&state, schedule).await;
 
     let mut scheduler = JobScheduler::new().await?;
@@ -367,6 +370,35 @@ pub async fn run(
     Ok(())
 }
 
+/// A daemon restarted while the account is blocked or unpaid (its last run
+/// failed so, less than a retry period ago) waits out the rest of the period
+/// before it probes again.
+async fn seed_closed_account_gate(state: &TickState) {
+    let Ok(runs) = state.service.syncer.store().recent_runs(1).await else {
+        return;
+    };
+    let Some(last) = runs.first() else {
+        return;
+    };
+    let closed = last.status == crate::store::RunStatus::Failed.as_str()
+        && last
+            .error
+            .as_deref()
+            .is_some_and(crate::kommo::KommoError::is_account_closed_message);
+    let ago = crate::clock::unix_now() - last.finished_at.unwrap_or(last.started_at);
+    let mut gate = state.gate();
+    let left = gate
+        .retry
+        .saturating_sub(Duration::from_secs(u64::try_from(ago).unwrap_or(0)));
+    if closed && !left.is_zero() {
+        tracing::info!(
+            probe_in_s = left.as_secs(),
+            "the account was blocked or unpaid at the last run; no request until the next probe"
+        );
+        gate.closed_until = Some(Instant::now() + left);
+    }
+}
+
 /// The kind of the sync the daemon runs at start (see [`start_kind`]).
 async fn first_sync(state: &TickState, schedule: &ScheduleSettings) -> RunKind {
     let store = state.service.syncer.store();
@@ -399,19 +431,22 @@ fn notify_systemd(states: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
-/// Pings systemd's watchdog at half its interval, only while the scheduler
-/// beats and the database answers.
+/// Pings systemd's watchdog at a quarter of its interval, only while the
+/// scheduler beats and the database answers.
 fn spawn_watchdog(state: Arc<TickState>) -> Option<tokio::task::JoinHandle<()>> {
     let mut usec = 0u64;
     if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
         return None;
     }
-    let interval = Duration::from_micros(usec / 2).max(Duration::from_millis(1));
+    // A ping every quarter of the interval: one withheld ping never gets a
+    // healthy service killed.
+    let interval = Duration::from_micros(usec / 4).max(Duration::from_millis(1));
+    let stale = HEARTBEAT_STALE.max(2 * interval);
     Some(tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         loop {
             ticker.tick().await;
-            if !state.heartbeat.is_alive(Instant::now()) {
+            if !state.heartbeat.is_alive(Instant::now(), stale) {
                 tracing::error!("the scheduler stopped beating; withholding the watchdog ping");
             } else if state.service.syncer.store().ping().await {
                 notify_systemd(&[sd_notify::NotifyState::Watchdog]);
@@ -438,12 +473,18 @@ mod tests {
         let heartbeat = Heartbeat::new();
         let start = Instant::now();
         tokio::time::sleep(Duration::from_secs(2)).await;
-        assert!(heartbeat.is_alive(Instant::now()));
+        assert!(heartbeat.is_alive(Instant::now(), HEARTBEAT_STALE));
         heartbeat.beat();
         tokio::time::sleep(HEARTBEAT_STALE).await;
-        assert!(heartbeat.is_alive(Instant::now()), "beat 3 s ago");
+        assert!(
+            heartbeat.is_alive(Instant::now(), HEARTBEAT_STALE),
+            "beat 3 s ago"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
-        assert!(!heartbeat.is_alive(Instant::now()), "no beat for over 3 s");
+        assert!(
+            !heartbeat.is_alive(Instant::now(), HEARTBEAT_STALE),
+            "no beat for over 3 s"
+        );
         assert!(Instant::now() > start);
     }
 

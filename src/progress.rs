@@ -2,7 +2,8 @@
 //! rate against the limit, and the time elapsed, redrawn in place on stderr.
 //! A first `--backfill` of a big account takes minutes; this says it is
 //! moving. Nothing is drawn when stderr is not a terminal (journald, pipes,
-//! files), so logs stay clean.
+//! files), so logs stay clean; on a terminal, log lines are written with the
+//! line cleared (see [`crate::telemetry::set_progress_line`]).
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -36,6 +37,7 @@ impl ProgressLine {
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         bar.enable_steady_tick(REFRESH);
+        crate::telemetry::set_progress_line(Some(bar.clone()));
         let task = {
             let bar = bar.clone();
             let store = store.clone();
@@ -65,6 +67,7 @@ impl ProgressLine {
     /// Stops drawing and clears the line.
     pub fn finish(self) {
         self.task.abort();
+        crate::telemetry::set_progress_line(None);
         self.bar.finish_and_clear();
     }
 }

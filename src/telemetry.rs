@@ -3,7 +3,10 @@
 //! overridden by `KOMMO_SYNC_LOG_FORMAT`). The fields of the spans a line is
 //! in (a sync attempt's `run_id`) are part of every line.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+
+use indicatif::ProgressBar;
 
 use tracing_subscriber::EnvFilter;
 
@@ -35,7 +38,7 @@ pub fn init(default_filter: &str, format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        .with_writer(|| LogWriter);
     let result = if json {
         builder.json().try_init()
     } else {
@@ -43,4 +46,33 @@ pub fn init(default_filter: &str, format: LogFormat) {
     };
     // A subscriber already installed (tests) is fine.
     drop(result);
+}
+
+/// The progress line being drawn on stderr, if any: log lines are written
+/// with it cleared, then it is drawn again, so the two never mix.
+static PROGRESS_LINE: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Sets (or, with `None`, forgets) the progress line log lines must step around.
+pub fn set_progress_line(bar: Option<ProgressBar>) {
+    *PROGRESS_LINE.lock().unwrap_or_else(|e| e.into_inner()) = bar;
+}
+
+/// stderr, stepping around the progress line.
+struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bar = PROGRESS_LINE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match bar {
+            Some(bar) => bar.suspend(|| std::io::stderr().write(buf)),
+            None => std::io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }

@@ -344,7 +344,13 @@ async fn a_backfill_on_a_terminal_shows_progress_and_none_otherwise() {
         piped.stderr
     );
 
-    // Under a pseudo-terminal (script(1)), the same run draws its progress.
+    // Under a pseudo-terminal (script(1)), the same run draws its progress,
+    // and a log line written meanwhile (a retried 500) does not mix with it.
+    env.sim.queue_faults(
+        kommo_sync::simulator::FaultScope::Leads,
+        8,
+        vec![kommo_sync::simulator::Fault::Status(500)],
+    );
     let command = format!(
         "'{}' --config '{}' --backfill",
         env!("CARGO_BIN_EXE_kommo-sync"),
@@ -365,5 +371,16 @@ async fn a_backfill_on_a_terminal_shows_progress_and_none_otherwise() {
         "the terminal shows progress: {screen}"
     );
     assert!(screen.contains("requests ("), "{screen}");
+    // What the terminal shows: each \r returns to the start of the line.
+    let warnings: Vec<&str> = screen
+        .split(['\r', '\n'])
+        .filter(|l| l.contains("transient failure"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{screen}");
+    assert!(
+        !warnings[0].contains("elapsed"),
+        "the log line mixed with the progress line: {:?}",
+        warnings[0]
+    );
     assert!(!screen.contains(&env.token));
 }

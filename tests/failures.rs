@@ -189,6 +189,43 @@ async fn a_blocked_daemon_probes_rarely_and_syncs_again_once_unblocked() {
         "the daemon keeps running"
     );
 
+    // Restarted right after a probe while still blocked (systemd's
+    // Restart=, an upgrade): the new process waits out the rest of the
+    // period before it probes.
+    let probes = |sim: &kommo_sync::simulator::Simulator| {
+        sim.request_log().iter().filter(|r| r.status == 403).count()
+    };
+    let seen = probes(&env.sim);
+    while probes(&env.sim) == seen {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    kill_term(&mut daemon).await;
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log_path)
+        .unwrap();
+    let mut daemon = env
+        .command(&[])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("the daemon starts again");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let all_probes: Vec<Instant> = env
+        .sim
+        .request_log()
+        .iter()
+        .filter(|r| r.status == 403)
+        .map(|r| r.at.into_std())
+        .collect();
+    for pair in all_probes.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(3_900),
+            "a probe came {:?} after the last one, across a restart",
+            pair[1] - pair[0]
+        );
+    }
+
     env.sim.set_blocked(false);
     let id = env.sim.alive_ids()[5];
     env.sim.update_lead(id);

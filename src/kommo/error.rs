@@ -91,6 +91,13 @@ impl KommoError {
         )
     }
 
+    /// Whether a recorded run error (`sync_runs.error`) is the message of a
+    /// blocked or unpaid account, so a restarted daemon keeps probing rarely.
+    pub fn is_account_closed_message(message: &str) -> bool {
+        message.starts_with("Kommo returned HTTP 403 Forbidden with an HTML page")
+            || message.starts_with("Kommo returned HTTP 402 Payment Required")
+    }
+
     /// Builds the error for a non-success status and its (possibly non-JSON) body.
     pub fn from_status(status: u16, retry_after: Option<Duration>, body: &[u8]) -> KommoError {
         let detail = problem_detail(body);
@@ -185,6 +192,12 @@ mod tests {
             KommoError::from_status(402, None, b"").alert(),
             Some("account_unpaid")
         );
+        for closed in [blocked, KommoError::from_status(402, None, b"")] {
+            assert!(KommoError::is_account_closed_message(&closed.to_string()));
+        }
+        assert!(!KommoError::is_account_closed_message(
+            &KommoError::Unauthorized.to_string()
+        ));
         assert!(KommoError::from_status(429, None, b"Too many").is_transient());
         assert!(KommoError::from_status(503, None, b"").is_transient());
         let e = KommoError::from_status(

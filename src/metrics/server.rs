@@ -68,12 +68,20 @@ impl MetricsServer {
         self.local_addr
     }
 
-    /// Stops accepting connections and waits for the requests in flight.
+    /// Stops accepting connections and waits for the requests in flight, at
+    /// most [`STOP_WAIT`]: a client that holds a connection open must not
+    /// keep the daemon from exiting.
     pub async fn stop(self) {
         self.stop.cancel();
-        let _ = self.task.await;
+        let mut task = self.task;
+        if tokio::time::timeout(STOP_WAIT, &mut task).await.is_err() {
+            task.abort();
+        }
     }
 }
+
+/// How long a stop waits for the metrics requests in flight.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 async fn scrape(State(metrics): State<Metrics>) -> Response {
     match metrics.render().await {
