@@ -100,6 +100,15 @@ impl SyncService {
         if let Err(e) = store.close_abandoned_runs(unix_now()).await {
             tracing::warn!(error = %e, "cannot close runs abandoned by a killed process");
         }
+        // A run that ended a moment ago (a --backfill just before this
+        // --once) may have requests still inside Kommo's one-second window,
+        // which this process's pacer has not seen.
+        if let Ok(runs) = store.recent_runs(1).await
+            && let Some(last) = runs.first()
+            && unix_now() - last.finished_at.unwrap_or(last.started_at) <= 1
+        {
+            self.syncer.client().wait_one_window();
+        }
         let run_id = match store.start_run(kind, unix_now()).await {
             Ok(id) => id,
             Err(e) => {

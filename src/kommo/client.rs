@@ -277,6 +277,13 @@ impl KommoClient {
         self.base.host_str().unwrap_or_default().to_string()
     }
 
+    /// Holds every request back for one rate window: requests another
+    /// process sent just before may still count in Kommo's window.
+    pub fn wait_one_window(&self) {
+        self.pacer
+            .pause_for(std::time::Duration::from_secs(1) + super::WINDOW_MARGIN);
+    }
+
     /// The gap the pacer keeps between two requests.
     pub fn request_spacing(&self) -> Duration {
         super::request_spacing(self.options.requests_per_second)

@@ -39,13 +39,9 @@ impl Pacer {
         let quota = Quota::with_period(request_spacing(per_second))
             .expect("spacing is never zero")
             .allow_burst(NonZeroU32::MIN);
-        // A process cannot know what the process before it (a --backfill run
-        // just before a --once, a restarted daemon) sent in the last second:
-        // its first request waits one window.
-        let first = Instant::now() + Duration::from_secs(1) + WINDOW_MARGIN;
         Pacer {
             limiter: Arc::new(RateLimiter::direct(quota)),
-            paused_until: Arc::new(Mutex::new(Some(first))),
+            paused_until: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -75,7 +71,8 @@ impl Pacer {
         }
     }
 
-    /// Holds every request of the client back for `delay` (after a 429).
+    /// Holds every request of the client back for `delay` (after a 429, or
+    /// while another process's requests may still be in Kommo's window).
     pub fn pause_for(&self, delay: Duration) {
         let until = Instant::now() + delay;
         let mut guard = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
@@ -90,17 +87,10 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn the_first_request_of_a_process_waits_one_window() {
-        let start = Instant::now();
-        Pacer::new(NonZeroU32::new(7).unwrap()).ready().await;
-        assert!(Instant::now() - start >= Duration::from_secs(1) + WINDOW_MARGIN);
-    }
-
-    #[tokio::test(start_paused = true)]
     async fn a_pause_holds_back_requests_already_waiting_in_the_limiter() {
         let pacer = Pacer::new(NonZeroU32::new(1).unwrap());
-        pacer.ready().await; // the first request, after the start window
         let start = Instant::now();
+        pacer.ready().await; // the first request goes at once
         let waiting = {
             let pacer = pacer.clone();
             tokio::spawn(async move {
