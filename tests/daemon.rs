@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestEnv, test_token, wait_for};
+use common::{TestEnv, stop_daemon, test_token, wait_for};
 use kommo_sync::simulator::SimulatorConfig;
 use sqlx::SqlitePool;
 
@@ -168,27 +168,7 @@ const QUIET_SCHEDULES: &str = "[schedule]\nincremental = \"0 0 0 1 1 *\"\nfull =
 /// Starts the daemon with its log in `<dir>/<name>.log`.
 fn start_daemon(env: &TestEnv, name: &str) -> (tokio::process::Child, std::path::PathBuf) {
     let log_path = env.dir.path().join(format!("{name}.log"));
-    let log = std::fs::File::create(&log_path).unwrap();
-    let daemon = env
-        .command(&[])
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("the daemon starts");
-    (daemon, log_path)
-}
-
-async fn stop_daemon(mut daemon: tokio::process::Child) {
-    let pid = daemon.id().expect("running");
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    let exit = tokio::time::timeout(Duration::from_secs(30), daemon.wait())
-        .await
-        .expect("stops")
-        .unwrap();
-    assert_eq!(exit.code(), Some(0));
+    (env.spawn_daemon(&log_path), log_path)
 }
 
 async fn runs(pool: &SqlitePool) -> Vec<(String, String)> {
@@ -211,7 +191,7 @@ async fn a_daemon_started_on_an_empty_mirror_mirrors_every_lead_at_once_by_a_ful
     )
     .await;
     let started = Instant::now();
-    let (daemon, log) = start_daemon(&env, "daemon");
+    let (mut daemon, log) = start_daemon(&env, "daemon");
     // 3,000 leads are 12 pages plus a few requests: about 3 s at 7/s.
     let done = wait_for(Duration::from_secs(20), || async {
         env.db.exists() && runs(&env.db().await).await == vec![("full".into(), "ok".into())]
@@ -220,7 +200,7 @@ async fn a_daemon_started_on_an_empty_mirror_mirrors_every_lead_at_once_by_a_ful
     assert!(done, "{}", std::fs::read_to_string(&log).unwrap());
     assert!(started.elapsed() < Duration::from_secs(20));
     env.assert_mirror_equals_account().await;
-    stop_daemon(daemon).await;
+    stop_daemon(&mut daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,13 +219,13 @@ async fn a_daemon_started_after_missing_its_nightly_full_sync_runs_it_at_once() 
     let pool = env.db().await;
 
     // The last full sync is recent: the daemon starts with an incremental one.
-    let (daemon, log) = start_daemon(&env, "recent");
+    let (mut daemon, log) = start_daemon(&env, "recent");
     let incremental = wait_for(Duration::from_secs(15), || async {
         runs(&pool).await.last() == Some(&("incremental".into(), "ok".into()))
     })
     .await;
     assert!(incremental, "{}", std::fs::read_to_string(&log).unwrap());
-    stop_daemon(daemon).await;
+    stop_daemon(&mut daemon).await;
     assert_eq!(
         runs(&pool).await,
         vec![
@@ -260,7 +240,7 @@ async fn a_daemon_started_after_missing_its_nightly_full_sync_runs_it_at_once() 
         .await
         .unwrap();
     env.sim.delete_lead(env.sim.alive_ids()[1]);
-    let (daemon, log) = start_daemon(&env, "missed");
+    let (mut daemon, log) = start_daemon(&env, "missed");
     let full = wait_for(Duration::from_secs(15), || async {
         runs(&pool).await.last() == Some(&("full".into(), "ok".into()))
     })
@@ -268,7 +248,7 @@ async fn a_daemon_started_after_missing_its_nightly_full_sync_runs_it_at_once() 
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(full, "{text}");
     assert!(text.contains("missed while the daemon was down"), "{text}");
-    stop_daemon(daemon).await;
+    stop_daemon(&mut daemon).await;
     env.assert_mirror_equals_account().await;
 }
 
@@ -312,7 +292,7 @@ async fn systemd_sees_ready_then_watchdog_pings_then_stopping() {
     let socket = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
     let log_path = env.dir.path().join("daemon.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let daemon = watched_daemon(&env, &socket_path, &[])
+    let mut daemon = watched_daemon(&env, &socket_path, &[])
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
@@ -327,7 +307,7 @@ async fn systemd_sees_ready_then_watchdog_pings_then_stopping() {
             messages.push(String::from_utf8_lossy(&buf[..n]).trim().to_string());
         }
     }
-    stop_daemon(daemon).await;
+    stop_daemon(&mut daemon).await;
     while let Ok(Ok(n)) =
         tokio::time::timeout(Duration::from_millis(200), socket.recv(&mut buf)).await
     {
@@ -371,12 +351,12 @@ async fn json_logs_are_one_object_per_line_with_the_run_id_on_every_line_of_an_a
     );
     env.sim
         .add_raw_lead(serde_json::json!({"name": "no id", "updated_at": 1_000}));
-    let (daemon, log_path) = start_daemon(&env, "json");
+    let (mut daemon, log_path) = start_daemon(&env, "json");
     let pool_ready = wait_for(Duration::from_secs(20), || async {
         env.db.exists() && runs(&env.db().await).await == vec![("full".into(), "ok".into())]
     })
     .await;
-    stop_daemon(daemon).await;
+    stop_daemon(&mut daemon).await;
     let text = std::fs::read_to_string(&log_path).unwrap();
     assert!(pool_ready, "{text}");
     let mut attempt_lines = 0;
@@ -438,7 +418,7 @@ async fn the_watchdog_pings_stop_once_the_scheduler_is_wedged() {
     let socket_path = env.dir.path().join("notify.sock");
     let socket = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
     let started = Instant::now();
-    let daemon = watched_daemon(
+    let mut daemon = watched_daemon(
         &env,
         &socket_path,
         &[(kommo_sync::daemon::WEDGE_ENV_VAR, "1500")],
@@ -457,7 +437,7 @@ async fn the_watchdog_pings_stop_once_the_scheduler_is_wedged() {
             pings.push(started.elapsed());
         }
     }
-    stop_daemon(daemon).await;
+    stop_daemon(&mut daemon).await;
     let last = *pings.last().expect("pings while the scheduler ran");
     assert!(pings.len() >= 5, "{pings:?}");
     // Wedged at 1.5 s; taken for wedged once its heartbeat is 3 s old.

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{RunOutput, TestEnv, run_statuses};
+use common::{RunOutput, TestEnv, run_statuses, stop_daemon};
 use kommo_sync::simulator::{Fault, FaultScope, RetryAfter, SimulatorConfig};
 
 fn account(leads: usize) -> SimulatorConfig {
@@ -147,13 +147,7 @@ async fn a_blocked_daemon_probes_rarely_and_syncs_again_once_unblocked() {
     env.run_ok(&["--backfill"]).await;
     env.sim.set_blocked(true);
     let log_path = env.dir.path().join("daemon.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut daemon = env
-        .command(&[])
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("the daemon starts");
+    let mut daemon = env.spawn_daemon(&log_path);
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(9)).await;
     let blocked_requests: Vec<Instant> = env
@@ -199,17 +193,8 @@ async fn a_blocked_daemon_probes_rarely_and_syncs_again_once_unblocked() {
     while probes(&env.sim) == seen {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    kill_term(&mut daemon).await;
-    let log = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&log_path)
-        .unwrap();
-    let mut daemon = env
-        .command(&[])
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("the daemon starts again");
+    stop_daemon(&mut daemon).await;
+    let mut daemon = env.spawn_daemon(&log_path);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let all_probes: Vec<Instant> = env
         .sim
@@ -248,24 +233,11 @@ async fn a_blocked_daemon_probes_rarely_and_syncs_again_once_unblocked() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    kill_term(&mut daemon).await;
+    stop_daemon(&mut daemon).await;
     env.assert_mirror_equals_account().await;
     let text = std::fs::read_to_string(&log_path).unwrap();
     assert!(!text.contains(&env.token));
     env.assert_token_absent(&[]);
-}
-
-async fn kill_term(child: &mut tokio::process::Child) {
-    let pid = child.id().expect("running");
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("the daemon stops")
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -397,3 +397,33 @@ where
     }
     false
 }
+
+impl TestEnv {
+    /// Starts the daemon with its stdout and stderr appended to `log`.
+    pub fn spawn_daemon(&self, log: &Path) -> tokio::process::Child {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        self.command(&[])
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("the daemon starts")
+    }
+}
+
+/// Sends SIGTERM and insists on exit 0 within 30 s.
+pub async fn stop_daemon(child: &mut tokio::process::Child) {
+    let pid = child.id().expect("running");
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the daemon stops within 30 s of SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
