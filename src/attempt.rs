@@ -100,10 +100,12 @@ impl SyncService {
         if let Err(e) = store.close_abandoned_runs(unix_now()).await {
             tracing::warn!(error = %e, "cannot close runs abandoned by a killed process");
         }
-        // A run that ended a moment ago (a --backfill just before this
-        // --once) may have requests still inside Kommo's one-second window,
-        // which this process's pacer has not seen.
-        if let Ok(runs) = store.recent_runs(1).await
+        // A run another process ended a moment ago (a --backfill just before
+        // this --once) may have requests still inside Kommo's one-second
+        // window, which this process's pacer has not seen (its own runs it
+        // has).
+        if self.syncer.client().requests_sent() == 0
+            && let Ok(runs) = store.recent_runs(1).await
             && let Some(last) = runs.first()
             && unix_now() - last.finished_at.unwrap_or(last.started_at) <= 1
         {
