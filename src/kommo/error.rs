@@ -82,15 +82,6 @@ impl KommoError {
         }
     }
 
-    /// Whether the account refuses every request until a person acts (a
-    /// block or an unpaid subscription): probe rarely, never hammer.
-    pub fn is_account_closed(&self) -> bool {
-        matches!(
-            self,
-            KommoError::Blocked { .. } | KommoError::PaymentRequired
-        )
-    }
-
     /// Whether a recorded run error (`sync_runs.error`) is the message of a
     /// blocked or unpaid account, so a restarted daemon keeps probing rarely.
     pub fn is_account_closed_message(message: &str) -> bool {
