@@ -4,11 +4,14 @@
 mod client;
 mod counts;
 mod error;
+mod lead;
 mod model;
 mod pacer;
 
 pub use client::{ClientOptions, EventQuery, KommoClient, LeadOrder, LeadQuery};
 pub use counts::ResponseCounts;
 pub use error::KommoError;
-pub use model::{EventPage, Lead, LeadEvent, LeadId, LeadPage, SkippedLead};
+pub use model::{
+    Column, EventPage, FieldValue, Lead, LeadEvent, LeadId, LeadPage, SCALAR_COLUMNS, SkippedLead,
+};
 pub use pacer::{Pacer, WINDOW_MARGIN, request_spacing};
