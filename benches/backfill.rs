@@ -99,7 +99,11 @@ fn parse_args() -> Args {
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| usage());
-        let number = |v: String| v.replace('_', "").parse::<u64>().unwrap_or_else(|_| usage());
+        let number = |v: String| {
+            v.replace('_', "")
+                .parse::<u64>()
+                .unwrap_or_else(|_| usage())
+        };
         match arg.as_str() {
             // `cargo bench` passes `--bench` to every bench target.
             "--bench" => {}
@@ -247,7 +251,13 @@ async fn run_case(binary: &Path, case: Case, dir: &Path, timeline: bool) -> Case
     )
     .unwrap();
     let config = config.to_str().expect("utf-8 path");
-    let backfill = run_child(binary, &["--config", config, "--backfill"], &sim, token.expose()).await;
+    let backfill = run_child(
+        binary,
+        &["--config", config, "--backfill"],
+        &sim,
+        token.expose(),
+    )
+    .await;
     if timeline {
         print_timeline(&sim, backfill.seconds);
     }
@@ -260,7 +270,15 @@ async fn run_case(binary: &Path, case: Case, dir: &Path, timeline: bool) -> Case
             for id in ids.iter().step_by(step).take(changes) {
                 sim.update_lead(*id);
             }
-            Some(run_child(binary, &["--config", config, "--once"], &sim, token.expose()).await)
+            Some(
+                run_child(
+                    binary,
+                    &["--config", config, "--once"],
+                    &sim,
+                    token.expose(),
+                )
+                .await,
+            )
         }
     };
     sim.shutdown();
