@@ -327,7 +327,9 @@ async fn a_read_only_database_fails_the_run_naming_the_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_fails_the_run_naming_the_file_and_keeps_what_was_committed() {
-    let env = TestEnv::start_with(account(4_000), "", "max_size_mib = 1\n").await;
+    // About 18 MB of mirror for 8 MiB of room: the first batches of pages
+    // fit, a later one does not.
+    let env = TestEnv::start_with(account(6_000), "", "max_size_mib = 8\n").await;
     let out = env.run(&["--backfill"]).await;
     assert_eq!(out.code, Some(1), "{out:#?}");
     assert!(
