@@ -6,9 +6,12 @@ mod counts;
 mod error;
 mod model;
 mod pacer;
+mod stage;
+pub mod structure;
 
 pub use client::{ClientOptions, EventQuery, KommoClient, LeadOrder, LeadQuery};
 pub use counts::ResponseCounts;
 pub use error::KommoError;
 pub use model::{EventPage, Lead, LeadEvent, LeadId, LeadPage, SkippedLead};
 pub use pacer::{Pacer, WINDOW_MARGIN, request_spacing};
+pub use stage::{LeadEventsPage, STATUS_CHANGED, StatusChange};

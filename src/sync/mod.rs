@@ -21,6 +21,10 @@
 //! overlap), then the deleted-leads listing, then the lead events
 //! ([`events`]) that reveal restores.
 //!
+//! Every sync begins with the account's structure ([`structure`]: a handful
+//! of requests, one transaction), and follows the leads' stage history in
+//! its events phase (a full sync after its pass).
+//!
 //! An answer that does not fit its question (Kommo ignored the filter, see
 //! [`KommoError::FilterIgnored`]) stops the run at once. Every "now" the
 //! algorithm uses is Kommo's (its `Date` header), never ours.
@@ -29,6 +33,8 @@ mod events;
 mod full;
 mod walk;
 pub mod windows;
+// The account's structure (see `structure.rs`).
+mod structure;
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -201,8 +207,14 @@ impl Syncer {
             .requests_before
             .store(self.client.requests_sent(), Ordering::Relaxed);
         let marked_deleted = match kind {
-            RunKind::Full => self.full_pass(progress).await?,
+            RunKind::Full => {
+                self.sync_structure(progress).await?;
+                let marked_deleted = self.full_pass(progress).await?;
+                self.follow_stage_history(progress).await?;
+                marked_deleted
+            }
             RunKind::Incremental => {
+                self.sync_structure(progress).await?;
                 let state = self.store.sync_state().await?;
                 let overlap = i64::from(self.options.overlap_seconds);
                 let before = self.store.lead_counts().await?.deleted;
