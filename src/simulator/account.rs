@@ -1,5 +1,7 @@
 //! The simulated account: the alive and deleted lead sets, the raw objects
-//! a test injects, the mutations a test (or the churn hook) applies to them,
+//! a test injects, its structure (pipelines, users, fields, tags...), the
+//! mutations a test (or the churn hook) applies to them (the edits of links,
+//! tags, fields and stages are in `edits`),
 //! the server clock (with its offset) those mutations stamp, changes that
 //! stay invisible for a while (replication lag), and the live
 //! filter/sort/offset query the list endpoint answers from. Everything here
@@ -12,9 +14,12 @@ use fastrand::Rng;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
-use super::events::{self, Event, EventQuery};
+use super::events::{self, Event, EventQuery, Move};
 use super::generator;
+use super::history::{self, StatusChange};
+use super::links;
 use super::query::{ListQuery, SortField};
+use super::structure::Structure;
 
 /// One change applied to the account, in the order applied.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,7 +54,7 @@ struct Hidden {
 }
 
 pub(crate) struct Account {
-    alive: BTreeMap<i64, Value>,
+    pub(super) alive: BTreeMap<i64, Value>,
     deleted: BTreeMap<i64, Deleted>,
     /// objects added as given without a positive integer id: listed (a
     /// missing or non-integer sort field sorts before every integer when
@@ -60,9 +65,13 @@ pub(crate) struct Account {
     /// seconds the server clock runs ahead of this machine's
     clock_offset: i64,
     next_id: i64,
-    rng: Rng,
-    mutations: Vec<Mutation>,
+    pub(super) rng: Rng,
+    /// draws the contacts of new leads (generation uses it first), so the
+    /// leads themselves come out of `rng` as before links existed
+    aux_rng: Rng,
+    pub(super) mutations: Vec<Mutation>,
     events: Vec<Event>,
+    pub(super) structure: Structure,
     base_url: String,
 }
 
@@ -73,13 +82,19 @@ fn field(v: &Value, name: &str) -> Option<i64> {
 impl Account {
     pub(crate) fn new(leads: usize, tie_block: usize, seed: u64, base_url: String) -> Account {
         let mut rng = Rng::with_seed(seed);
-        let (list, next_id) =
-            generator::generate(&mut rng, leads, tie_block, &base_url, now_unix());
-        let alive = list
+        let now = now_unix();
+        let (list, next_id) = generator::generate(&mut rng, leads, tie_block, &base_url, now);
+        let mut aux_rng = Rng::with_seed(seed ^ 0x00C0_A7AC_7500_0008);
+        let alive: BTreeMap<i64, Value> = list
             .into_iter()
-            .filter_map(|v| field(&v, "id").map(|id| (id, v)))
+            .filter_map(|mut v| {
+                links::set_contacts(&mut v, links::random_contacts(&mut aux_rng));
+                field(&v, "id").map(|id| (id, v))
+            })
             .collect();
-        Account {
+        let structure = Structure::new();
+        let past = history::generate(&mut aux_rng, &alive, &structure, now);
+        let mut account = Account {
             alive,
             deleted: BTreeMap::new(),
             unkeyed: Vec::new(),
@@ -89,8 +104,37 @@ impl Account {
             rng: Rng::with_seed(seed ^ 0x9E37_79B9_7F4A_7C15),
             mutations: Vec::new(),
             events: Vec::new(),
+            structure,
             base_url,
+            aux_rng,
+        };
+        for m in past {
+            account.log_status_change(m.lead_id, m.created_at, m.created_by, m.status);
         }
+        account
+    }
+
+    pub(crate) fn structure(&self) -> &Structure {
+        &self.structure
+    }
+
+    pub(crate) fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Every stored lead object a name shown inside leads lives in: alive,
+    /// deleted, and the old objects of hidden changes (raw objects without
+    /// an id are left as given).
+    pub(super) fn stored_leads_mut(&mut self) -> impl Iterator<Item = &mut Value> {
+        self.alive
+            .values_mut()
+            .chain(self.deleted.values_mut().map(|d| &mut d.lead))
+            .chain(self.hidden.values_mut().map(|h| &mut h.old))
+    }
+
+    /// Another change of the lead is visible at once: a hidden one ends.
+    pub(super) fn unhide(&mut self, id: i64) {
+        self.hidden.remove(&id);
     }
 
     /// The server's now, Unix seconds: this machine's plus the offset.
@@ -244,13 +288,15 @@ impl Account {
         } else {
             0
         };
-        let lead = generator::lead(&mut self.rng, id, &self.base_url, now, now, now);
+        let mut lead = generator::lead(&mut self.rng, id, &self.base_url, now, now, now);
+        links::set_contacts(&mut lead, links::random_contacts(&mut self.aux_rng));
         self.alive.insert(id, lead);
         self.mutations.push(Mutation::Added(id));
         id
     }
 
-    /// `n` random mutations: ~60% update, ~20% delete, ~15% add, ~5% restore.
+    /// `n` random mutations: ~60% update (one in five of them a stage
+    /// move), ~20% delete, ~15% add, ~5% restore.
     pub(crate) fn churn(&mut self, n: usize) {
         for _ in 0..n {
             let roll = self.rng.u8(0..100);
@@ -267,7 +313,9 @@ impl Account {
                             self.restore(id);
                         }
                     } else if let Some(id) = pick_alive(&mut self.rng, &self.alive) {
-                        self.update(id);
+                        if self.rng.u8(0..5) != 0 || !self.random_status_change(id) {
+                            self.update(id);
+                        }
                     } else {
                         self.add();
                     }
@@ -294,7 +342,52 @@ impl Account {
             kind,
             lead_id,
             created_at,
+            created_by: generator::USERS[0],
+            status: None,
         });
+    }
+
+    /// Logs a `lead_status_changed` event.
+    pub(super) fn log_status_change(
+        &mut self,
+        lead_id: i64,
+        created_at: i64,
+        created_by: i64,
+        status: Move,
+    ) {
+        let id = self.events.len() as u64 + 1;
+        self.events.push(Event {
+            id,
+            kind: "lead_status_changed",
+            lead_id,
+            created_at,
+            created_by,
+            status: Some(status),
+        });
+    }
+
+    /// Every `lead_status_changed` event, oldest first (log order within a
+    /// second).
+    pub(crate) fn status_events(&self) -> Vec<StatusChange> {
+        let mut out: Vec<StatusChange> = self
+            .events
+            .iter()
+            .filter_map(|e| {
+                let m = e.status?;
+                Some(StatusChange {
+                    event_id: events::event_id(e.id),
+                    lead_id: e.lead_id,
+                    from_pipeline: m.from.0,
+                    from_status: m.from.1,
+                    to_pipeline: m.to.0,
+                    to_status: m.to.1,
+                    created_at: e.created_at,
+                    created_by: e.created_by,
+                })
+            })
+            .collect();
+        out.sort_by_key(|c| c.created_at);
+        out
     }
 
     /// A page of `/api/v4/events`, newest first, and whether more follow.
@@ -414,7 +507,13 @@ impl Account {
             .iter()
             .skip(start)
             .take(limit)
-            .map(|row| row.3.clone())
+            .map(|row| {
+                if q.with_contacts {
+                    row.3.clone()
+                } else {
+                    links::without_contacts(row.3.clone())
+                }
+            })
             .collect();
         (page, rows.len() > end)
     }

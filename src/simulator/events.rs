@@ -1,7 +1,10 @@
 //! The account's event log as `GET /api/v4/events` serves it: one
-//! `lead_deleted` or `lead_restored` event per deletion and restore, newest
-//! first, filtered by type and `created_at`, paged by offset (at most 100 per
-//! page, as on the real service).
+//! `lead_deleted` or `lead_restored` event per deletion and restore, one
+//! `lead_status_changed` per stage move (generated history included),
+//! newest first, filtered by type (`filter[type]=a,b` or repeated
+//! `filter[type][]`), entity and `created_at`, paged by offset (at most 100
+//! per page: a larger `limit` is not honoured and gives the default 50, as
+//! on the real service).
 
 use serde_json::{Value, json};
 
@@ -10,6 +13,24 @@ use super::query::{Invalid, invalid, number, pairs};
 
 /// Kommo's maximum `limit` for events.
 pub(crate) const MAX_EVENTS_PER_PAGE: u64 = 100;
+/// The `limit` without one, or with one larger than the maximum.
+const DEFAULT_EVENTS_PER_PAGE: u64 = 50;
+
+/// A lead's stage move: `(pipeline_id, status_id)` before and after.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Move {
+    pub(crate) from: (i64, i64),
+    pub(crate) to: (i64, i64),
+}
+
+/// The `id` string of the event numbered `n`.
+pub(crate) fn event_id(n: u64) -> String {
+    format!("01sim{n:020}")
+}
+
+fn lead_status((pipeline_id, status_id): (i64, i64)) -> Value {
+    json!([{"lead_status": {"id": status_id, "pipeline_id": pipeline_id}}])
+}
 
 /// One entry of the log.
 #[derive(Clone, Debug)]
@@ -18,21 +39,29 @@ pub(crate) struct Event {
     pub(crate) kind: &'static str,
     pub(crate) lead_id: i64,
     pub(crate) created_at: i64,
+    pub(crate) created_by: i64,
+    /// the stage move of a `lead_status_changed` event
+    pub(crate) status: Option<Move>,
 }
 
 impl Event {
     fn to_json(&self, base_url: &str) -> Value {
+        let id = event_id(self.id);
+        let (before, after) = match self.status {
+            Some(m) => (lead_status(m.from), lead_status(m.to)),
+            None => (json!([]), json!([])),
+        };
         json!({
-            "id": format!("01sim{:020}", self.id),
+            "id": id,
             "type": self.kind,
             "entity_id": self.lead_id,
             "entity_type": "lead",
-            "created_by": 9_000_001,
+            "created_by": self.created_by,
             "created_at": self.created_at,
-            "value_after": [],
-            "value_before": [],
+            "value_after": after,
+            "value_before": before,
             "account_id": ACCOUNT_ID,
-            "_links": {"self": {"href": format!("{base_url}/api/v4/events/01sim{:020}", self.id)}},
+            "_links": {"self": {"href": format!("{base_url}/api/v4/events/{id}")}},
             "_embedded": {},
         })
     }
@@ -43,6 +72,8 @@ pub(crate) struct EventQuery {
     pub(crate) page: u64,
     pub(crate) limit: u64,
     types: Vec<String>,
+    /// `filter[entity]`: the entity types asked for (empty: all)
+    entities: Vec<String>,
     created_from: Option<i64>,
     created_to: Option<i64>,
 }
@@ -51,8 +82,9 @@ impl EventQuery {
     pub(crate) fn parse(raw: Option<&str>) -> Result<EventQuery, Invalid> {
         let mut q = EventQuery {
             page: 1,
-            limit: 50,
+            limit: DEFAULT_EVENTS_PER_PAGE,
             types: Vec::new(),
+            entities: Vec::new(),
             created_from: None,
             created_to: None,
         };
@@ -65,22 +97,24 @@ impl EventQuery {
                         .ok_or_else(|| invalid("page", "This value should be 1 or more."))?;
                 }
                 "limit" => {
-                    q.limit = u64::try_from(number("limit", &value)?)
+                    let limit = u64::try_from(number("limit", &value)?)
                         .ok()
-                        .filter(|l| (1..=MAX_EVENTS_PER_PAGE).contains(l))
-                        .ok_or_else(|| {
-                            invalid("limit", "This value should be between 1 and 100.")
-                        })?;
+                        .filter(|l| *l >= 1)
+                        .ok_or_else(|| invalid("limit", "This value should be 1 or more."))?;
+                    q.limit = if limit > MAX_EVENTS_PER_PAGE {
+                        DEFAULT_EVENTS_PER_PAGE
+                    } else {
+                        limit
+                    };
                 }
                 "filter[created_at][from]" => q.created_from = Some(number(&key, &value)?),
                 "filter[created_at][to]" => q.created_to = Some(number(&key, &value)?),
-                k if k == "filter[type]" || k.starts_with("filter[type][") => q.types.extend(
-                    value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|t| !t.is_empty())
-                        .map(String::from),
-                ),
+                k if k == "filter[type]" || k.starts_with("filter[type][") => {
+                    q.types.extend(list(&value));
+                }
+                k if k == "filter[entity]" || k.starts_with("filter[entity][") => {
+                    q.entities.extend(list(&value));
+                }
                 _ => {}
             }
         }
@@ -89,9 +123,19 @@ impl EventQuery {
 
     fn matches(&self, e: &Event) -> bool {
         (self.types.is_empty() || self.types.iter().any(|t| t == e.kind))
+            && (self.entities.is_empty() || self.entities.iter().any(|t| t == "lead"))
             && self.created_from.is_none_or(|f| e.created_at >= f)
             && self.created_to.is_none_or(|t| e.created_at <= t)
     }
+}
+
+/// The non-empty items of a comma list.
+fn list(value: &str) -> impl Iterator<Item = String> + '_ {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(String::from)
 }
 
 /// The page of matching events, newest first, and whether more follow.

@@ -11,20 +11,20 @@ use serde_json::{Map, Value, json};
 pub(crate) const ACCOUNT_ID: i64 = 31_234_567;
 pub(crate) const FIRST_LEAD_ID: i64 = 1_000_000;
 
-const DAY: i64 = 86_400;
-const USERS: [i64; 8] = [
+pub(crate) const DAY: i64 = 86_400;
+pub(crate) const USERS: [i64; 8] = [
     9_000_001, 9_000_002, 9_000_003, 9_000_004, 9_000_005, 9_000_006, 9_000_007, 9_000_008,
 ];
-const GROUPS: [i64; 3] = [401_001, 401_002, 401_003];
-const LOSS_REASONS: [i64; 4] = [4_000_001, 4_000_002, 4_000_003, 4_000_004];
-const PIPELINES: [(i64, &[i64]); 2] = [
+pub(crate) const GROUPS: [i64; 3] = [401_001, 401_002, 401_003];
+pub(crate) const LOSS_REASONS: [i64; 4] = [4_000_001, 4_000_002, 4_000_003, 4_000_004];
+pub(crate) const PIPELINES: [(i64, &[i64]); 2] = [
     (
         7_000_001,
         &[58_000_001, 58_000_002, 58_000_003, 58_000_004, 58_000_005],
     ),
     (7_000_002, &[58_000_011, 58_000_012, 58_000_013]),
 ];
-const TAGS: [(i64, &str, Option<&str>); 6] = [
+pub(crate) const TAGS: [(i64, &str, Option<&str>); 6] = [
     (30_001, "vip", Some("#FF5555")),
     (30_002, "website", None),
     (30_003, "повторный клиент", Some("#2E86C1")),
@@ -34,14 +34,14 @@ const TAGS: [(i64, &str, Option<&str>); 6] = [
 ];
 
 /// One custom field of the account: id, name, code, type.
-struct FieldDef {
-    id: i64,
-    name: &'static str,
-    code: Option<&'static str>,
-    kind: &'static str,
+pub(crate) struct FieldDef {
+    pub(crate) id: i64,
+    pub(crate) name: &'static str,
+    pub(crate) code: Option<&'static str>,
+    pub(crate) kind: &'static str,
 }
 
-const FIELDS: [FieldDef; 10] = [
+pub(crate) const FIELDS: [FieldDef; 10] = [
     FieldDef {
         id: 510_001,
         name: "Comment",
@@ -103,13 +103,13 @@ const FIELDS: [FieldDef; 10] = [
         kind: "price",
     },
 ];
-const SELECT_ENUMS: [(i64, &str, Option<&str>); 4] = [
+pub(crate) const SELECT_ENUMS: [(i64, &str, Option<&str>); 4] = [
     (700_101, "Website", Some("WEB")),
     (700_102, "Referral", None),
     (700_103, "Cold call", None),
     (700_104, "Выставка", None),
 ];
-const MULTI_ENUMS: [(i64, &str, Option<&str>); 4] = [
+pub(crate) const MULTI_ENUMS: [(i64, &str, Option<&str>); 4] = [
     (700_201, "CRM", Some("CRM")),
     (700_202, "Telephony", None),
     (700_203, "Analytics", None),

@@ -2,7 +2,9 @@
 //! request, whatever its path, is logged, passes the rate window, the
 //! switchable faults (block, unpaid, throttle burst, queued faults) and is
 //! counted; then `/api/v4/leads` (auth, churn, live offset paging),
-//! `/api/v4/events` and `/api/v4/account`. Decisions are made under the
+//! `/api/v4/events` and the structure endpoints of `directory`
+//! (`/api/v4/account`, pipelines, custom fields, users, loss reasons,
+//! tags). Decisions are made under the
 //! state lock in plain synchronous code as an [`Answer`] (text, so a fault
 //! can cut it); the lock is released before the body is serialized. Every
 //! response carries a `Date` header from the server's clock.
@@ -17,14 +19,13 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::directory::{self, Reply};
 use super::events::EventQuery;
 use super::faults::{Fault, RequestKind, RetryAfter, cut_in_middle, imf_fixdate};
-use super::generator::ACCOUNT_ID;
 use super::query::{self, ListQuery};
 use super::{Shared, State as SimState};
 
 const LEADS: &str = "/api/v4/leads";
-const ACCOUNT: &str = "/api/v4/account";
 const EVENTS: &str = "/api/v4/events";
 const HAL: &str = "application/hal+json";
 const PROBLEM: &str = "application/problem+json";
@@ -262,7 +263,7 @@ fn normal(
     headers: &HeaderMap,
     kind: RequestKind,
 ) -> Answer {
-    let known = matches!(path, LEADS | ACCOUNT | EVENTS);
+    let known = matches!(path, LEADS | EVENTS) || directory::serves(path);
     if known && method == Method::GET && !authorized(&st, headers) {
         return unauthorized();
     }
@@ -417,12 +418,24 @@ fn real_page(
             })
         }
         RequestKind::Other => Err(match path {
-            ACCOUNT if method == Method::GET => {
-                let now = st.account.now();
+            p if directory::serves(p) && method == Method::GET => {
+                let reply = directory::answer(&directory::Request {
+                    structure: st.account.structure(),
+                    base: &shared.base_url,
+                    path: p,
+                    raw,
+                    now: st.account.now(),
+                    users_forbidden: st.control.users_forbidden,
+                });
                 drop(st);
-                account(shared, raw, now)
+                match reply {
+                    Reply::Json(v) => json_body(StatusCode::OK, HAL, &v),
+                    Reply::NoContent => respond(StatusCode::NO_CONTENT, None, String::new()),
+                    Reply::Forbidden(detail) => problem(StatusCode::FORBIDDEN, detail),
+                    Reply::Invalid(e) => bad_request(&e.path, &e.detail),
+                }
             }
-            LEADS | ACCOUNT | EVENTS => {
+            p if matches!(p, LEADS | EVENTS) || directory::serves(p) => {
                 problem(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
             }
             _ => problem(StatusCode::NOT_FOUND, "Not Found"),
@@ -490,45 +503,4 @@ fn empty_page(shared: &Shared, path: &str, raw: Option<&str>, kind: RequestKind)
             "_embedded": {key: []},
         }),
     )
-}
-
-fn account(shared: &Shared, raw: Option<&str>, now: i64) -> Answer {
-    let mut body = json!({
-        "id": ACCOUNT_ID,
-        "name": "Simulated account",
-        "subdomain": "simulated",
-        "created_at": 1_577_836_800,
-        "created_by": 0,
-        "updated_at": now,
-        "updated_by": 0,
-        "current_user_id": 9_000_001,
-        "country": "US",
-        "currency": "USD",
-        "currency_symbol": "$",
-        "customers_mode": "disabled",
-        "is_unsorted_on": true,
-        "is_loss_reason_enabled": true,
-        "is_helpbot_enabled": false,
-        "is_technical_account": false,
-        "contact_name_display_order": 1,
-        "_links": {"self": {"href": format!("{}{ACCOUNT}", shared.base_url)}},
-    });
-    let with_dt = query::pairs(raw.unwrap_or(""))
-        .iter()
-        .any(|(k, v)| k == "with" && v.split(',').any(|w| w.trim() == "datetime_settings"));
-    if with_dt && let Some(obj) = body.as_object_mut() {
-        obj.insert(
-            "_embedded".into(),
-            json!({"datetime_settings": {
-                "date_pattern": "d.m.Y H:i",
-                "short_date_pattern": "d.m.Y",
-                "short_time_pattern": "H:i",
-                "date_format": "d.m.Y",
-                "time_format": "H:i:s",
-                "timezone": "UTC",
-                "timezone_offset": "+00:00",
-            }}),
-        );
-    }
-    json_body(StatusCode::OK, HAL, &body)
 }

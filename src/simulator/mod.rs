@@ -7,25 +7,39 @@
 //! pages, dropped connections, 429s with `Retry-After`, nginx error pages),
 //! the abuse block, the unpaid account, throttle bursts, a skewed server
 //! clock, leads stamped in the future, bulk edits sharing one second,
-//! replication lag, ignored filters and malformed lead objects. The
-//! behaviour follows `docs/kommo-api.md`.
+//! replication lag, ignored filters and malformed lead objects. It also
+//! models the account's structure (pipelines and statuses, custom fields,
+//! users, loss reasons, tags, served by their own endpoints), each lead's
+//! contacts (`with=contacts`) and its stage history (`lead_status_changed`
+//! events), consistently with the leads. The behaviour follows
+//! `docs/kommo-api.md`.
 //!
 //! [`Simulator`] is the public handle; `account` holds the leads,
-//! `generator` creates them, `query` parses list requests, `faults` decides
+//! `generator` creates them, `links` their contacts, `history` their past
+//! stage moves, `edits` changes their stage, tags, contacts and fields,
+//! `structure` holds the account's structure and `directory` serves it,
+//! `query` parses list requests, `events` the event log, `faults` decides
 //! which fault a request gets, `http` serves them and `stats` counts and
 //! logs what happened.
 
 mod account;
+mod directory;
+mod edits;
 mod events;
 mod faults;
 mod generator;
+mod history;
 mod http;
+mod links;
 mod query;
 mod stats;
+mod structure;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_faults;
+#[cfg(test)]
+mod tests_structure;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -34,6 +48,7 @@ use tokio::sync::watch;
 
 pub use account::Mutation;
 pub use faults::{Fault, FaultScope, RetryAfter};
+pub use history::StatusChange;
 pub use stats::{RequestRecord, SimulatorStats};
 
 use account::Account;
@@ -83,6 +98,8 @@ struct Control {
     bulk_after: Option<(u64, usize)>,
     /// the leads the scheduled bulk updates changed
     bulk_updated: Vec<i64>,
+    /// `/api/v4/users` answers 403 (a token without admin rights)
+    users_forbidden: bool,
 }
 
 /// Everything behind the one mutex.
@@ -168,6 +185,7 @@ impl Simulator {
                     filters_ignored: false,
                     bulk_after: None,
                     bulk_updated: Vec::new(),
+                    users_forbidden: false,
                 },
                 faults: Faults::default(),
                 stats: SimulatorStats::default(),
@@ -390,11 +408,19 @@ impl Simulator {
         self.shared.lock().account.add()
     }
 
-    /// Alive leads sorted by id, exactly as the API returns them (a change
-    /// still invisible is not shown; objects without a positive integer id
-    /// are not leads and not here).
+    /// Alive leads sorted by id, exactly as the API returns them with
+    /// `with=contacts`, i.e. with `_embedded.contacts` (a change still
+    /// invisible is not shown; objects without a positive integer id are
+    /// not leads and not here; objects added as given are as given).
     pub fn alive_leads(&self) -> Vec<serde_json::Value> {
         self.shared.lock().account.alive_leads()
+    }
+
+    /// [`Simulator::alive_leads`] as a listing without `with=contacts`
+    /// serves them: without `_embedded.contacts`.
+    pub fn alive_leads_without_contacts(&self) -> Vec<serde_json::Value> {
+        let leads = self.shared.lock().account.alive_leads();
+        leads.into_iter().map(links::without_contacts).collect()
     }
 
     /// Ids of the alive leads, ascending.
@@ -410,6 +436,134 @@ impl Simulator {
     /// Every mutation applied since start, in order.
     pub fn mutations(&self) -> Vec<Mutation> {
         self.shared.lock().account.mutations()
+    }
+
+    /// Moves the alive lead to `status_id` of `pipeline_id` (any of that
+    /// pipeline's statuses, 142 and 143 included) as a user of the account:
+    /// `updated_at` = server now, `closed_at` = now for 142/143 (null
+    /// otherwise), `loss_reason_id` one of the account's for 143 (null
+    /// otherwise), and exactly one `lead_status_changed` event with
+    /// `created_at` = that same second. Recorded as
+    /// [`Mutation::Updated`]. False (nothing changes) when the lead is not
+    /// alive, the status is not one of the pipeline's, or the lead is
+    /// already there.
+    pub fn change_lead_status(&self, id: i64, pipeline_id: i64, status_id: i64) -> bool {
+        self.shared
+            .lock()
+            .account
+            .change_status(id, pipeline_id, status_id)
+    }
+
+    /// The lead's `_embedded.tags` become the account's tags `tag_ids`
+    /// (each once, in that order; `&[]` removes all); `updated_at` = server
+    /// now. False (nothing changes) when the lead is not alive or a tag is
+    /// not the account's ([`Simulator::add_tag`] adds one).
+    pub fn set_lead_tags(&self, lead_id: i64, tag_ids: &[i64]) -> bool {
+        self.shared.lock().account.set_tags(lead_id, tag_ids)
+    }
+
+    /// The lead's `_embedded.contacts` become `contacts`, `(contact id,
+    /// is_main)` as given; `updated_at` = server now (whether Kommo bumps it
+    /// on a link change is unconfirmed). False when the lead is not alive.
+    pub fn set_lead_contacts(&self, lead_id: i64, contacts: &[(i64, bool)]) -> bool {
+        self.shared.lock().account.set_contacts(lead_id, contacts)
+    }
+
+    /// The `values` array of the lead's custom field `field_id` becomes
+    /// `values` (e.g. `json!([{"value": "x"}])`, or with `enum_id` for a
+    /// select); a lead without the field gets it, `null` or `[]` removes it
+    /// (`custom_fields_values` is null when none is left). `updated_at` =
+    /// server now. False when the lead is not alive or the field is not the
+    /// account's.
+    pub fn set_lead_custom_field(
+        &self,
+        lead_id: i64,
+        field_id: i64,
+        values: serde_json::Value,
+    ) -> bool {
+        self.shared
+            .lock()
+            .account
+            .set_custom_field(lead_id, field_id, values)
+    }
+
+    /// While true, `GET /api/v4/users` answers 403 `application/problem+json`
+    /// (detail "Access denied"), as for a token without admin rights.
+    pub fn set_users_forbidden(&self, forbidden: bool) {
+        self.shared.lock().control.users_forbidden = forbidden;
+    }
+
+    /// Renames a user (same id). False when no user has `id`.
+    pub fn rename_user(&self, id: i64, name: &str) -> bool {
+        self.shared.lock().account.structure.rename_user(id, name)
+    }
+
+    /// Renames status `status_id` of pipeline `pipeline_id` (same id; 142
+    /// and 143 are renamed in that pipeline only). False when unknown.
+    pub fn rename_status(&self, pipeline_id: i64, status_id: i64, name: &str) -> bool {
+        self.shared
+            .lock()
+            .account
+            .structure
+            .rename_status(pipeline_id, status_id, name)
+    }
+
+    /// Adds a tag (no colour) with a new id, which it returns.
+    pub fn add_tag(&self, name: &str) -> i64 {
+        self.shared.lock().account.structure.add_tag(name)
+    }
+
+    /// Renames a tag (same id). Leads carrying it show the new name in
+    /// `_embedded.tags` at once, their `updated_at` unchanged (the real
+    /// service renders the name when it answers). False when unknown.
+    pub fn rename_tag(&self, id: i64, name: &str) -> bool {
+        self.shared.lock().account.rename_tag(id, name)
+    }
+
+    /// Renames a custom field (same id). Leads carrying it show the new
+    /// `field_name` at once, their `updated_at` unchanged. False when
+    /// unknown.
+    pub fn rename_custom_field(&self, id: i64, name: &str) -> bool {
+        self.shared.lock().account.rename_field(id, name)
+    }
+
+    /// Renames a loss reason (same id; its `updated_at` = server now).
+    /// False when unknown.
+    pub fn rename_loss_reason(&self, id: i64, name: &str) -> bool {
+        let mut st = self.shared.lock();
+        let now = st.account.now();
+        st.account.structure.rename_loss_reason(id, name, now)
+    }
+
+    /// The account's time zone as `with=datetime_settings` shows it: an
+    /// IANA name and its UTC offset (default `"UTC"`, `"+00:00"`), e.g.
+    /// `("America/Sao_Paulo", "-03:00")`.
+    pub fn set_timezone(&self, name: &str, offset: &str) {
+        self.shared
+            .lock()
+            .account
+            .structure
+            .set_timezone(name, offset);
+    }
+
+    /// The account's structure now, computed from the simulator's own
+    /// state, each part exactly as its endpoint serves it: `{"account":
+    /// (GET /api/v4/account?with=datetime_settings,users_groups),
+    /// "pipelines": [..], "custom_fields": [..], "users": [..],
+    /// "loss_reasons": [..], "tags": [..]}` (the arrays are the
+    /// `_embedded` lists of every page, in order; `account.updated_at` is
+    /// the server's now).
+    pub fn structure(&self) -> serde_json::Value {
+        let st = self.shared.lock();
+        st.account
+            .structure()
+            .snapshot(st.account.base_url(), st.account.now())
+    }
+
+    /// Every `lead_status_changed` event of the log (generated history
+    /// included), oldest first.
+    pub fn status_events(&self) -> Vec<StatusChange> {
+        self.shared.lock().account.status_events()
     }
 
     /// The counters so far.

@@ -30,6 +30,8 @@ pub(crate) struct ListQuery {
     pub(crate) page: u64,
     pub(crate) limit: u64,
     pub(crate) only_deleted: bool,
+    /// `with=contacts`: leads carry `_embedded.contacts`
+    pub(crate) with_contacts: bool,
     ranges: Vec<Range>,
     ids: Option<BTreeSet<i64>>,
     /// `(field, descending)`, primary first.
@@ -110,6 +112,7 @@ impl ListQuery {
             page: 1,
             limit: 50,
             only_deleted: false,
+            with_contacts: false,
             ranges: Vec::new(),
             ids: None,
             order: Vec::new(),
@@ -130,6 +133,7 @@ impl ListQuery {
                 }
                 "with" => {
                     q.only_deleted |= value.split(',').any(|w| w.trim() == "only_deleted");
+                    q.with_contacts |= value.split(',').any(|w| w.trim() == "contacts");
                 }
                 _ => q.parse_bracketed(&key, &value)?,
             }
