@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use common::{TestEnv, mirror_rows, run_statuses};
 use kommo_sync::simulator::SimulatorConfig;
@@ -424,37 +424,166 @@ async fn once_follows_deletions_and_restores_that_keep_updated_at() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn views_expose_custom_fields_and_tags() {
-    let env = TestEnv::start(account(300, 0)).await;
-    env.run_ok(&["--backfill"]).await;
+/// One row of `lead_field_values`.
+#[derive(Debug, PartialEq, sqlx::FromRow)]
+struct FieldRow {
+    lead_id: i64,
+    field_id: i64,
+    position: i64,
+    field_type: Option<String>,
+    value_text: Option<String>,
+    value_number: Option<f64>,
+    value_bool: Option<i64>,
+    value_date: Option<i64>,
+    enum_id: Option<i64>,
+    enum_code: Option<String>,
+}
+
+/// The detail rows of a set of leads.
+#[derive(Default)]
+struct Details {
+    fields: BTreeMap<(i64, i64, i64), FieldRow>,
+    tags: BTreeSet<(i64, i64)>,
+    contacts: BTreeSet<(i64, i64, bool)>,
+    companies: BTreeSet<(i64, i64)>,
+}
+
+/// What the rows of each alive lead of the account should be, computed from
+/// the account's JSON with the README's typing rules.
+fn expected_details(account: &[serde_json::Value]) -> Details {
+    let mut d = Details::default();
+    for lead in account {
+        let id = lead["id"].as_i64().unwrap();
+        for f in lead["custom_fields_values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let field_id = f["field_id"].as_i64().unwrap();
+            let kind = f["field_type"].as_str().map(str::to_string);
+            for (pos, v) in f["values"].as_array().into_iter().flatten().enumerate() {
+                let value = &v["value"];
+                let (mut text, mut number, mut boolean, mut date) = (None, None, None, None);
+                match (kind.as_deref(), value) {
+                    (Some("numeric" | "price"), serde_json::Value::String(s)) => {
+                        number = Some(s.parse::<f64>().unwrap())
+                    }
+                    (Some("date" | "date_time"), serde_json::Value::String(s)) => {
+                        let day = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+                        date = Some(day.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp());
+                    }
+                    (Some("date" | "date_time"), n) => date = n.as_i64(),
+                    (_, serde_json::Value::Bool(b)) => boolean = Some(i64::from(*b)),
+                    (_, serde_json::Value::Number(n)) => number = n.as_f64(),
+                    (_, serde_json::Value::String(s)) => text = Some(s.clone()),
+                    (_, other) => panic!("unexpected value {other}"),
+                }
+                let row = FieldRow {
+                    lead_id: id,
+                    field_id,
+                    position: pos as i64,
+                    field_type: kind.clone(),
+                    value_text: text,
+                    value_number: number,
+                    value_bool: boolean,
+                    value_date: date,
+                    enum_id: v["enum_id"].as_i64(),
+                    enum_code: v["enum_code"].as_str().map(str::to_string),
+                };
+                d.fields.insert((id, field_id, pos as i64), row);
+            }
+        }
+        let embedded = &lead["_embedded"];
+        for t in embedded["tags"].as_array().into_iter().flatten() {
+            d.tags.insert((id, t["id"].as_i64().unwrap()));
+        }
+        for c in embedded["contacts"].as_array().into_iter().flatten() {
+            d.contacts
+                .insert((id, c["id"].as_i64().unwrap(), c["is_main"] == true));
+        }
+        for c in embedded["companies"].as_array().into_iter().flatten() {
+            d.companies.insert((id, c["id"].as_i64().unwrap()));
+        }
+    }
+    d
+}
+
+/// Every alive lead's typed field values and links in the mirror equal the
+/// account's, value for value, and no row is left for a value the lead no
+/// longer has.
+async fn assert_details_equal_account(env: &TestEnv) {
     let pool = env.db().await;
-    let account = env.sim.alive_leads();
-    let expected_values: usize = account
-        .iter()
-        .filter_map(|l| l["custom_fields_values"].as_array())
-        .flatten()
-        .map(|f| f["values"].as_array().map_or(0, Vec::len))
-        .sum();
-    let values: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM lead_custom_field_values")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(values as usize, expected_values);
-    let expected_tags: usize = account
-        .iter()
-        .map(|l| l["_embedded"]["tags"].as_array().map_or(0, Vec::len))
-        .sum();
-    let tags: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM lead_tags")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(tags as usize, expected_tags);
-    let alive: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM alive_leads")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(alive, 300);
+    let Details {
+        fields,
+        tags,
+        contacts,
+        companies,
+    } = expected_details(&env.sim.alive_leads());
+    let alive = "lead_id IN (SELECT id FROM leads WHERE is_deleted = 0)";
+    let rows: Vec<FieldRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT * FROM lead_field_values WHERE {alive}"
+    )))
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mirrored: BTreeMap<(i64, i64, i64), FieldRow> = rows
+        .into_iter()
+        .map(|r| ((r.lead_id, r.field_id, r.position), r))
+        .collect();
+    assert!(!fields.is_empty());
+    assert_eq!(mirrored.len(), fields.len(), "field value rows");
+    for (key, row) in &fields {
+        assert_eq!(mirrored.get(key), Some(row), "lead_field_values {key:?}");
+    }
+    let got: BTreeSet<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT lead_id, tag_id FROM lead_tags WHERE {alive}"
+    )))
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    assert_eq!(got, tags, "lead_tags");
+    let got: BTreeSet<(i64, i64, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT lead_id, contact_id, is_main FROM lead_contacts WHERE {alive}"
+    )))
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    assert_eq!(got, contacts, "lead_contacts");
+    let got: BTreeSet<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT lead_id, company_id FROM lead_companies WHERE {alive}"
+    )))
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    assert_eq!(got, companies, "lead_companies");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_lead_s_typed_field_values_and_links_equal_the_account_after_backfill_and_once() {
+    let env = TestEnv::start(account(600, 0)).await;
+    env.run_ok(&["--backfill"]).await;
+    assert_details_equal_account(&env).await;
+
+    // Updates change custom field values (some fields appear or vanish);
+    // some leads are deleted, some added.
+    for id in env.sim.alive_ids().iter().step_by(7) {
+        assert!(env.sim.update_lead(*id));
+    }
+    for id in env.sim.alive_ids().iter().skip(3).step_by(40) {
+        assert!(env.sim.delete_lead(*id));
+    }
+    for _ in 0..10 {
+        env.sim.add_lead();
+    }
+    env.run_ok(&["--once"]).await;
+    env.assert_mirror_equals_account().await;
+    assert_details_equal_account(&env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -89,10 +89,12 @@ impl LeadQuery {
             ("page", self.page.to_string()),
             ("limit", self.limit.to_string()),
         ];
+        // `contacts`: the lead's contact links (`_embedded.contacts`), which
+        // Kommo leaves out unless asked.
         let with = if self.only_deleted {
             "only_deleted,source_id"
         } else {
-            "source_id"
+            "contacts,source_id"
         };
         q.push(("with", with.to_string()));
         if let Some(from) = self.updated_from {
@@ -308,10 +310,10 @@ impl KommoClient {
         token: &Secret,
         query: &LeadQuery,
     ) -> Result<LeadPage, KommoError> {
-        self.get(token, "api/v4/leads", &query.to_pairs(), |body| {
+        self.get_bytes(token, "api/v4/leads", &query.to_pairs(), |body| {
             let page = match body {
                 None => LeadPage::default(),
-                Some(body) => LeadPage::from_json(body)?,
+                Some(body) => LeadPage::from_slice(body)?,
             };
             query.check_answer(&page)?;
             Ok(page)
@@ -387,6 +389,28 @@ impl KommoClient {
         query: &[(&'static str, String)],
         parse: impl Fn(Option<Value>) -> Result<T, KommoError>,
     ) -> Result<T, KommoError> {
+        self.get_bytes(token, path, query, |body| {
+            let value = body
+                .map(|bytes| {
+                    serde_json::from_slice(bytes).map_err(|e| KommoError::Decode {
+                        message: format!("HTTP 200 with a body that is not JSON ({e})"),
+                    })
+                })
+                .transpose()?;
+            parse(value)
+        })
+        .await
+    }
+
+    /// Like [`KommoClient::get`], with the body's bytes: a large answer is
+    /// read where it lies, without building a JSON tree first.
+    async fn get_bytes<T>(
+        &self,
+        token: &Secret,
+        path: &str,
+        query: &[(&'static str, String)],
+        parse: impl Fn(Option<&[u8]>) -> Result<T, KommoError>,
+    ) -> Result<T, KommoError> {
         let mut url = self.base.join(path).map_err(|e| KommoError::Transport {
             message: format!("cannot build the URL for {path}: {e}"),
         })?;
@@ -410,7 +434,7 @@ impl KommoClient {
             let result = self
                 .send_once(url.clone(), auth.clone())
                 .await
-                .and_then(&parse);
+                .and_then(|body| parse(body.as_deref()));
             let error = match result {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
@@ -463,7 +487,11 @@ impl KommoClient {
         }
     }
 
-    async fn send_once(&self, url: Url, auth: HeaderValue) -> Result<Option<Value>, KommoError> {
+    async fn send_once(
+        &self,
+        url: Url,
+        auth: HeaderValue,
+    ) -> Result<Option<bytes::Bytes>, KommoError> {
         let response = self
             .http
             .get(url)
@@ -488,11 +516,7 @@ impl KommoClient {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
-        serde_json::from_slice(&body)
-            .map(Some)
-            .map_err(|e| KommoError::Decode {
-                message: format!("HTTP {status} with a body that is not JSON ({e})"),
-            })
+        Ok(Some(body))
     }
 }
 

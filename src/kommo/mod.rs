@@ -4,6 +4,7 @@
 mod client;
 mod counts;
 mod error;
+mod lead;
 mod model;
 mod pacer;
 mod stage;
@@ -12,6 +13,8 @@ pub mod structure;
 pub use client::{ClientOptions, EventQuery, KommoClient, LeadOrder, LeadQuery};
 pub use counts::ResponseCounts;
 pub use error::KommoError;
-pub use model::{EventPage, Lead, LeadEvent, LeadId, LeadPage, SkippedLead};
+pub use model::{
+    Column, EventPage, FieldValue, Lead, LeadEvent, LeadId, LeadPage, SCALAR_COLUMNS, SkippedLead,
+};
 pub use pacer::{Pacer, WINDOW_MARGIN, request_spacing};
 pub use stage::{LeadEventsPage, STATUS_CHANGED, StatusChange};

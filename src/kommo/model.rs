@@ -1,32 +1,21 @@
 //! The shapes Kommo sends: a page of leads (`_embedded.leads`, `_links.next`)
-//! and the few lead fields the sync itself needs.
+//! and a page of events.
 //!
-//! A lead is kept as the JSON object it arrived as (unknown fields included),
-//! so a new field in the API never breaks parsing. Only `id` must be usable:
-//! an element without a positive integer id is skipped (and reported), never
-//! a reason to reject its page. A `200` whose `_embedded.leads` is missing or
-//! empty is not a page at all: the end of a listing is a `204` or a short
-//! page, so such an answer is a (transient) decode error.
+//! A page is read straight from the response bytes: each lead is cut out as
+//! its JSON text and read once ([`Lead::from_raw`]). Only `id` must be
+//! usable: an element without a positive integer id is skipped (and
+//! reported), never a reason to reject its page. A `200` whose
+//! `_embedded.leads` is missing or empty is not a page at all: the end of a
+//! listing is a `204` or a short page, so such an answer is a (transient)
+//! decode error.
 
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::KommoError;
-
-/// Kommo's id of a lead.
-pub type LeadId = i64;
-
-/// One lead as received.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Lead {
-    /// Kommo's lead id.
-    pub id: LeadId,
-    /// `updated_at`, Unix seconds, when it is an integer.
-    pub updated_at: Option<i64>,
-    /// `is_deleted` is `true` (leads listed with `with=only_deleted`).
-    pub is_deleted: bool,
-    /// The whole object as received.
-    pub raw: Map<String, Value>,
-}
+use super::lead::json_kind;
+pub use super::lead::{Column, FieldValue, Lead, LeadId, SCALAR_COLUMNS};
 
 /// An element of `_embedded.leads` that cannot be stored, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,53 +24,6 @@ pub struct SkippedLead {
     pub index: usize,
     /// What is wrong with it, e.g. `id is the string "abc"`.
     pub reason: String,
-}
-
-impl Lead {
-    /// Reads a lead out of one element of `_embedded.leads`; `Err` says why
-    /// it cannot be stored (no usable id).
-    pub fn from_json(value: Value) -> Result<Lead, String> {
-        let Value::Object(raw) = value else {
-            return Err(format!("it is not an object but {}", kind_of(&value)));
-        };
-        let id = match raw.get("id") {
-            None | Some(Value::Null) => return Err("it has no id".into()),
-            Some(v) => v
-                .as_i64()
-                .filter(|id| *id > 0)
-                .ok_or_else(|| format!("its id is not a positive integer but {}", short(v)))?,
-        };
-        let updated_at = raw.get("updated_at").and_then(Value::as_i64);
-        let is_deleted = raw.get("is_deleted").and_then(Value::as_bool) == Some(true);
-        Ok(Lead {
-            id,
-            updated_at,
-            is_deleted,
-            raw,
-        })
-    }
-}
-
-/// `a string`, `an object`... for messages.
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// A value for a message, at most 40 characters.
-fn short(v: &Value) -> String {
-    let text = v.to_string();
-    if text.chars().count() <= 40 {
-        text
-    } else {
-        format!("{}…", text.chars().take(40).collect::<String>())
-    }
 }
 
 /// One page of `GET /api/v4/leads`.
@@ -95,35 +37,69 @@ pub struct LeadPage {
     pub has_next: bool,
 }
 
+/// The top of a leads answer; everything else is skipped unread.
+#[derive(Deserialize)]
+struct WirePage<'a> {
+    #[serde(default, borrow, rename = "_links")]
+    links: Option<&'a RawValue>,
+    #[serde(default, borrow, rename = "_embedded")]
+    embedded: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct WireLinks<'a> {
+    #[serde(default, borrow)]
+    next: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct WireEmbeddedLeads<'a> {
+    #[serde(default, borrow)]
+    leads: Option<&'a RawValue>,
+}
+
 impl LeadPage {
     /// Parses a 200 body. A body without `_embedded.leads`, or with an empty
     /// list, is an error: only a `204` or a short page ends a listing.
-    pub fn from_json(body: Value) -> Result<LeadPage, KommoError> {
-        let Value::Object(mut top) = body else {
-            return Err(KommoError::Decode {
-                message: "the leads response is not a JSON object".into(),
-            });
+    pub fn from_slice(body: &[u8]) -> Result<LeadPage, KommoError> {
+        let decode = |message: String| KommoError::Decode { message };
+        let text = std::str::from_utf8(body)
+            .map_err(|e| decode(format!("the leads response is not UTF-8 ({e})")))?;
+        if json_kind(text) != "an object" {
+            return Err(decode("the leads response is not a JSON object".into()));
+        }
+        let top: WirePage<'_> = serde_json::from_str(text)
+            .map_err(|e| decode(format!("the leads response is not valid JSON ({e})")))?;
+        let has_next = match top.links {
+            Some(links) if json_kind(links.get()) == "an object" => {
+                serde_json::from_str::<WireLinks<'_>>(links.get())
+                    .ok()
+                    .and_then(|l| l.next)
+                    .is_some_and(|next| json_kind(next.get()) != "null")
+            }
+            _ => false,
         };
-        let has_next = top
-            .get("_links")
-            .and_then(|l| l.get("next"))
-            .is_some_and(|n| !n.is_null());
-        let items = match top.remove("_embedded") {
-            Some(Value::Object(mut embedded)) => match embedded.remove("leads") {
-                Some(Value::Array(items)) => items,
-                None | Some(Value::Null) => return Err(no_leads("_embedded.leads is missing")),
-                Some(other) => {
-                    return Err(KommoError::Decode {
-                        message: format!("_embedded.leads is {}, not an array", kind_of(&other)),
-                    });
+        let embedded = match top.embedded {
+            None => return Err(no_leads("_embedded is missing")),
+            Some(raw) => match json_kind(raw.get()) {
+                "null" => return Err(no_leads("_embedded is missing")),
+                "an object" => raw,
+                other => return Err(decode(format!("_embedded is {other}, not an object"))),
+            },
+        };
+        let leads = serde_json::from_str::<WireEmbeddedLeads<'_>>(embedded.get())
+            .map_err(|e| decode(format!("_embedded cannot be read ({e})")))?
+            .leads;
+        let items: Vec<&RawValue> = match leads {
+            None => return Err(no_leads("_embedded.leads is missing")),
+            Some(raw) => match json_kind(raw.get()) {
+                "null" => return Err(no_leads("_embedded.leads is missing")),
+                "an array" => serde_json::from_str(raw.get())
+                    .map_err(|e| decode(format!("_embedded.leads cannot be read ({e})")))?,
+                other => {
+                    return Err(decode(format!("_embedded.leads is {other}, not an array")));
                 }
             },
-            None | Some(Value::Null) => return Err(no_leads("_embedded is missing")),
-            Some(other) => {
-                return Err(KommoError::Decode {
-                    message: format!("_embedded is {}, not an object", kind_of(&other)),
-                });
-            }
         };
         if items.is_empty() {
             return Err(no_leads("_embedded.leads is empty"));
@@ -134,12 +110,17 @@ impl LeadPage {
             has_next,
         };
         for (index, item) in items.into_iter().enumerate() {
-            match Lead::from_json(item) {
+            match Lead::from_raw(item) {
                 Ok(lead) => page.leads.push(lead),
                 Err(reason) => page.skipped.push(SkippedLead { index, reason }),
             }
         }
         Ok(page)
+    }
+
+    /// Like [`LeadPage::from_slice`], from a parsed value (tests).
+    pub fn from_json(body: Value) -> Result<LeadPage, KommoError> {
+        LeadPage::from_slice(body.to_string().as_bytes())
     }
 
     /// Elements received, stored or skipped.
@@ -255,7 +236,7 @@ mod tests {
         .unwrap();
         assert!(page.has_next);
         assert_eq!(page.leads.len(), 2);
-        assert_eq!(page.leads[0].raw["new"], json!({"a": 1}));
+        assert_eq!(page.leads[0].to_value()["new"], json!({"a": 1}));
         assert!(page.leads[1].is_deleted);
         assert_eq!(page.leads[0].updated_at, Some(10));
     }

@@ -1,112 +1,95 @@
 //! The `leads` table: upserting leads exactly as received, and marking
 //! deletions without ever removing a row.
 
-use serde_json::Value;
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Arguments, AssertSqlSafe, Sqlite, SqlitePool, Transaction};
 
 use super::StoreError;
-use crate::kommo::{Lead, LeadId};
+use crate::kommo::{Column, Lead, LeadId, SCALAR_COLUMNS};
 
-/// The scalar columns copied from the lead's field of the same name, "as Kommo
-/// sends them" (SQLite keeps the type received: an integer stays an integer, a
-/// string a string, null NULL).
-pub const SCALAR_COLUMNS: [&str; 17] = [
-    "name",
-    "price",
-    "responsible_user_id",
-    "group_id",
-    "status_id",
-    "pipeline_id",
-    "loss_reason_id",
-    "source_id",
-    "created_by",
-    "updated_by",
-    "score",
-    "account_id",
-    "labor_cost",
-    "created_at",
-    "updated_at",
-    "closed_at",
-    "closest_task_at",
-];
+/// Leads per upsert statement: a page of Kommo's maximum size in one, far
+/// below SQLite's limit of 32,766 bound values.
+const ROWS_PER_STATEMENT: usize = 250;
 
-const UPSERT_ALIVE: &str = "INSERT INTO leads (id, name, price, responsible_user_id, group_id, \
-    status_id, pipeline_id, loss_reason_id, source_id, created_by, updated_by, score, account_id, \
-    labor_cost, created_at, updated_at, closed_at, closest_task_at, is_deleted, deleted_at, \
-    custom_fields_values, raw, synced_at) \
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?) \
-    ON CONFLICT (id) DO UPDATE SET name = excluded.name, price = excluded.price, \
-    responsible_user_id = excluded.responsible_user_id, group_id = excluded.group_id, \
-    status_id = excluded.status_id, pipeline_id = excluded.pipeline_id, \
-    loss_reason_id = excluded.loss_reason_id, source_id = excluded.source_id, \
-    created_by = excluded.created_by, updated_by = excluded.updated_by, score = excluded.score, \
-    account_id = excluded.account_id, labor_cost = excluded.labor_cost, \
-    created_at = excluded.created_at, updated_at = excluded.updated_at, \
-    closed_at = excluded.closed_at, closest_task_at = excluded.closest_task_at, \
-    is_deleted = 0, deleted_at = NULL, custom_fields_values = excluded.custom_fields_values, \
-    raw = excluded.raw, synced_at = excluded.synced_at";
+/// `INSERT ... VALUES (...), (...) ON CONFLICT DO UPDATE` for `rows` leads.
+fn upsert_sql(rows: usize) -> String {
+    let columns = SCALAR_COLUMNS.join(", ");
+    let row = format!(
+        "(?{}, 0, NULL, ?, ?, ?)",
+        ", ?".repeat(SCALAR_COLUMNS.len())
+    );
+    let updates: Vec<String> = SCALAR_COLUMNS
+        .iter()
+        .chain(&["custom_fields_values", "raw", "synced_at"])
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO leads (id, {columns}, is_deleted, deleted_at, custom_fields_values, raw, synced_at) \
+         VALUES {} ON CONFLICT (id) DO UPDATE SET {}, is_deleted = 0, deleted_at = NULL",
+        vec![row; rows].join(", "),
+        updates.join(", ")
+    )
+}
 
-/// Upserts an alive lead; a lead that was marked deleted becomes alive again.
+/// Upserts alive leads, a few statements for a whole page; a lead that was
+/// marked deleted becomes alive again. Fields of an unexpected type are
+/// stored NULL with a warning (`raw` keeps them).
 pub async fn upsert_alive(
     tx: &mut Transaction<'static, Sqlite>,
-    lead: &Lead,
+    leads: &[&Lead],
     now: i64,
 ) -> Result<(), StoreError> {
-    let mut query = sqlx::query(UPSERT_ALIVE).bind(lead.id);
-    let mut misfits = Vec::new();
-    for column in SCALAR_COLUMNS {
-        let value = lead.raw.get(column).unwrap_or(&Value::Null);
-        query = match (column, value) {
-            (_, Value::Null) => query.bind(None::<i64>),
-            ("name", Value::String(text)) => query.bind(text.as_str()),
-            (_, Value::Number(n)) if column != "name" && n.is_i64() => query.bind(n.as_i64()),
-            (_, other) => {
-                misfits.push((column, kind_of(other)));
-                query.bind(None::<i64>)
+    for chunk in leads.chunks(ROWS_PER_STATEMENT) {
+        let mut args = SqliteArguments::default();
+        for lead in chunk {
+            if !lead.misfits.is_empty() {
+                tracing::warn!(
+                    lead_id = lead.id,
+                    "lead {} has fields of an unexpected type ({}); stored NULL in those columns, `raw` keeps the lead as received",
+                    lead.id,
+                    lead.misfits.join(", ")
+                );
             }
-        };
-    }
-    let custom_fields = match lead.raw.get("custom_fields_values") {
-        None | Some(Value::Null) => None,
-        Some(v @ Value::Array(_)) => Some(v.to_string()),
-        Some(other) => {
-            misfits.push(("custom_fields_values", kind_of(other)));
-            None
+            bind(&mut args, lead.id)?;
+            for column in &lead.columns {
+                match column {
+                    Column::Null => bind(&mut args, None::<i64>)?,
+                    Column::Integer(n) => bind(&mut args, *n)?,
+                    Column::Text(text) => bind(&mut args, text.as_str())?,
+                }
+            }
+            bind(&mut args, lead.custom_fields_json.as_deref())?;
+            bind(&mut args, lead.raw.get())?;
+            bind(&mut args, now)?;
         }
-    };
-    if !misfits.is_empty() {
-        let fields: Vec<String> = misfits
-            .iter()
-            .map(|(column, kind)| format!("{column} is {kind}"))
-            .collect();
-        tracing::warn!(
-            lead_id = lead.id,
-            "lead {} has fields of an unexpected type ({}); stored NULL in those columns, `raw` keeps the lead as received",
-            lead.id,
-            fields.join(", ")
-        );
+        sqlx::query_with(AssertSqlSafe(upsert_sql(chunk.len())), args)
+            .execute(&mut **tx)
+            .await?;
     }
-    let raw = Value::Object(lead.raw.clone()).to_string();
-    query
-        .bind(custom_fields)
-        .bind(raw)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
     Ok(())
 }
 
-/// `a string`, `an object`... for the warning about a misfit.
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(n) if n.is_i64() => "an integer",
-        Value::Number(_) => "a fractional or out-of-range number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// Adds one bound value.
+pub(super) fn bind<'q, T>(args: &mut SqliteArguments, value: T) -> Result<(), StoreError>
+where
+    T: sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite>,
+{
+    args.add(value)
+        .map_err(|e| StoreError::Sql(sqlx::Error::Encode(e)))
+}
+
+/// The ids as a JSON array, for `IN (SELECT value FROM json_each(?))`: one
+/// bound value whatever the number of ids.
+pub(super) fn id_list(ids: impl Iterator<Item = LeadId>) -> String {
+    let mut out = String::from("[");
+    for (i, id) in ids.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&id.to_string());
     }
+    out.push(']');
+    out
 }
 
 /// Records a lead listed by `with=only_deleted`: marks the mirrored row deleted
@@ -117,7 +100,6 @@ pub async fn mark_deleted_from_listing(
     lead: &Lead,
     now: i64,
 ) -> Result<(), StoreError> {
-    let raw = Value::Object(lead.raw.clone()).to_string();
     sqlx::query(
         "INSERT INTO leads (id, updated_at, is_deleted, deleted_at, raw, synced_at) \
          VALUES (?, ?, 1, ?, ?, ?) \
@@ -128,7 +110,7 @@ pub async fn mark_deleted_from_listing(
     .bind(lead.id)
     .bind(lead.updated_at)
     .bind(now)
-    .bind(raw)
+    .bind(lead.raw.get())
     .bind(now)
     .execute(&mut **tx)
     .await?;
@@ -152,21 +134,22 @@ pub async fn mark_gone(
     Ok(())
 }
 
-/// Notes that the unfinished full pass, if any, has seen this lead alive.
+/// Notes that the unfinished full pass, if any, has seen these leads alive.
 ///
-/// Whatever run upserted it: a lead a `--once` mirrors while a full pass is
+/// Whatever run upserted them: a lead a `--once` mirrors while a full pass is
 /// unfinished (new, or restored) was alive after the pass started, and must
 /// not be marked deleted when the pass completes without meeting it.
 pub async fn mark_seen(
     tx: &mut Transaction<'static, Sqlite>,
-    id: LeadId,
+    ids: &[LeadId],
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO lead_full_pass_seen (lead_id, full_pass) \
-         SELECT ?1, full_pass FROM sync_state WHERE id = 1 AND full_cursor IS NOT NULL \
+         SELECT j.value, s.full_pass FROM json_each(?1) AS j, sync_state AS s \
+         WHERE s.id = 1 AND s.full_cursor IS NOT NULL \
          ON CONFLICT (lead_id) DO UPDATE SET full_pass = excluded.full_pass",
     )
-    .bind(id)
+    .bind(id_list(ids.iter().copied()))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -5,6 +5,7 @@
 //! and deletion marks), `runs` (the `sync_runs` record) and `state` (cursors
 //! and the full-pass bookkeeping).
 
+mod lead_details;
 mod leads;
 mod run_stats;
 mod runs;
@@ -155,13 +156,16 @@ impl Store {
     pub async fn commit_page(&self, commit: PageCommit<'_>) -> Result<(), StoreError> {
         let _writer = self.writer.lock().await;
         let mut tx = self.begin().await?;
-        for lead in commit.leads {
-            if lead.is_deleted {
-                leads::mark_deleted_from_listing(&mut tx, lead, commit.now).await?;
-            } else {
-                leads::upsert_alive(&mut tx, lead, commit.now).await?;
-                leads::mark_seen(&mut tx, lead.id).await?;
-            }
+        let (deleted, alive): (Vec<&Lead>, Vec<&Lead>) =
+            commit.leads.iter().partition(|lead| lead.is_deleted);
+        for lead in deleted {
+            leads::mark_deleted_from_listing(&mut tx, lead, commit.now).await?;
+        }
+        if !alive.is_empty() {
+            leads::upsert_alive(&mut tx, &alive, commit.now).await?;
+            lead_details::replace(&mut tx, &alive).await?;
+            let ids: Vec<LeadId> = alive.iter().map(|lead| lead.id).collect();
+            leads::mark_seen(&mut tx, &ids).await?;
         }
         for id in commit.gone {
             leads::mark_gone(&mut tx, *id, commit.now).await?;
@@ -510,6 +514,6 @@ mod tests {
         assert_eq!(name.as_deref(), Some("nul\u{0}and 𝄞"));
         assert_eq!((price, status, cf), (None, None, None));
         let raw: serde_json::Value = serde_json::from_str(&raw).unwrap();
-        assert_eq!(raw, serde_json::Value::Object(odd.raw));
+        assert_eq!(raw, odd.to_value());
     }
 }

@@ -1,0 +1,624 @@
+//! One lead as received, read once: its JSON text kept whole (unknown fields
+//! included, so a new field in the API never breaks anything), the columns
+//! of the `leads` table, its custom field values typed, and its links to
+//! tags, contacts and companies.
+//!
+//! Reading borrows from the page's bytes: nothing is copied but what is
+//! kept. Only `id` must be usable; any other field of an unexpected type is
+//! noted as a misfit (its column stays NULL, `raw` keeps it) rather than a
+//! reason to drop the lead.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// Kommo's id of a lead.
+pub type LeadId = i64;
+
+/// The scalar columns of `leads`, in table order, each copied from the
+/// lead's field of the same name.
+pub const SCALAR_COLUMNS: [&str; 17] = [
+    "name",
+    "price",
+    "responsible_user_id",
+    "group_id",
+    "status_id",
+    "pipeline_id",
+    "loss_reason_id",
+    "source_id",
+    "created_by",
+    "updated_by",
+    "score",
+    "account_id",
+    "labor_cost",
+    "created_at",
+    "updated_at",
+    "closed_at",
+    "closest_task_at",
+];
+
+/// The value of one scalar column.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Column {
+    Null,
+    Integer(i64),
+    Text(String),
+}
+
+/// One value of a custom field, in the column that fits its type.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FieldValue {
+    pub field_id: i64,
+    /// Its place among the field's values (a multiselect has several).
+    pub position: i64,
+    pub field_type: Option<String>,
+    pub text: Option<String>,
+    pub number: Option<f64>,
+    pub boolean: Option<bool>,
+    /// Unix seconds (dates arrive as numbers or as `YYYY-MM-DD` text).
+    pub date: Option<i64>,
+    pub enum_id: Option<i64>,
+    pub enum_code: Option<String>,
+}
+
+/// One lead as received.
+#[derive(Clone, Debug)]
+pub struct Lead {
+    /// Kommo's lead id.
+    pub id: LeadId,
+    /// `updated_at`, Unix seconds, when it is an integer.
+    pub updated_at: Option<i64>,
+    /// `is_deleted` is `true` (leads listed with `with=only_deleted`).
+    pub is_deleted: bool,
+    /// The whole object as received.
+    pub raw: Box<RawValue>,
+    /// [`SCALAR_COLUMNS`], in order.
+    pub columns: Vec<Column>,
+    /// `custom_fields_values` as received, when it is an array.
+    pub custom_fields_json: Option<String>,
+    /// Its custom field values, typed.
+    pub field_values: Vec<FieldValue>,
+    /// `_embedded.tags[].id`.
+    pub tags: Vec<i64>,
+    /// `_embedded.contacts[]`: (id, is_main).
+    pub contacts: Vec<(i64, bool)>,
+    /// `_embedded.companies[].id`.
+    pub companies: Vec<i64>,
+    /// Fields of an unexpected type: `price is a string`, ...
+    pub misfits: Vec<String>,
+}
+
+impl PartialEq for Lead {
+    fn eq(&self, other: &Lead) -> bool {
+        self.raw.get() == other.raw.get()
+    }
+}
+
+impl Lead {
+    /// Reads a lead out of one element of `_embedded.leads`; `Err` says why
+    /// it cannot be stored (no usable id).
+    pub fn from_raw(raw: &RawValue) -> Result<Lead, String> {
+        let text = raw.get();
+        let kind = json_kind(text);
+        if kind != "an object" {
+            return Err(format!("it is not an object but {kind}"));
+        }
+        let wire: WireLead<'_> =
+            serde_json::from_str(text).map_err(|e| format!("it cannot be read as a lead ({e})"))?;
+        let id = match &wire.id {
+            Scalar::Absent | Scalar::Null => return Err("it has no id".into()),
+            Scalar::Integer(id) if *id > 0 => *id,
+            other => {
+                return Err(format!(
+                    "its id is not a positive integer but {}",
+                    other.describe()
+                ));
+            }
+        };
+        let mut misfits = Vec::new();
+        let scalars = wire.scalars();
+        let columns = SCALAR_COLUMNS
+            .iter()
+            .zip(scalars)
+            .map(|(name, value)| match (*name, value) {
+                (_, Scalar::Absent | Scalar::Null) => Column::Null,
+                ("name", Scalar::Text(text)) => Column::Text(text.to_string()),
+                (name, Scalar::Integer(n)) if name != "name" => Column::Integer(*n),
+                (name, other) => {
+                    misfits.push(format!("{name} is {}", other.kind()));
+                    Column::Null
+                }
+            })
+            .collect();
+        let updated_at = match wire.updated_at {
+            Scalar::Integer(t) => Some(t),
+            _ => None,
+        };
+        let (custom_fields_json, field_values) = match wire.custom_fields_values {
+            None => (None, Vec::new()),
+            Some(raw) => match json_kind(raw.get()) {
+                "null" => (None, Vec::new()),
+                "an array" => match serde_json::from_str::<Vec<WireField<'_>>>(raw.get()) {
+                    Ok(fields) => (Some(raw.get().to_string()), typed_values(&fields)),
+                    Err(e) => {
+                        misfits.push(format!("custom_fields_values cannot be read ({e})"));
+                        (Some(raw.get().to_string()), Vec::new())
+                    }
+                },
+                other => {
+                    misfits.push(format!("custom_fields_values is {other}"));
+                    (None, Vec::new())
+                }
+            },
+        };
+        let embedded = match wire.embedded {
+            None => WireEmbedded::default(),
+            Some(raw) if json_kind(raw.get()) == "null" => WireEmbedded::default(),
+            Some(raw) => serde_json::from_str(raw.get()).unwrap_or_else(|e| {
+                misfits.push(format!("_embedded cannot be read ({e})"));
+                WireEmbedded::default()
+            }),
+        };
+        Ok(Lead {
+            id,
+            updated_at,
+            is_deleted: wire.is_deleted == Some(true),
+            raw: raw.to_owned(),
+            columns,
+            custom_fields_json,
+            field_values,
+            tags: embedded.tags.iter().filter_map(|t| t.id).collect(),
+            contacts: embedded
+                .contacts
+                .iter()
+                .filter_map(|c| Some((c.id?, c.is_main == Some(true))))
+                .collect(),
+            companies: embedded.companies.iter().filter_map(|c| c.id).collect(),
+            misfits,
+        })
+    }
+
+    /// Like [`Lead::from_raw`], from a parsed value (tests, fixtures).
+    pub fn from_json(value: serde_json::Value) -> Result<Lead, String> {
+        let raw = RawValue::from_string(value.to_string()).map_err(|e| e.to_string())?;
+        Lead::from_raw(&raw)
+    }
+
+    /// The lead as a JSON value (tests).
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(self.raw.get()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// `an object`, `a string`... of a JSON text, from its first character.
+pub(crate) fn json_kind(text: &str) -> &'static str {
+    match text.trim_start().as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+/// A lead field read without knowing its type in advance.
+#[derive(Clone, Debug, Default, PartialEq)]
+enum Scalar<'a> {
+    #[default]
+    Absent,
+    Null,
+    Integer(i64),
+    Text(Cow<'a, str>),
+    /// Anything else: what it was, for the message.
+    Other(&'static str, String),
+}
+
+impl Scalar<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Scalar::Absent | Scalar::Null => "null",
+            Scalar::Integer(_) => "an integer",
+            Scalar::Text(_) => "a string",
+            Scalar::Other(kind, _) => kind,
+        }
+    }
+
+    /// The value for a message, at most 40 characters.
+    fn describe(&self) -> String {
+        let text = match self {
+            Scalar::Absent | Scalar::Null => "null".to_string(),
+            Scalar::Integer(n) => n.to_string(),
+            Scalar::Text(t) => serde_json::to_string(t).unwrap_or_default(),
+            Scalar::Other(_, shown) => shown.clone(),
+        };
+        if text.chars().count() <= 40 {
+            text
+        } else {
+            format!("{}…", text.chars().take(40).collect::<String>())
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(V)
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Self::Value, E> {
+                Ok(Scalar::Other("a boolean", b.to_string()))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Self::Value, E> {
+                Ok(Scalar::Integer(n))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Self::Value, E> {
+                Ok(i64::try_from(n).map_or_else(
+                    |_| Scalar::Other("a fractional or out-of-range number", n.to_string()),
+                    Scalar::Integer,
+                ))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<Self::Value, E> {
+                Ok(Scalar::Other(
+                    "a fractional or out-of-range number",
+                    n.to_string(),
+                ))
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(Scalar::Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(Scalar::Text(Cow::Owned(s.to_string())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
+                Ok(Scalar::Text(Cow::Owned(s)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other("an array", "[…]".into()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other("an object", "{…}".into()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The fields of a lead the mirror reads; the rest is skipped unread.
+#[derive(Deserialize)]
+struct WireLead<'a> {
+    #[serde(default, borrow)]
+    id: Scalar<'a>,
+    #[serde(default, borrow)]
+    name: Scalar<'a>,
+    #[serde(default, borrow)]
+    price: Scalar<'a>,
+    #[serde(default, borrow)]
+    responsible_user_id: Scalar<'a>,
+    #[serde(default, borrow)]
+    group_id: Scalar<'a>,
+    #[serde(default, borrow)]
+    status_id: Scalar<'a>,
+    #[serde(default, borrow)]
+    pipeline_id: Scalar<'a>,
+    #[serde(default, borrow)]
+    loss_reason_id: Scalar<'a>,
+    #[serde(default, borrow)]
+    source_id: Scalar<'a>,
+    #[serde(default, borrow)]
+    created_by: Scalar<'a>,
+    #[serde(default, borrow)]
+    updated_by: Scalar<'a>,
+    #[serde(default, borrow)]
+    score: Scalar<'a>,
+    #[serde(default, borrow)]
+    account_id: Scalar<'a>,
+    #[serde(default, borrow)]
+    labor_cost: Scalar<'a>,
+    #[serde(default, borrow)]
+    created_at: Scalar<'a>,
+    #[serde(default, borrow)]
+    updated_at: Scalar<'a>,
+    #[serde(default, borrow)]
+    closed_at: Scalar<'a>,
+    #[serde(default, borrow)]
+    closest_task_at: Scalar<'a>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    is_deleted: Option<bool>,
+    #[serde(default, borrow)]
+    custom_fields_values: Option<&'a RawValue>,
+    #[serde(default, borrow, rename = "_embedded")]
+    embedded: Option<&'a RawValue>,
+}
+
+impl<'a> WireLead<'a> {
+    /// The fields of [`SCALAR_COLUMNS`], in the same order.
+    fn scalars(&self) -> [&Scalar<'a>; 17] {
+        [
+            &self.name,
+            &self.price,
+            &self.responsible_user_id,
+            &self.group_id,
+            &self.status_id,
+            &self.pipeline_id,
+            &self.loss_reason_id,
+            &self.source_id,
+            &self.created_by,
+            &self.updated_by,
+            &self.score,
+            &self.account_id,
+            &self.labor_cost,
+            &self.created_at,
+            &self.updated_at,
+            &self.closed_at,
+            &self.closest_task_at,
+        ]
+    }
+}
+
+/// `true` only for a JSON `true`; anything else is not a boolean here.
+fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    Ok(match Scalar::deserialize(d)? {
+        Scalar::Other("a boolean", shown) => Some(shown == "true"),
+        _ => None,
+    })
+}
+
+/// `_embedded`: the links the mirror keeps. Elements without a usable id
+/// are left out.
+#[derive(Default, Deserialize)]
+struct WireEmbedded {
+    #[serde(default, deserialize_with = "lenient_list")]
+    tags: Vec<WireLink>,
+    #[serde(default, deserialize_with = "lenient_list")]
+    contacts: Vec<WireLink>,
+    #[serde(default, deserialize_with = "lenient_list")]
+    companies: Vec<WireLink>,
+}
+
+#[derive(Default, Deserialize)]
+struct WireLink {
+    #[serde(default, deserialize_with = "lenient_id")]
+    id: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    is_main: Option<bool>,
+}
+
+/// A list, or nothing when the field is null or not a list of objects.
+fn lenient_list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A positive integer id, or nothing.
+fn lenient_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(match Scalar::deserialize(d)? {
+        Scalar::Integer(id) if id > 0 => Some(id),
+        _ => None,
+    })
+}
+
+/// One element of `custom_fields_values`.
+#[derive(Deserialize)]
+struct WireField<'a> {
+    #[serde(default, deserialize_with = "lenient_id")]
+    field_id: Option<i64>,
+    #[serde(default, borrow)]
+    field_type: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    values: Option<Vec<WireFieldValue<'a>>>,
+}
+
+/// One element of a custom field's `values`.
+#[derive(Deserialize)]
+struct WireFieldValue<'a> {
+    #[serde(default, borrow)]
+    value: Option<&'a RawValue>,
+    #[serde(default, deserialize_with = "lenient_id")]
+    enum_id: Option<i64>,
+    #[serde(default, borrow)]
+    enum_code: Option<Cow<'a, str>>,
+}
+
+/// The typed rows of a lead's custom field values.
+fn typed_values(fields: &[WireField<'_>]) -> Vec<FieldValue> {
+    let mut out = Vec::new();
+    for field in fields {
+        let Some(field_id) = field.field_id else {
+            continue;
+        };
+        for (position, v) in field.values.iter().flatten().enumerate() {
+            let mut row = FieldValue {
+                field_id,
+                position: position as i64,
+                field_type: field.field_type.as_deref().map(str::to_string),
+                enum_id: v.enum_id,
+                enum_code: v.enum_code.as_deref().map(str::to_string),
+                ..FieldValue::default()
+            };
+            if let Some(raw) = v.value {
+                type_value(&mut row, raw);
+            }
+            out.push(row);
+        }
+    }
+    out
+}
+
+/// Puts one `value` in the column its field type calls for. A value that
+/// does not fit (a numeric field holding `"abc"`) keeps its text.
+fn type_value(row: &mut FieldValue, raw: &RawValue) {
+    let value: Scalar<'_> = match serde_json::from_str(raw.get()) {
+        Ok(Scalar::Other(_, _)) | Err(_) => {
+            // A boolean, a fractional number, an object: look at it whole.
+            match serde_json::from_str::<serde_json::Value>(raw.get()) {
+                Ok(serde_json::Value::Bool(b)) => {
+                    row.boolean = Some(b);
+                    return;
+                }
+                Ok(serde_json::Value::Number(n)) => {
+                    row.number = n.as_f64();
+                    if is_date(row.field_type.as_deref()) {
+                        row.date = n.as_f64().map(|f| f as i64);
+                    }
+                    return;
+                }
+                _ => {
+                    row.text = Some(raw.get().to_string());
+                    return;
+                }
+            }
+        }
+        Ok(v) => v,
+    };
+    let kind = row.field_type.as_deref();
+    match value {
+        Scalar::Absent | Scalar::Null | Scalar::Other(_, _) => {}
+        Scalar::Integer(n) => {
+            if is_date(kind) {
+                row.date = Some(n);
+            } else if kind == Some("checkbox") {
+                row.boolean = Some(n != 0);
+            } else {
+                row.number = Some(n as f64);
+            }
+        }
+        Scalar::Text(text) => {
+            let t = text.trim();
+            match kind {
+                Some("numeric" | "price" | "monetary") => match t.parse::<f64>() {
+                    Ok(n) if n.is_finite() => row.number = Some(n),
+                    _ => row.text = Some(text.into_owned()),
+                },
+                Some("checkbox") => match t {
+                    "1" | "true" | "Y" | "y" => row.boolean = Some(true),
+                    "0" | "false" | "N" | "n" | "" => row.boolean = Some(false),
+                    _ => row.text = Some(text.into_owned()),
+                },
+                k if is_date(k) => match parse_date(t) {
+                    Some(unix) => row.date = Some(unix),
+                    None => row.text = Some(text.into_owned()),
+                },
+                _ => row.text = Some(text.into_owned()),
+            }
+        }
+    }
+}
+
+fn is_date(kind: Option<&str>) -> bool {
+    matches!(kind, Some("date" | "date_time" | "birthday"))
+}
+
+/// Unix seconds of `2020-05-08`, an RFC 3339 time, or a number in text.
+fn parse_date(text: &str) -> Option<i64> {
+    if let Ok(n) = text.parse::<i64>() {
+        return Some(n);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(t.timestamp());
+    }
+    let day = chrono::NaiveDate::parse_from_str(text.get(..10)?, "%Y-%m-%d").ok()?;
+    Some(day.and_hms_opt(0, 0, 0)?.and_utc().timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn lead(v: serde_json::Value) -> Lead {
+        Lead::from_json(v).unwrap()
+    }
+
+    #[test]
+    fn columns_keep_integers_and_text_and_null_what_does_not_fit() {
+        let l = lead(json!({
+            "id": 5, "name": "Deal", "price": "1500", "status_id": 142,
+            "created_at": 10, "updated_at": 20, "score": 1.5, "group_id": null,
+            "is_deleted": false, "new_field": {"a": [1, 2]}
+        }));
+        assert_eq!(l.id, 5);
+        assert_eq!(l.updated_at, Some(20));
+        assert!(!l.is_deleted);
+        assert_eq!(l.columns[0], Column::Text("Deal".into()));
+        assert_eq!(l.columns[1], Column::Null);
+        assert_eq!(l.columns[4], Column::Integer(142));
+        assert_eq!(l.columns[10], Column::Null);
+        assert_eq!(
+            l.misfits,
+            vec![
+                "price is a string",
+                "score is a fractional or out-of-range number"
+            ]
+        );
+        assert_eq!(l.to_value()["new_field"], json!({"a": [1, 2]}));
+    }
+
+    #[test]
+    fn custom_field_values_are_typed_whatever_their_wire_shape() {
+        let l = lead(json!({"id": 1, "custom_fields_values": [
+            {"field_id": 1, "field_type": "numeric", "values": [{"value": "12.5"}]},
+            {"field_id": 2, "field_type": "numeric", "values": [{"value": 7}]},
+            {"field_id": 3, "field_type": "date", "values": [{"value": "2020-05-08"}]},
+            {"field_id": 4, "field_type": "date", "values": [{"value": 1588896000}]},
+            {"field_id": 5, "field_type": "checkbox", "values": [{"value": true}]},
+            {"field_id": 6, "field_type": "multiselect", "values": [
+                {"value": "CRM", "enum_id": 11, "enum_code": "CRM"},
+                {"value": "Поддержка", "enum_id": 12, "enum_code": null}]},
+            {"field_id": 7, "field_type": "text", "values": [{"value": "a \"q\""}]},
+            {"field_id": 8, "field_type": "numeric", "values": [{"value": "abc"}]},
+            {"field_id": 9, "field_type": "price", "values": [{"value": 1.25}]}
+        ]}));
+        let v = &l.field_values;
+        assert_eq!(v.len(), 10);
+        assert_eq!(v[0].number, Some(12.5));
+        assert_eq!(v[1].number, Some(7.0));
+        assert_eq!(v[2].date, Some(1_588_896_000));
+        assert_eq!(v[3].date, Some(1_588_896_000));
+        assert_eq!(v[4].boolean, Some(true));
+        assert_eq!((v[5].position, v[6].position), (0, 1));
+        assert_eq!(v[6].text.as_deref(), Some("Поддержка"));
+        assert_eq!(v[6].enum_id, Some(12));
+        assert_eq!(v[5].enum_code.as_deref(), Some("CRM"));
+        assert_eq!(v[7].text.as_deref(), Some("a \"q\""));
+        assert_eq!((v[8].number, v[8].text.as_deref()), (None, Some("abc")));
+        assert_eq!(v[9].number, Some(1.25));
+        assert!(l.custom_fields_json.unwrap().starts_with("[{"));
+    }
+
+    #[test]
+    fn links_come_from_embedded_and_bad_shapes_are_misfits_not_failures() {
+        let l = lead(json!({"id": 1, "_embedded": {
+            "tags": [{"id": 3, "name": "vip"}, {"id": null}],
+            "contacts": [{"id": 7, "is_main": true}, {"id": 8, "is_main": false}],
+            "companies": [{"id": 9}]
+        }}));
+        assert_eq!(l.tags, vec![3]);
+        assert_eq!(l.contacts, vec![(7, true), (8, false)]);
+        assert_eq!(l.companies, vec![9]);
+        let odd = lead(json!({"id": 2, "custom_fields_values": {"x": 1}, "_embedded": 5}));
+        assert!(odd.field_values.is_empty() && odd.tags.is_empty());
+        assert_eq!(
+            odd.misfits.len(),
+            2,
+            "custom_fields_values and _embedded: {:?}",
+            odd.misfits
+        );
+        assert!(odd.custom_fields_json.is_none());
+    }
+}
