@@ -213,32 +213,6 @@ async fn assert_stage_history_equals_account(env: &TestEnv) {
     assert_eq!(got, want);
 }
 
-/// Asserts the mirror's alive leads are the account's, each in the
-/// account's pipeline and stage (the whole of each lead is checked by the
-/// mirror tests).
-async fn assert_leads_mirrored(env: &TestEnv) {
-    let want: Vec<(i64, Option<i64>, Option<i64>)> = env
-        .sim
-        .alive_leads()
-        .iter()
-        .map(|l| {
-            (
-                l["id"].as_i64().unwrap(),
-                l["pipeline_id"].as_i64(),
-                l["status_id"].as_i64(),
-            )
-        })
-        .collect();
-    let got: Vec<(i64, Option<i64>, Option<i64>)> = sqlx::query_as(
-        "SELECT id, pipeline_id, status_id FROM leads WHERE is_deleted = 0 ORDER BY id",
-    )
-    .fetch_all(&env.db().await)
-    .await
-    .unwrap();
-    assert_eq!(got.len(), want.len(), "alive leads: mirror vs account");
-    assert_eq!(got, want);
-}
-
 /// An open lead of the account and another stage of its pipeline.
 fn open_lead_and_next_stage(env: &TestEnv, skip: usize) -> (i64, i64, i64) {
     let s = env.sim.structure();
@@ -277,7 +251,7 @@ async fn backfill_mirrors_the_structure_and_the_whole_stage_history() {
     let out = env.run_ok(&["--backfill"]).await;
     assert_structure_equals_account(&env).await;
     assert_stage_history_equals_account(&env).await;
-    assert_leads_mirrored(&env).await;
+    env.assert_mirror_equals_account().await;
     let stats = env.sim.stats();
     assert_eq!(stats.responses_429, 0, "{stats:?}");
     env.assert_token_absent(&[&out]);
@@ -386,7 +360,7 @@ async fn stage_changes_between_syncs_appear_once_each_after_once() {
     // The overlap reads them again: still once each.
     env.run_ok(&["--once"]).await;
     assert_stage_history_equals_account(&env).await;
-    assert_leads_mirrored(&env).await;
+    env.assert_mirror_equals_account().await;
     let (status, closed): (i64, Option<i64>) =
         sqlx::query_as("SELECT status_id, closed_at FROM leads WHERE id = ?")
             .bind(id)
@@ -430,7 +404,7 @@ async fn stage_changes_made_during_a_backfill_appear_once_each_after_once() {
     env.sim.set_latency(Duration::ZERO);
     env.run_ok(&["--once"]).await;
     assert_stage_history_equals_account(&env).await;
-    assert_leads_mirrored(&env).await;
+    env.assert_mirror_equals_account().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -445,7 +419,7 @@ async fn a_token_without_admin_rights_warns_about_users_and_still_mirrors_leads(
         .collect();
     assert_eq!(warnings.len(), 1, "{}", out.stderr);
     assert!(warnings[0].contains("admin"), "{}", warnings[0]);
-    assert_leads_mirrored(&env).await;
+    env.assert_mirror_equals_account().await;
     let pool = env.db().await;
     let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
         .fetch_one(&pool)
