@@ -254,7 +254,20 @@ async fn backfill_mirrors_the_structure_and_the_whole_stage_history() {
     env.assert_mirror_equals_account().await;
     let stats = env.sim.stats();
     assert_eq!(stats.responses_429, 0, "{stats:?}");
-    env.assert_token_absent(&[&out]);
+
+    // --status counts each mirrored entity.
+    let status = env.run_ok(&["--status"]).await;
+    let pipelines = env.sim.structure()["pipelines"].as_array().unwrap().len();
+    let changes = env.sim.status_events().len();
+    for line in [
+        format!("pipelines:           {pipelines}"),
+        format!("stage history:       {changes} stage changes"),
+        "lead tags:           ".to_string(),
+        "users:               8".to_string(),
+    ] {
+        assert!(status.stdout.contains(&line), "{line}: {}", status.stdout);
+    }
+    env.assert_token_absent(&[&out, &status]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
