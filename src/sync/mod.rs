@@ -21,9 +21,9 @@
 //! overlap), then the deleted-leads listing, then the lead events
 //! ([`events`]) that reveal restores.
 //!
-//! Every sync begins with the account's structure ([`structure`]: a handful
-//! of requests, one transaction), and follows the leads' stage history in
-//! its events phase (a full sync after its pass).
+//! After its leads, every sync reads the account's structure ([`structure`]:
+//! a handful of requests, one transaction), and it follows the leads' stage
+//! history in its events phase (a full sync after its pass).
 //!
 //! An answer that does not fit its question (Kommo ignored the filter, see
 //! [`KommoError::FilterIgnored`]) stops the run at once. Every "now" the
@@ -208,13 +208,12 @@ impl Syncer {
             .store(self.client.requests_sent(), Ordering::Relaxed);
         let marked_deleted = match kind {
             RunKind::Full => {
-                self.sync_structure(progress).await?;
                 let marked_deleted = self.full_pass(progress).await?;
+                self.sync_structure(progress).await?;
                 self.follow_stage_history(progress).await?;
                 marked_deleted
             }
             RunKind::Incremental => {
-                self.sync_structure(progress).await?;
                 let state = self.store.sync_state().await?;
                 let overlap = i64::from(self.options.overlap_seconds);
                 let before = self.store.lead_counts().await?.deleted;
@@ -223,6 +222,7 @@ impl Syncer {
                 let deleted_start = state.deleted_cursor.map_or(0, |c| (c - overlap).max(0));
                 self.walk(progress, walk::Range::deleted(deleted_start))
                     .await?;
+                self.sync_structure(progress).await?;
                 self.follow_events(progress, state.events_cursor, self.kommo_now())
                     .await?;
                 let after = self.store.lead_counts().await?.deleted;

@@ -4,12 +4,14 @@
 //! written in one transaction.
 //!
 //! It costs one request per listing page: six requests for an account whose
-//! custom fields fit in 50 and whose users and tags fit in 250. A listing
-//! the token may not read (`403` with a JSON body, typically users for a
-//! token without admin rights), or that the account does not have (`404`),
-//! is left as it was in the mirror, with a warning, and the rest of the sync
-//! goes on. A token rejected, a blocked or unpaid account, or a failure that
-//! outlasts the retries stops the run like anywhere else.
+//! custom fields fit in 50 and whose users and tags fit in 250. It runs
+//! after the leads walks, so it never delays the leads. A listing that
+//! cannot be read (`403` with a JSON body, typically users for a token
+//! without admin rights; a `404`; a failure that outlasts the retries) is
+//! left as it was in the mirror, with a warning, and the rest of the sync
+//! goes on: the leads are what the mirror is for. A token rejected, a
+//! blocked or unpaid account, or a stop request ends the run like anywhere
+//! else.
 
 use super::{RunProgress, SyncError, Syncer};
 use crate::clock::unix_now;
@@ -91,8 +93,9 @@ impl Syncer {
     }
 }
 
-/// The listing's answer, `None` for one the token may not read or the
-/// account does not have (warned), or the error that stops the run.
+/// The listing's answer, `None` for one that cannot be read (warned), or
+/// the error that stops the run (one that raises an alert: 401, a blocked or
+/// unpaid account, ignored filters).
 fn readable<T>(
     progress: &RunProgress,
     path: &str,
@@ -100,11 +103,8 @@ fn readable<T>(
 ) -> Result<Option<T>, SyncError> {
     match result {
         Ok(value) => Ok(Some(value)),
-        Err(
-            e @ (KommoError::Forbidden { .. }
-            | KommoError::BadRequest { .. }
-            | KommoError::UnexpectedStatus { .. }),
-        ) => {
+        Err(e) if e.alert().is_some() => Err(e.into()),
+        Err(e) => {
             let hint = if path.ends_with("users") && matches!(e, KommoError::Forbidden { .. }) {
                 "Kommo lists users only to administrators: give the integration's user admin \
                  rights to mirror users; "
@@ -115,10 +115,9 @@ fn readable<T>(
                 run_id = progress.run_id,
                 listing = path,
                 error = %e,
-                "cannot read {path}; {hint}its table keeps what it held, and the rest of the sync goes on"
+                "cannot read {path}; {hint}its table keeps what it held, the next sync reads it again, and the rest of this sync goes on"
             );
             Ok(None)
         }
-        Err(e) => Err(e.into()),
     }
 }
