@@ -4,24 +4,36 @@
 //! transaction, so they never describe another version of it than `leads`
 //! does and no stale row survives a change.
 
-use sqlx::sqlite::SqliteArguments;
-use sqlx::{AssertSqlSafe, Sqlite, Transaction};
+use serde_json::{Value, json};
+use sqlx::{Sqlite, Transaction};
 
 use super::StoreError;
-use super::leads::{bind, id_list};
-use crate::kommo::{FieldValue, Lead, LeadId};
+use super::leads::id_list;
+use crate::kommo::Lead;
 
-/// The tables rewritten with their lead.
-const TABLES: [&str; 4] = [
-    "lead_field_values",
-    "lead_tags",
-    "lead_contacts",
-    "lead_companies",
+/// Empties the detail rows of the leads whose ids are the JSON array `?1`.
+const DELETES: [&str; 4] = [
+    "DELETE FROM lead_field_values WHERE lead_id IN (SELECT value FROM json_each(?1))",
+    "DELETE FROM lead_tags WHERE lead_id IN (SELECT value FROM json_each(?1))",
+    "DELETE FROM lead_contacts WHERE lead_id IN (SELECT value FROM json_each(?1))",
+    "DELETE FROM lead_companies WHERE lead_id IN (SELECT value FROM json_each(?1))",
 ];
 
-/// Rows per insert statement, whatever the table (10 bound values a row at
-/// most: well below SQLite's limit of 32,766).
-const ROWS_PER_STATEMENT: usize = 1000;
+/// Inserts the rows of the JSON array of arrays `?1`. One statement whatever
+/// the number of rows: SQLite compiles it once, and sqlx keeps it prepared
+/// (a multi-row `VALUES` list would be a new statement for every count). A
+/// repeated key (the same tag twice on a lead) is kept once.
+const INSERT_FIELD_VALUES: &str = "INSERT OR IGNORE INTO lead_field_values \
+    (lead_id, field_id, position, field_type, value_text, value_number, value_bool, \
+    value_date, enum_id, enum_code) \
+    SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
+    value ->> 6, value ->> 7, value ->> 8, value ->> 9 FROM json_each(?1)";
+const INSERT_TAGS: &str = "INSERT OR IGNORE INTO lead_tags (lead_id, tag_id) \
+    SELECT value ->> 0, value ->> 1 FROM json_each(?1)";
+const INSERT_CONTACTS: &str = "INSERT OR IGNORE INTO lead_contacts (lead_id, contact_id, is_main) \
+    SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1)";
+const INSERT_COMPANIES: &str = "INSERT OR IGNORE INTO lead_companies (lead_id, company_id) \
+    SELECT value ->> 0, value ->> 1 FROM json_each(?1)";
 
 /// Replaces the detail rows of `leads` with what they carry now.
 pub async fn replace(
@@ -32,109 +44,49 @@ pub async fn replace(
         return Ok(());
     }
     let ids = id_list(leads.iter().map(|l| l.id));
-    for table in TABLES {
-        sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {table} WHERE lead_id IN (SELECT value FROM json_each(?))"
-        )))
-        .bind(&ids)
-        .execute(&mut **tx)
-        .await?;
+    for delete in DELETES {
+        sqlx::query(delete).bind(&ids).execute(&mut **tx).await?;
     }
-
-    let values: Vec<(LeadId, &FieldValue)> = leads
-        .iter()
-        .flat_map(|l| l.field_values.iter().map(|v| (l.id, v)))
-        .collect();
-    insert(
-        tx,
-        "lead_field_values (lead_id, field_id, position, field_type, value_text, \
-         value_number, value_bool, value_date, enum_id, enum_code)",
-        10,
-        &values,
-        |args, (lead_id, v)| {
-            bind(args, *lead_id)?;
-            bind(args, v.field_id)?;
-            bind(args, v.position)?;
-            bind(args, v.field_type.clone())?;
-            bind(args, v.text.clone())?;
-            bind(args, v.number)?;
-            bind(args, v.boolean)?;
-            bind(args, v.date)?;
-            bind(args, v.enum_id)?;
-            bind(args, v.enum_code.clone())
-        },
-    )
-    .await?;
-    let tags: Vec<(LeadId, i64)> = leads
-        .iter()
-        .flat_map(|l| l.tags.iter().map(|t| (l.id, *t)))
-        .collect();
-    insert(
-        tx,
-        "lead_tags (lead_id, tag_id)",
-        2,
-        &tags,
-        |args, (l, t)| {
-            bind(args, *l)?;
-            bind(args, *t)
-        },
-    )
-    .await?;
-    let contacts: Vec<(LeadId, (i64, bool))> = leads
-        .iter()
-        .flat_map(|l| l.contacts.iter().map(|c| (l.id, *c)))
-        .collect();
-    insert(
-        tx,
-        "lead_contacts (lead_id, contact_id, is_main)",
-        3,
-        &contacts,
-        |args, (l, (contact, main))| {
-            bind(args, *l)?;
-            bind(args, *contact)?;
-            bind(args, *main)
-        },
-    )
-    .await?;
-    let companies: Vec<(LeadId, i64)> = leads
-        .iter()
-        .flat_map(|l| l.companies.iter().map(|c| (l.id, *c)))
-        .collect();
-    insert(
-        tx,
-        "lead_companies (lead_id, company_id)",
-        2,
-        &companies,
-        |args, (l, c)| {
-            bind(args, *l)?;
-            bind(args, *c)
-        },
-    )
-    .await
-}
-
-/// Inserts `rows` into `target` (`table (columns)`), many rows a statement;
-/// a repeated key (the same tag twice on a lead) is kept once.
-async fn insert<T: Sync>(
-    tx: &mut Transaction<'static, Sqlite>,
-    target: &str,
-    width: usize,
-    rows: &[T],
-    bind_row: fn(&mut SqliteArguments, &T) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
-    let placeholder = format!("(?{})", ", ?".repeat(width - 1));
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut args = SqliteArguments::default();
-        for row in chunk {
-            bind_row(&mut args, row)?;
+    let mut values = Vec::new();
+    let mut tags = Vec::new();
+    let mut contacts = Vec::new();
+    let mut companies = Vec::new();
+    for lead in leads {
+        let id = lead.id;
+        for v in &lead.field_values {
+            values.push(json!([
+                id,
+                v.field_id,
+                v.position,
+                v.field_type,
+                v.text,
+                v.number,
+                v.boolean.map(i64::from),
+                v.date,
+                v.enum_id,
+                v.enum_code
+            ]));
         }
-        let sql = format!(
-            "INSERT OR IGNORE INTO {target} VALUES {}",
-            vec![placeholder.as_str(); chunk.len()].join(", ")
+        tags.extend(lead.tags.iter().map(|t| json!([id, t])));
+        contacts.extend(
+            lead.contacts
+                .iter()
+                .map(|(c, main)| json!([id, c, i64::from(*main)])),
         );
-        sqlx::query_with(AssertSqlSafe(sql), args)
-            .execute(&mut **tx)
-            .await?;
+        companies.extend(lead.companies.iter().map(|c| json!([id, c])));
+    }
+    for (sql, rows) in [
+        (INSERT_FIELD_VALUES, values),
+        (INSERT_TAGS, tags),
+        (INSERT_CONTACTS, contacts),
+        (INSERT_COMPANIES, companies),
+    ] {
+        if !rows.is_empty() {
+            sqlx::query(sql)
+                .bind(Value::Array(rows).to_string())
+                .execute(&mut **tx)
+                .await?;
+        }
     }
     Ok(())
 }

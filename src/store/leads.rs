@@ -11,6 +11,18 @@ use crate::kommo::{Column, Lead, LeadId, SCALAR_COLUMNS};
 /// below SQLite's limit of 32,766 bound values.
 const ROWS_PER_STATEMENT: usize = 250;
 
+/// How many of `remaining` leads the next statement takes: a full page, else
+/// the largest power of two, so that at most nine statement shapes are ever
+/// compiled and kept prepared (one per count would fill sqlx's cache with
+/// large programs).
+fn next_chunk(remaining: usize) -> usize {
+    if remaining >= ROWS_PER_STATEMENT {
+        ROWS_PER_STATEMENT
+    } else {
+        1 << remaining.ilog2()
+    }
+}
+
 /// `INSERT ... VALUES (...), (...) ON CONFLICT DO UPDATE` for `rows` leads.
 fn upsert_sql(rows: usize) -> String {
     let columns = SCALAR_COLUMNS.join(", ");
@@ -39,7 +51,10 @@ pub async fn upsert_alive(
     leads: &[&Lead],
     now: i64,
 ) -> Result<(), StoreError> {
-    for chunk in leads.chunks(ROWS_PER_STATEMENT) {
+    let mut rest = leads;
+    while !rest.is_empty() {
+        let (chunk, after) = rest.split_at(next_chunk(rest.len()));
+        rest = after;
         let mut args = SqliteArguments::default();
         for lead in chunk {
             if !lead.misfits.is_empty() {
@@ -70,7 +85,7 @@ pub async fn upsert_alive(
 }
 
 /// Adds one bound value.
-pub(super) fn bind<'q, T>(args: &mut SqliteArguments, value: T) -> Result<(), StoreError>
+fn bind<'q, T>(args: &mut SqliteArguments, value: T) -> Result<(), StoreError>
 where
     T: sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite>,
 {
