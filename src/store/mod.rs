@@ -492,6 +492,86 @@ mod tests {
             })
             .await
             .unwrap();
+        store.flush().await.unwrap();
+    }
+
+    async fn lead_count_seen_by_another_connection(store: &Store) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM leads")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn pages_commit_in_batches_and_any_other_write_or_decision_commits_them_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.sqlite")).await.unwrap();
+        let run = store.start_run(RunKind::Full, 1).await.unwrap();
+        let page = |id: i64| vec![lead(id, json!(id))];
+        for id in 1..PAGES_PER_COMMIT as i64 {
+            let leads = page(id);
+            store
+                .commit_page(PageCommit {
+                    run_id: run,
+                    leads: &leads,
+                    now: 1,
+                    ..PageCommit::default()
+                })
+                .await
+                .unwrap();
+        }
+        // Gathered, not yet committed: another connection sees nothing.
+        assert_eq!(lead_count_seen_by_another_connection(&store).await, 0);
+        // The batch's last page commits it.
+        let leads = page(100);
+        store
+            .commit_page(PageCommit {
+                run_id: run,
+                leads: &leads,
+                now: 1,
+                ..PageCommit::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            lead_count_seen_by_another_connection(&store).await,
+            i64::from(PAGES_PER_COMMIT)
+        );
+        // A page then a read the sync decides on: committed before it.
+        let leads = page(200);
+        store
+            .commit_page(PageCommit {
+                run_id: run,
+                leads: &leads,
+                now: 1,
+                ..PageCommit::default()
+            })
+            .await
+            .unwrap();
+        store.sync_state().await.unwrap();
+        assert_eq!(
+            lead_count_seen_by_another_connection(&store).await,
+            i64::from(PAGES_PER_COMMIT) + 1
+        );
+        // A page then the end of the run: committed before it.
+        let leads = page(300);
+        store
+            .commit_page(PageCommit {
+                run_id: run,
+                leads: &leads,
+                now: 1,
+                ..PageCommit::default()
+            })
+            .await
+            .unwrap();
+        store
+            .finish_run(run, RunStatus::Ok, &RunCounters::default(), None, 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            lead_count_seen_by_another_connection(&store).await,
+            i64::from(PAGES_PER_COMMIT) + 2
+        );
     }
 
     /// A mirror at `dir` holding leads 1 (updated_at 10) and 2 (20), not yet
