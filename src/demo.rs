@@ -1,7 +1,8 @@
 //! `--demo`: the whole program on a simulated account, with nothing to set up.
 //! It starts the simulator on 127.0.0.1, backfills `./kommo-demo.sqlite`,
 //! changes some leads, syncs the changes, reconciles deletions, and prints what
-//! the mirror holds and a query to try next.
+//! the mirror holds, a sample of a named query (open leads per manager) and
+//! queries to try next.
 
 use std::num::NonZeroU32;
 use std::path::Path;
@@ -127,8 +128,12 @@ async fn demo() -> Result<u8, String> {
         stats.requests, stats.max_requests_in_any_second, stats.responses_429
     );
     println!("New leads mirrored: {}", added.len());
+    print_open_leads_per_manager(&store).await?;
     println!(
-        "\nTry it:\n  sqlite3 {DEMO_DATABASE} \"SELECT status_id, COUNT(*), SUM(price) FROM leads WHERE is_deleted = 0 GROUP BY status_id ORDER BY 2 DESC LIMIT 5;\""
+        "\nTry it (more in docs/queries.sql):\n  sqlite3 -header -column {DEMO_DATABASE} \"SELECT pipeline_name, status_name, COUNT(*) AS leads, SUM(price) AS value FROM leads_named WHERE outcome = 'open' GROUP BY pipeline_id, status_id ORDER BY leads DESC LIMIT 5;\""
+    );
+    println!(
+        "  sqlite3 -header -column {DEMO_DATABASE} \"SELECT status_name, COUNT(*) AS stays, ROUND(AVG(seconds) / 86400.0, 1) AS avg_days FROM lead_stage_durations WHERE left_at IS NOT NULL GROUP BY pipeline_id, status_id;\""
     );
     println!(
         "  sqlite3 {DEMO_DATABASE} \"SELECT id, kind, status, leads_upserted, requests FROM sync_runs;\""
@@ -136,6 +141,24 @@ async fn demo() -> Result<u8, String> {
     store.close().await;
     simulator.shutdown();
     Ok(if exact { exit::OK } else { exit::FAILED })
+}
+
+/// A sample of a named query: the open leads per manager (docs/queries.sql).
+async fn print_open_leads_per_manager(store: &Store) -> Result<(), String> {
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT CASE WHEN responsible_user_id IS NULL THEN '(nobody)' \
+         ELSE COALESCE(responsible_user_name, 'user ' || responsible_user_id) END, \
+         COUNT(*), COALESCE(SUM(price), 0) FROM leads_named WHERE outcome = 'open' \
+         GROUP BY responsible_user_id ORDER BY 2 DESC, responsible_user_id LIMIT 5",
+    )
+    .fetch_all(store.pool())
+    .await
+    .map_err(|e| e.to_string())?;
+    println!("\nOpen leads per manager (view leads_named, names from the mirrored users):");
+    for (manager, leads, value) in rows {
+        println!("  {manager:<24} {leads:>5} open leads, worth {value:>12}");
+    }
+    Ok(())
 }
 
 fn report_step(outcome: &AttemptOutcome) -> Result<(), String> {

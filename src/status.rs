@@ -1,5 +1,6 @@
-//! `--status`: what the mirror holds and how the last runs went, read from the
-//! database alone (no request is sent).
+//! `--status`: what the mirror holds (leads, the account's structure, the
+//! per-lead details, the stage history) and how the last runs went, read
+//! from the database alone (no request is sent).
 
 use crate::clock::{format_unix, unix_now};
 use crate::config::Settings;
@@ -17,6 +18,9 @@ pub async fn print(store: &Store, settings: &Settings) -> Result<(), StoreError>
         counts.alive, counts.deleted, counts.total
     );
     println!("newest lead change:  {}", when(counts.newest_update));
+    for line in entity_lines(store).await? {
+        println!("{line}");
+    }
     println!("incremental cursor:  {}", when(state.incremental_cursor));
     match state.full_cursor {
         Some(cursor) => println!(
@@ -60,4 +64,33 @@ pub async fn print(store: &Store, settings: &Settings) -> Result<(), StoreError>
         );
     }
     Ok(())
+}
+
+/// One line per mirrored entity: the structure tables (rows listed in
+/// Kommo, and those flagged deleted), the per-lead tables, the stage history.
+async fn entity_lines(store: &Store) -> Result<Vec<String>, StoreError> {
+    let mut lines = Vec::new();
+    for c in store.structure_counts().await? {
+        let label = c.table.replace('_', " ");
+        let deleted = if c.deleted > 0 {
+            format!(", {} no longer in Kommo", c.deleted)
+        } else {
+            String::new()
+        };
+        lines.push(format!("{:<21}{}{deleted}", format!("{label}:"), c.alive));
+    }
+    for (table, rows) in store.lead_detail_counts().await? {
+        lines.push(format!(
+            "{:<21}{rows} rows",
+            format!("{}:", table.replace('_', " "))
+        ));
+    }
+    let cursor = store.stage_history_cursor().await?;
+    lines.push(format!(
+        "{:<21}{} stage changes, followed up to {}",
+        "stage history:",
+        store.stage_change_count().await?,
+        cursor.map_or_else(|| "never".to_string(), format_unix)
+    ));
+    Ok(lines)
 }

@@ -14,7 +14,8 @@ use reqwest::header::{AUTHORIZATION, DATE, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
-use super::{EventPage, KommoError, LeadId, LeadPage, Pacer, ResponseCounts};
+use super::structure::{AccountInfo, Keyed, ListEndpoint, Listed};
+use super::{KommoError, LeadEventsPage, LeadId, LeadPage, Pacer, ResponseCounts};
 use crate::token::Secret;
 
 /// How the client behaves; the defaults suit the real Kommo.
@@ -320,21 +321,52 @@ impl KommoClient {
         .await
     }
 
-    /// One page of `GET /api/v4/events`; a 204 is an empty page.
+    /// One page of `GET /api/v4/events`; a 204 is an empty page. The page
+    /// holds every lead event, and the stage changes read out of them.
     pub async fn fetch_events(
         &self,
         token: &Secret,
         query: &EventQuery,
-    ) -> Result<EventPage, KommoError> {
+    ) -> Result<LeadEventsPage, KommoError> {
         self.get(
             token,
             "api/v4/events",
             &query.to_pairs(),
-            |body| match body {
-                None => Ok(EventPage::default()),
-                Some(body) => EventPage::from_json(body),
-            },
+            LeadEventsPage::from_json,
         )
+        .await
+    }
+
+    /// `GET /api/v4/account?with=datetime_settings`: the account with its
+    /// time zone.
+    pub async fn fetch_account_info(&self, token: &Secret) -> Result<AccountInfo, KommoError> {
+        let query = [("with", "datetime_settings".to_string())];
+        self.get(token, "api/v4/account", &query, |body| {
+            AccountInfo::from_json(body.ok_or_else(|| KommoError::Decode {
+                message: "/api/v4/account answered 204 No Content".into(),
+            })?)
+        })
+        .await
+    }
+
+    /// Page `page` (1-based) of a structure listing such as
+    /// `/api/v4/leads/pipelines`; a 204 is an empty last page.
+    pub async fn fetch_structure_page<T: Keyed>(
+        &self,
+        token: &Secret,
+        endpoint: &ListEndpoint,
+        page: u32,
+    ) -> Result<Listed<T>, KommoError> {
+        let mut query = Vec::new();
+        if endpoint.limit.is_some() || page > 1 {
+            query.push(("page", page.to_string()));
+        }
+        if let Some(limit) = endpoint.limit {
+            query.push(("limit", limit.to_string()));
+        }
+        self.get(token, endpoint.path, &query, |body| {
+            Listed::from_json(endpoint.path, endpoint.key, body)
+        })
         .await
     }
 

@@ -7,6 +7,8 @@ mod error;
 mod lead;
 mod model;
 mod pacer;
+mod stage;
+pub mod structure;
 
 pub use client::{ClientOptions, EventQuery, KommoClient, LeadOrder, LeadQuery};
 pub use counts::ResponseCounts;
@@ -15,3 +17,4 @@ pub use model::{
     Column, EventPage, FieldValue, Lead, LeadEvent, LeadId, LeadPage, SCALAR_COLUMNS, SkippedLead,
 };
 pub use pacer::{Pacer, WINDOW_MARGIN, request_spacing};
+pub use stage::{LeadEventsPage, STATUS_CHANGED, StatusChange};

@@ -10,6 +10,9 @@ mod leads;
 mod run_stats;
 mod runs;
 mod state;
+// The account's structure and the stage history (see the block at the end).
+mod stage_history;
+mod structure;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -23,6 +26,7 @@ pub use leads::StoredLeadCounts;
 pub use run_stats::RunGroup;
 pub use runs::{RunCounters, RunKind, RunRecord, RunStatus};
 pub use state::{CursorUpdate, SyncState, Window};
+pub use structure::{EntityCount, Part, StructureSnapshot};
 
 use crate::kommo::{Lead, LeadId};
 
@@ -365,6 +369,90 @@ async fn write_page(
     }
     runs::set_counters(tx, commit.run_id, &commit.counters).await?;
     Ok(())
+}
+
+// The account's structure and the leads' stage history.
+impl Store {
+    /// Writes what a structure phase fetched, with the run's counters, in
+    /// one transaction (see [`structure`]).
+    pub async fn write_structure(
+        &self,
+        run_id: i64,
+        snapshot: &StructureSnapshot,
+        counters: &RunCounters,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let _writer = self.flushed_writer().await?;
+        let mut tx = self.begin().await?;
+        structure::write(&mut tx, snapshot, now).await?;
+        runs::set_counters(&mut tx, run_id, counters).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records stage changes (each event once) and, with `until`, moves the
+    /// stage-history cursor there, with the run's counters, in one
+    /// transaction; returns how many changes were new.
+    pub async fn commit_status_changes(
+        &self,
+        run_id: i64,
+        changes: &[crate::kommo::StatusChange],
+        until: Option<i64>,
+        counters: &RunCounters,
+    ) -> Result<u64, StoreError> {
+        let _writer = self.flushed_writer().await?;
+        let mut tx = self.begin().await?;
+        let added = stage_history::insert(&mut tx, changes).await?;
+        if let Some(until) = until {
+            stage_history::advance_cursor(&mut tx, until).await?;
+        }
+        runs::set_counters(&mut tx, run_id, counters).await?;
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    /// `created_at` up to which stage changes were followed; `None` before
+    /// the first walk of the history.
+    pub async fn stage_history_cursor(&self) -> Result<Option<i64>, StoreError> {
+        stage_history::cursor(&self.pool).await
+    }
+
+    /// Stage changes recorded.
+    pub async fn stage_change_count(&self) -> Result<i64, StoreError> {
+        stage_history::count(&self.pool).await
+    }
+
+    /// Rows listed and flagged deleted in each structure table.
+    pub async fn structure_counts(&self) -> Result<Vec<EntityCount>, StoreError> {
+        structure::counts(&self.pool).await
+    }
+
+    /// Rows of each per-lead table (typed field values, tags, contacts,
+    /// companies) that exists in this database, by table name.
+    pub async fn lead_detail_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut counts = Vec::new();
+        for table in [
+            "lead_field_values",
+            "lead_tags",
+            "lead_contacts",
+            "lead_companies",
+        ] {
+            let is_table: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?)",
+            )
+            .bind(table)
+            .fetch_one(&self.pool)
+            .await?;
+            if is_table {
+                let sql = format!("SELECT COUNT(*) FROM {table}");
+                let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(&self.pool)
+                    .await?;
+                counts.push((table.to_string(), n));
+            }
+        }
+        Ok(counts)
+    }
 }
 
 #[cfg(test)]

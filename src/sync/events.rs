@@ -1,67 +1,53 @@
 //! Lead events (`GET /api/v4/events`): how an incremental sync learns of
-//! restores, which need not change a lead's `updated_at`, and of deletions
-//! the deleted-leads listing no longer shows.
+//! restores, which need not change a lead's `updated_at`, of deletions the
+//! deleted-leads listing no longer shows, and of stage changes (the stage
+//! history, which no other endpoint gives).
+//!
+//! One walk asks for all three types at once, from the older of the two
+//! cursors (minus the overlap) to Kommo's now. Deletions and restores count
+//! only from their own cursor, exactly as when they were asked for alone;
+//! stage changes are recorded once per event id, however often the overlap
+//! reads them again. The first walk of the stage history (no cursor yet)
+//! starts at 0: as far back as the API returns. A full sync follows the
+//! stage history alone after its pass.
 
 use std::collections::HashMap;
 
 use super::{EVENTS_PER_PAGE, IDS_PER_REQUEST, RunProgress, SyncError, Syncer};
 use crate::clock::unix_now;
-use crate::kommo::{EventQuery, KommoError, LeadId};
+use crate::kommo::{EventQuery, KommoError, LeadId, STATUS_CHANGED};
 use crate::store::{CursorUpdate, PageCommit};
 
+const LEAD_DELETED: &str = "lead_deleted";
+const LEAD_RESTORED: &str = "lead_restored";
+
+/// For each lead named by a deletion or restore event: the time of its last
+/// such event and whether it was a deletion.
+type LastEvents = HashMap<LeadId, (i64, bool)>;
+
 impl Syncer {
+    /// The events phase of an incremental sync: deletions and restores from
+    /// `events_cursor`, stage changes from the stage-history cursor.
     pub(super) async fn follow_events(
         &self,
         progress: &RunProgress,
         events_cursor: Option<i64>,
         until: i64,
     ) -> Result<(), SyncError> {
-        let Some(cursor) = events_cursor else {
-            // Nothing to catch up on before the first sync: start following now.
-            return self.commit_events_cursor(progress, until).await;
+        let overlap = i64::from(self.options.overlap_seconds);
+        // No cursor yet (no full sync has run): nothing to catch up on
+        // before the first sync; deletions are followed from now on.
+        let deletions_from = events_cursor.map(|c| (c - overlap).max(0));
+        let stages_from = self.stage_history_start().await?;
+        let Some(last_event) = self
+            .walk_events(progress, deletions_from, stages_from, until)
+            .await?
+        else {
+            if events_cursor.is_none() {
+                return self.commit_events_cursor(progress, until).await;
+            }
+            return Ok(());
         };
-        let from = (cursor - i64::from(self.options.overlap_seconds)).max(0);
-        let mut last_event: HashMap<LeadId, (i64, bool)> = HashMap::new();
-        for page_number in 1.. {
-            let query = EventQuery {
-                types: vec!["lead_deleted", "lead_restored"],
-                created_from: from,
-                created_to: until,
-                page: page_number,
-                limit: EVENTS_PER_PAGE,
-            };
-            let result = self
-                .stoppable(progress, self.client.fetch_events(&progress.token, &query))
-                .await?;
-            let page = match result {
-                Ok(page) => page,
-                // A token without rights to events, or an endpoint refused:
-                // the rest of the sync still holds.
-                Err(
-                    e @ (KommoError::Forbidden { .. }
-                    | KommoError::BadRequest { .. }
-                    | KommoError::UnexpectedStatus { .. }),
-                ) => {
-                    tracing::warn!(run_id = progress.run_id, error = %e, "cannot read lead events; restores are picked up by the next full sync");
-                    return Ok(());
-                }
-                // 401, a blocked or unpaid account, throttling past its
-                // budget, network trouble: the run stops here.
-                Err(e) => return Err(e.into()),
-            };
-            for event in &page.events {
-                let deleted = event.kind == "lead_deleted";
-                let entry = last_event
-                    .entry(event.lead_id)
-                    .or_insert((event.created_at, deleted));
-                if event.created_at >= entry.0 {
-                    *entry = (event.created_at, deleted);
-                }
-            }
-            if !page.has_next && page.events.len() < EVENTS_PER_PAGE as usize {
-                break;
-            }
-        }
         let mut ids: Vec<LeadId> = last_event.keys().copied().collect();
         ids.sort_unstable();
         for chunk in ids.chunks(IDS_PER_REQUEST) {
@@ -85,6 +71,125 @@ impl Syncer {
                 .await?;
         }
         self.commit_events_cursor(progress, until).await
+    }
+
+    /// The stage history after a full pass, up to Kommo's now. It is not
+    /// worth failing a completed pass for: a failure other than a closed
+    /// account or a stop is a warning, and the next sync reads the changes
+    /// from the same cursor.
+    pub(super) async fn follow_stage_history(
+        &self,
+        progress: &RunProgress,
+    ) -> Result<(), SyncError> {
+        let from = self.stage_history_start().await?;
+        match self
+            .walk_events(progress, None, from, self.kommo_now())
+            .await
+        {
+            Err(SyncError::Kommo(e)) if e.alert().is_none() => {
+                tracing::warn!(run_id = progress.run_id, error = %e, "cannot read the stage history now; the next sync reads it from where it stopped");
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Where the stage history walk starts: its cursor minus the overlap,
+    /// or 0 (the whole history) the first time.
+    async fn stage_history_start(&self) -> Result<i64, SyncError> {
+        let overlap = i64::from(self.options.overlap_seconds);
+        Ok(self
+            .store
+            .stage_history_cursor()
+            .await?
+            .map_or(0, |c| (c - overlap).max(0)))
+    }
+
+    /// Walks the events up to `until`: stage changes from `stages_from`
+    /// (recorded page by page, the cursor moved to `until` at the end) and,
+    /// with `deletions_from`, deletions and restores from there. Returns the
+    /// last deletion or restore per lead, or `None` when the events cannot
+    /// be read (warned; neither cursor moves).
+    async fn walk_events(
+        &self,
+        progress: &RunProgress,
+        deletions_from: Option<i64>,
+        stages_from: i64,
+        until: i64,
+    ) -> Result<Option<LastEvents>, SyncError> {
+        let types = match deletions_from {
+            Some(_) => vec![LEAD_DELETED, LEAD_RESTORED, STATUS_CHANGED],
+            None => vec![STATUS_CHANGED],
+        };
+        let from = deletions_from.map_or(stages_from, |d| d.min(stages_from));
+        let mut last_event = LastEvents::new();
+        for page_number in 1.. {
+            let query = EventQuery {
+                types: types.clone(),
+                created_from: from,
+                created_to: until,
+                page: page_number,
+                limit: EVENTS_PER_PAGE,
+            };
+            let result = self
+                .stoppable(progress, self.client.fetch_events(&progress.token, &query))
+                .await?;
+            let answer = match result {
+                Ok(answer) => answer,
+                // A token without rights to events, or an endpoint refused:
+                // the rest of the sync still holds.
+                Err(
+                    e @ (KommoError::Forbidden { .. }
+                    | KommoError::BadRequest { .. }
+                    | KommoError::UnexpectedStatus { .. }),
+                ) => {
+                    tracing::warn!(run_id = progress.run_id, error = %e, "cannot read lead events; restores are picked up by the next full sync, stage changes by the next sync that can read events");
+                    return Ok(None);
+                }
+                // 401, a blocked or unpaid account, throttling past its
+                // budget, network trouble: the run stops here.
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(deletions_from) = deletions_from {
+                for event in &answer.page.events {
+                    let deleted = event.kind == LEAD_DELETED;
+                    if !(deleted || event.kind == LEAD_RESTORED)
+                        || event.created_at < deletions_from
+                    {
+                        continue;
+                    }
+                    let entry = last_event
+                        .entry(event.lead_id)
+                        .or_insert((event.created_at, deleted));
+                    if event.created_at >= entry.0 {
+                        *entry = (event.created_at, deleted);
+                    }
+                }
+            }
+            for reason in &answer.skipped {
+                tracing::warn!(
+                    run_id = progress.run_id,
+                    "Kommo sent a stage change that cannot be stored ({reason}); skipped"
+                );
+            }
+            if !answer.status_changes.is_empty() {
+                self.store
+                    .commit_status_changes(
+                        progress.run_id,
+                        &answer.status_changes,
+                        None,
+                        &progress.counters(),
+                    )
+                    .await?;
+            }
+            if !answer.page.has_next && answer.page.events.len() < EVENTS_PER_PAGE as usize {
+                break;
+            }
+        }
+        self.store
+            .commit_status_changes(progress.run_id, &[], Some(until), &progress.counters())
+            .await?;
+        Ok(Some(last_event))
     }
 
     async fn commit_events_cursor(

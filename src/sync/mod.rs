@@ -21,6 +21,10 @@
 //! overlap), then the deleted-leads listing, then the lead events
 //! ([`events`]) that reveal restores.
 //!
+//! After its leads, every sync reads the account's structure ([`structure`]:
+//! a handful of requests, one transaction), and it follows the leads' stage
+//! history in its events phase (a full sync after its pass).
+//!
 //! An answer that does not fit its question (Kommo ignored the filter, see
 //! [`KommoError::FilterIgnored`]) stops the run at once. Every "now" the
 //! algorithm uses is Kommo's (its `Date` header), never ours.
@@ -29,6 +33,8 @@ mod events;
 mod full;
 mod walk;
 pub mod windows;
+// The account's structure (see `structure.rs`).
+mod structure;
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -201,7 +207,12 @@ impl Syncer {
             .requests_before
             .store(self.client.requests_sent(), Ordering::Relaxed);
         let marked_deleted = match kind {
-            RunKind::Full => self.full_pass(progress).await?,
+            RunKind::Full => {
+                let marked_deleted = self.full_pass(progress).await?;
+                self.sync_structure(progress).await?;
+                self.follow_stage_history(progress).await?;
+                marked_deleted
+            }
             RunKind::Incremental => {
                 let state = self.store.sync_state().await?;
                 let overlap = i64::from(self.options.overlap_seconds);
@@ -211,6 +222,7 @@ impl Syncer {
                 let deleted_start = state.deleted_cursor.map_or(0, |c| (c - overlap).max(0));
                 self.walk(progress, walk::Range::deleted(deleted_start))
                     .await?;
+                self.sync_structure(progress).await?;
                 self.follow_events(progress, state.events_cursor, self.kommo_now())
                     .await?;
                 let after = self.store.lead_counts().await?.deleted;

@@ -1,0 +1,182 @@
+-- Questions the mirror answers in SQL. Run one with
+--   sqlite3 -header -column mirror.sqlite < one-query.sql
+-- or paste it into sqlite3. Times are UTC (strftime(..., 'unixepoch')); for
+-- the account's own time zone (table account, column timezone) add its
+-- offset, e.g. strftime('%Y-%m', closed_at, 'unixepoch', '-03:00').
+--
+-- Each query starts with a header line "-- query: NAME" and a comment saying
+-- what it answers; tests/queries.rs runs every one of them against a mirror
+-- of the simulated account and compares the result with the same answer
+-- computed from the account itself. Every ORDER BY is total, so results
+-- compare exactly.
+
+-- query: won_revenue_by_month_and_pipeline
+-- Won revenue by month and pipeline: how many leads were won in each
+-- calendar month (by closed_at) in each pipeline, and what they were worth.
+SELECT strftime('%Y-%m', closed_at, 'unixepoch') AS month,
+       pipeline_name AS pipeline,
+       COUNT(*) AS won_leads,
+       COALESCE(SUM(price), 0) AS revenue
+FROM leads_named
+WHERE outcome = 'won' AND closed_at IS NOT NULL
+GROUP BY month, pipeline_id
+ORDER BY month DESC, pipeline_id;
+
+-- query: funnel_by_stage
+-- Funnel by stage: how many leads (and how much value) sit in each stage of
+-- each pipeline now, stages in the pipeline's order, empty stages included.
+SELECT p.name AS pipeline,
+       s.name AS stage,
+       COUNT(l.id) AS leads,
+       COALESCE(SUM(l.price), 0) AS value
+FROM statuses AS s
+JOIN pipelines AS p ON p.id = s.pipeline_id
+LEFT JOIN alive_leads AS l ON l.pipeline_id = s.pipeline_id AND l.status_id = s.id
+WHERE s.is_deleted = 0 AND p.is_deleted = 0
+GROUP BY s.pipeline_id, s.id
+ORDER BY p.sort, p.id, s.sort, s.id;
+
+-- query: conversion_rate_per_pipeline
+-- Conversion rate per pipeline: won, lost and still open leads, and the
+-- share of closed leads that were won (in %).
+SELECT pipeline_name AS pipeline,
+       SUM(outcome = 'won') AS won,
+       SUM(outcome = 'lost') AS lost,
+       SUM(outcome = 'open') AS open,
+       ROUND(100.0 * SUM(outcome = 'won') / NULLIF(SUM(outcome != 'open'), 0), 2) AS win_rate_pct
+FROM leads_named
+GROUP BY pipeline_id
+ORDER BY pipeline_id;
+
+-- query: median_days_to_close
+-- Median days to close: for the won leads of each pipeline, the median time
+-- from creation to closing, in days (the mean of the two middle ones for
+-- an even count).
+WITH won AS (
+    SELECT pipeline_id, pipeline_name,
+           (closed_at - created_at) / 86400.0 AS days,
+           ROW_NUMBER() OVER (PARTITION BY pipeline_id ORDER BY closed_at - created_at) AS n,
+           COUNT(*) OVER (PARTITION BY pipeline_id) AS total
+    FROM leads_named
+    WHERE outcome = 'won' AND closed_at IS NOT NULL AND created_at IS NOT NULL
+)
+SELECT pipeline_name AS pipeline,
+       MAX(total) AS won_leads,
+       ROUND(AVG(days), 2) AS median_days_to_close
+FROM won
+WHERE n IN ((total + 1) / 2, (total + 2) / 2)
+GROUP BY pipeline_id
+ORDER BY pipeline_id;
+
+-- query: open_leads_per_manager
+-- Open leads per manager: who owns how many open leads, and their value.
+SELECT CASE WHEN responsible_user_id IS NULL THEN '(nobody)'
+            ELSE COALESCE(responsible_user_name, 'user ' || responsible_user_id) END AS manager,
+       COUNT(*) AS open_leads,
+       COALESCE(SUM(price), 0) AS open_value
+FROM leads_named
+WHERE outcome = 'open'
+GROUP BY responsible_user_id
+ORDER BY open_leads DESC, responsible_user_id;
+
+-- query: stale_open_leads
+-- Stale open leads: the 25 open leads untouched the longest, among those
+-- not updated for 30 days or more, with their stage, manager and days idle.
+SELECT id,
+       name,
+       pipeline_name AS pipeline,
+       status_name AS stage,
+       responsible_user_name AS manager,
+       (CAST(strftime('%s', 'now') AS INTEGER) - updated_at) / 86400 AS days_idle
+FROM leads_named
+WHERE outcome = 'open'
+  AND updated_at <= CAST(strftime('%s', 'now') AS INTEGER) - 30 * 86400
+ORDER BY updated_at, id
+LIMIT 25;
+
+-- query: average_days_in_stage
+-- Average days in each stage: over every finished stay of an alive lead in
+-- a stage (from the stage history), how many stays and how long on average.
+SELECT d.pipeline_name AS pipeline,
+       d.status_name AS stage,
+       COUNT(*) AS stays,
+       ROUND(AVG(d.seconds) / 86400.0, 2) AS avg_days
+FROM lead_stage_durations AS d
+LEFT JOIN statuses AS s ON s.pipeline_id = d.pipeline_id AND s.id = d.status_id
+WHERE d.left_at IS NOT NULL
+GROUP BY d.pipeline_id, d.status_id
+ORDER BY d.pipeline_id, s.sort, d.status_id;
+
+-- query: leads_by_lead_source
+-- Breakdown by a select field: alive leads and their value per option of the
+-- field whose code is LEAD_SOURCE.
+SELECT v.value_text AS lead_source,
+       COUNT(*) AS leads,
+       COALESCE(SUM(l.price), 0) AS value
+FROM lead_custom_field_values AS v
+JOIN alive_leads AS l ON l.id = v.lead_id
+WHERE v.field_code = 'LEAD_SOURCE'
+GROUP BY v.value_text
+ORDER BY leads DESC, lead_source;
+
+-- query: leads_deleted_last_30_days
+-- Leads deleted in the last 30 days (by when the mirror learned of it), with
+-- what they were when last seen alive.
+SELECT l.id,
+       l.name,
+       p.name AS pipeline,
+       l.price
+FROM leads AS l
+LEFT JOIN pipelines AS p ON p.id = l.pipeline_id
+WHERE l.is_deleted = 1
+  AND l.deleted_at >= CAST(strftime('%s', 'now') AS INTEGER) - 30 * 86400
+ORDER BY l.id;
+
+-- query: tag_counts
+-- Tag counts: how many alive leads carry each tag of the account.
+SELECT t.name AS tag,
+       COUNT(l.id) AS leads
+FROM tags AS t
+LEFT JOIN lead_tags AS lt ON lt.tag_id = t.id
+LEFT JOIN alive_leads AS l ON l.id = lt.lead_id
+WHERE t.is_deleted = 0
+GROUP BY t.id
+ORDER BY leads DESC, t.id;
+
+-- query: leads_changed_today
+-- Leads changed today (UTC), per pipeline: how many alive leads were
+-- updated, created, won and lost since midnight.
+SELECT pipeline_name AS pipeline,
+       COUNT(*) AS changed,
+       SUM(created_at >= CAST(strftime('%s', date('now')) AS INTEGER)) AS created,
+       SUM(outcome = 'won' AND closed_at >= CAST(strftime('%s', date('now')) AS INTEGER)) AS won,
+       SUM(outcome = 'lost' AND closed_at >= CAST(strftime('%s', date('now')) AS INTEGER)) AS lost
+FROM leads_named
+WHERE updated_at >= CAST(strftime('%s', date('now')) AS INTEGER)
+GROUP BY pipeline_id
+ORDER BY pipeline_id;
+
+-- query: loss_reasons_of_lost_leads
+-- Loss reasons of lost leads: why leads were lost, how often, and the value
+-- lost.
+SELECT COALESCE(loss_reason_name, '(no reason given)') AS loss_reason,
+       COUNT(*) AS lost_leads,
+       COALESCE(SUM(price), 0) AS lost_value
+FROM leads_named
+WHERE outcome = 'lost'
+GROUP BY loss_reason_id
+ORDER BY lost_leads DESC, loss_reason_id;
+
+-- query: stage_entries_per_week
+-- Stage entries per week: how many times leads entered each stage in each
+-- of the last 8 ISO weeks (Monday-based), from the stage history.
+SELECT strftime('%Y-%m-%d', c.changed_at, 'unixepoch', 'weekday 0', '-6 days') AS week_starting,
+       p.name AS pipeline,
+       s.name AS stage,
+       COUNT(*) AS entries
+FROM lead_status_changes AS c
+LEFT JOIN pipelines AS p ON p.id = c.to_pipeline_id
+LEFT JOIN statuses AS s ON s.pipeline_id = c.to_pipeline_id AND s.id = c.to_status_id
+WHERE c.changed_at >= CAST(strftime('%s', date('now', 'weekday 0', '-55 days')) AS INTEGER)
+GROUP BY week_starting, c.to_pipeline_id, c.to_status_id
+ORDER BY week_starting DESC, c.to_pipeline_id, s.sort, c.to_status_id;

@@ -1,0 +1,65 @@
+//! The leads' stage history: `lead_status_changes`, one row per
+//! `lead_status_changed` event however often it is read (the event id is
+//! the key), and `sync_state.stage_history_cursor`, the `created_at` up to
+//! which the history was followed.
+
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use super::StoreError;
+use crate::kommo::StatusChange;
+
+type Tx = Transaction<'static, Sqlite>;
+
+/// Inserts the changes not yet recorded; returns how many were new.
+pub async fn insert(tx: &mut Tx, changes: &[StatusChange]) -> Result<u64, StoreError> {
+    let mut added = 0;
+    for c in changes {
+        added += sqlx::query(
+            "INSERT INTO lead_status_changes (event_id, lead_id, from_pipeline_id, from_status_id, \
+             to_pipeline_id, to_status_id, changed_at, changed_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(&c.event_id)
+        .bind(c.lead_id)
+        .bind(c.from_pipeline_id)
+        .bind(c.from_status_id)
+        .bind(c.to_pipeline_id)
+        .bind(c.to_status_id)
+        .bind(c.changed_at)
+        .bind(c.changed_by)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    }
+    Ok(added)
+}
+
+/// Moves the cursor forward to `until` (never back).
+pub async fn advance_cursor(tx: &mut Tx, until: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE sync_state SET stage_history_cursor = MAX(COALESCE(stage_history_cursor, ?1), ?1) \
+         WHERE id = 1",
+    )
+    .bind(until)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The cursor; `None` before the history was first followed.
+pub async fn cursor(pool: &SqlitePool) -> Result<Option<i64>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT stage_history_cursor FROM sync_state WHERE id = 1")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+/// Stage changes recorded.
+pub async fn count(pool: &SqlitePool) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM lead_status_changes")
+            .fetch_one(pool)
+            .await?,
+    )
+}

@@ -1,0 +1,123 @@
+//! The structure phase of every sync: the account, pipelines with their
+//! stages, users, lead custom fields, loss reasons and tags, fetched through
+//! the same client (pacer, retries, error mapping) as the leads, then
+//! written in one transaction.
+//!
+//! It costs one request per listing page: six requests for an account whose
+//! custom fields fit in 50 and whose users and tags fit in 250. It runs
+//! after the leads walks, so it never delays the leads. A listing that
+//! cannot be read (`403` with a JSON body, typically users for a token
+//! without admin rights; a `404`; a failure that outlasts the retries) is
+//! left as it was in the mirror, with a warning, and the rest of the sync
+//! goes on: the leads are what the mirror is for. A token rejected, a
+//! blocked or unpaid account, or a stop request ends the run like anywhere
+//! else.
+
+use super::{RunProgress, SyncError, Syncer};
+use crate::clock::unix_now;
+use crate::kommo::KommoError;
+use crate::kommo::structure::{
+    CUSTOM_FIELDS, Keyed, LOSS_REASONS, ListEndpoint, PIPELINES, TAGS, USERS,
+};
+use crate::store::{Part, StructureSnapshot};
+
+/// Pages read of one structure listing at most: a `_links.next` that never
+/// ends must not hold the sync forever.
+pub const MAX_STRUCTURE_PAGES: u32 = 200;
+
+impl Syncer {
+    /// Fetches the account's structure and writes what could be read.
+    pub(super) async fn sync_structure(&self, progress: &RunProgress) -> Result<(), SyncError> {
+        let account = self
+            .stoppable(progress, self.client.fetch_account_info(&progress.token))
+            .await?;
+        let snapshot = StructureSnapshot {
+            account: readable(progress, "/api/v4/account", account)?,
+            pipelines: self.fetch_listing(progress, &PIPELINES).await?,
+            custom_fields: self.fetch_listing(progress, &CUSTOM_FIELDS).await?,
+            users: self.fetch_listing(progress, &USERS).await?,
+            loss_reasons: self.fetch_listing(progress, &LOSS_REASONS).await?,
+            tags: self.fetch_listing(progress, &TAGS).await?,
+        };
+        self.store
+            .write_structure(progress.run_id, &snapshot, &progress.counters(), unix_now())
+            .await?;
+        Ok(())
+    }
+
+    /// Every page of one listing; `None` when it cannot be read (warned).
+    async fn fetch_listing<T: Keyed>(
+        &self,
+        progress: &RunProgress,
+        endpoint: &ListEndpoint,
+    ) -> Result<Option<Part<T>>, SyncError> {
+        let mut part = Part {
+            items: Vec::new(),
+            complete: true,
+        };
+        for page in 1..=MAX_STRUCTURE_PAGES {
+            let result = self
+                .stoppable(
+                    progress,
+                    self.client
+                        .fetch_structure_page::<T>(&progress.token, endpoint, page),
+                )
+                .await?;
+            let Some(listed) = readable(progress, endpoint.path, result)? else {
+                return Ok(None);
+            };
+            for reason in &listed.skipped {
+                tracing::warn!(
+                    run_id = progress.run_id,
+                    listing = endpoint.path,
+                    "Kommo listed an element that cannot be stored ({reason}); skipped, and \
+                     nothing of this listing is flagged deleted in this sync"
+                );
+            }
+            part.complete &= listed.skipped.is_empty();
+            let received = listed.items.len();
+            part.items.extend(listed.items);
+            if !listed.has_next || received == 0 {
+                return Ok(Some(part));
+            }
+        }
+        tracing::warn!(
+            run_id = progress.run_id,
+            listing = endpoint.path,
+            pages = MAX_STRUCTURE_PAGES,
+            "the listing still had a next page after the most pages read; what was read is \
+             stored and nothing of it is flagged deleted"
+        );
+        part.complete = false;
+        Ok(Some(part))
+    }
+}
+
+/// The listing's answer, `None` for one that cannot be read (warned), or
+/// the error that stops the run (one that raises an alert: 401, a blocked or
+/// unpaid account, ignored filters).
+fn readable<T>(
+    progress: &RunProgress,
+    path: &str,
+    result: Result<T, KommoError>,
+) -> Result<Option<T>, SyncError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.alert().is_some() => Err(e.into()),
+        Err(e) => {
+            let hint = if path.ends_with("users") && matches!(e, KommoError::Forbidden { .. }) {
+                "Kommo lists users only to administrators: give the integration's user admin \
+                 rights to mirror users; "
+            } else {
+                ""
+            };
+            tracing::warn!(
+                run_id = progress.run_id,
+                listing = path,
+                error = %e,
+                "cannot read {path}; {hint}its table keeps what it held, the next sync reads it again, and the rest of this sync goes on"
+            );
+            Ok(None)
+        }
+    }
+}
