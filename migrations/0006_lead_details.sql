@@ -53,13 +53,21 @@ CREATE INDEX lead_companies_company ON lead_companies (company_id);
 -- Tags and companies of leads mirrored before this migration, from `raw`
 -- (field values and contacts fill in as each lead is synced again; a
 -- `--backfill` fills them at once).
+-- (json_extract only on elements that are objects: a string element's value
+-- is plain text, not JSON.)
 INSERT OR IGNORE INTO lead_tags (lead_id, tag_id)
-SELECT l.id, json_extract(t.value, '$.id')
-FROM leads AS l, json_each(l.raw, '$._embedded.tags') AS t
-WHERE l.is_deleted = 0 AND json_valid(l.raw)
-  AND typeof(json_extract(t.value, '$.id')) = 'integer';
+SELECT lead_id, tag_id FROM (
+    SELECT l.id AS lead_id,
+           CASE WHEN t.type = 'object' THEN json_extract(t.value, '$.id') END AS tag_id
+    FROM leads AS l, json_each(CASE WHEN json_valid(l.raw) THEN l.raw END, '$._embedded.tags') AS t
+    WHERE l.is_deleted = 0
+)
+WHERE typeof(tag_id) = 'integer';
 INSERT OR IGNORE INTO lead_companies (lead_id, company_id)
-SELECT l.id, json_extract(c.value, '$.id')
-FROM leads AS l, json_each(l.raw, '$._embedded.companies') AS c
-WHERE l.is_deleted = 0 AND json_valid(l.raw)
-  AND typeof(json_extract(c.value, '$.id')) = 'integer';
+SELECT lead_id, company_id FROM (
+    SELECT l.id AS lead_id,
+           CASE WHEN c.type = 'object' THEN json_extract(c.value, '$.id') END AS company_id
+    FROM leads AS l, json_each(CASE WHEN json_valid(l.raw) THEN l.raw END, '$._embedded.companies') AS c
+    WHERE l.is_deleted = 0
+)
+WHERE typeof(company_id) = 'integer';

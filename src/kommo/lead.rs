@@ -91,6 +91,18 @@ pub struct Lead {
     pub misfits: Vec<String>,
 }
 
+/// Why an element of `_embedded.leads` is not a lead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeadError {
+    /// It cannot be stored (no usable id): skipped and reported, the page
+    /// stands.
+    Unusable(String),
+    /// It cannot be read at all (a number out of range, a broken string):
+    /// the page is not trusted, like a body that does not parse, since the
+    /// element may be a lead that exists.
+    Unreadable(String),
+}
+
 impl PartialEq for Lead {
     fn eq(&self, other: &Lead) -> bool {
         self.raw.get() == other.raw.get()
@@ -98,24 +110,38 @@ impl PartialEq for Lead {
 }
 
 impl Lead {
-    /// Reads a lead out of one element of `_embedded.leads`; `Err` says why
-    /// it cannot be stored (no usable id).
-    pub fn from_raw(raw: &RawValue) -> Result<Lead, String> {
+    /// Reads a lead out of one element of `_embedded.leads`.
+    pub fn from_raw(raw: &RawValue) -> Result<Lead, LeadError> {
         let text = raw.get();
         let kind = json_kind(text);
         if kind != "an object" {
-            return Err(format!("it is not an object but {kind}"));
+            return Err(LeadError::Unusable(format!(
+                "it is not an object but {kind}"
+            )));
         }
-        let wire: WireLead<'_> =
-            serde_json::from_str(text).map_err(|e| format!("it cannot be read as a lead ({e})"))?;
+        let normalized;
+        let wire: WireLead<'_> = match serde_json::from_str(text) {
+            Ok(wire) => wire,
+            // A key given twice: read it as any JSON reader here does (the
+            // last one counts); `raw` keeps the text as received.
+            Err(first) => {
+                let value: serde_json::Value = serde_json::from_str(text)
+                    .map_err(|e| LeadError::Unreadable(format!("it is not valid JSON ({e})")))?;
+                normalized = value.to_string();
+                serde_json::from_str(&normalized)
+                    .map_err(|_| LeadError::Unreadable(format!("it cannot be read ({first})")))?
+            }
+        };
         let id = match &wire.id {
-            Scalar::Absent | Scalar::Null => return Err("it has no id".into()),
+            Scalar::Absent | Scalar::Null => {
+                return Err(LeadError::Unusable("it has no id".into()));
+            }
             Scalar::Integer(id) if *id > 0 => *id,
             other => {
-                return Err(format!(
+                return Err(LeadError::Unusable(format!(
                     "its id is not a positive integer but {}",
                     other.describe()
-                ));
+                )));
             }
         };
         let mut misfits = Vec::new();
@@ -141,13 +167,20 @@ impl Lead {
             None => (None, Vec::new()),
             Some(raw) => match json_kind(raw.get()) {
                 "null" => (None, Vec::new()),
-                "an array" => match serde_json::from_str::<Vec<WireField<'_>>>(raw.get()) {
-                    Ok(fields) => (Some(raw.get().to_string()), typed_values(&fields)),
-                    Err(e) => {
-                        misfits.push(format!("custom_fields_values cannot be read ({e})"));
-                        (Some(raw.get().to_string()), Vec::new())
+                "an array" => {
+                    // Each field on its own: one odd field costs only itself.
+                    let items: Vec<&RawValue> = serde_json::from_str(raw.get()).unwrap_or_default();
+                    let mut fields = Vec::with_capacity(items.len());
+                    for (i, item) in items.into_iter().enumerate() {
+                        match serde_json::from_str::<WireField<'_>>(item.get()) {
+                            Ok(field) => fields.push(field),
+                            Err(e) => misfits.push(format!(
+                                "custom_fields_values[{i}] cannot be read ({e}); its values are not in lead_field_values"
+                            )),
+                        }
                     }
-                },
+                    (Some(raw.get().to_string()), typed_values(&fields))
+                }
                 other => {
                     misfits.push(format!("custom_fields_values is {other}"));
                     (None, Vec::new())
@@ -182,8 +215,9 @@ impl Lead {
     }
 
     /// Like [`Lead::from_raw`], from a parsed value (tests, fixtures).
-    pub fn from_json(value: serde_json::Value) -> Result<Lead, String> {
-        let raw = RawValue::from_string(value.to_string()).map_err(|e| e.to_string())?;
+    pub fn from_json(value: serde_json::Value) -> Result<Lead, LeadError> {
+        let raw = RawValue::from_string(value.to_string())
+            .map_err(|e| LeadError::Unreadable(e.to_string()))?;
         Lead::from_raw(&raw)
     }
 
@@ -400,9 +434,19 @@ struct WireLink {
     is_main: Option<bool>,
 }
 
-/// A list, or nothing when the field is null or not a list of objects.
-fn lenient_list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
-    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+/// The elements of a list that can be read; nothing when the field is not
+/// a list. One odd element does not cost the others.
+fn lenient_list<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(
+    d: D,
+) -> Result<Vec<T>, D::Error> {
+    let items = match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Array(items) => items,
+        _ => return Ok(Vec::new()),
+    };
+    Ok(items
+        .into_iter()
+        .filter_map(|item| serde_json::from_value(item).ok())
+        .collect())
 }
 
 /// A positive integer id, or nothing.

@@ -14,7 +14,8 @@ pub use client::{ClientOptions, EventQuery, KommoClient, LeadOrder, LeadQuery};
 pub use counts::ResponseCounts;
 pub use error::KommoError;
 pub use model::{
-    Column, EventPage, FieldValue, Lead, LeadEvent, LeadId, LeadPage, SCALAR_COLUMNS, SkippedLead,
+    Column, EventPage, FieldValue, Lead, LeadError, LeadEvent, LeadId, LeadPage, SCALAR_COLUMNS,
+    SkippedLead,
 };
 pub use pacer::{Pacer, WINDOW_MARGIN, request_spacing};
 pub use stage::{LeadEventsPage, STATUS_CHANGED, StatusChange};

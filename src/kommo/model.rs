@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 
 use super::KommoError;
 use super::lead::json_kind;
-pub use super::lead::{Column, FieldValue, Lead, LeadId, SCALAR_COLUMNS};
+pub use super::lead::{Column, FieldValue, Lead, LeadError, LeadId, SCALAR_COLUMNS};
 
 /// An element of `_embedded.leads` that cannot be stored, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,7 +112,12 @@ impl LeadPage {
         for (index, item) in items.into_iter().enumerate() {
             match Lead::from_raw(item) {
                 Ok(lead) => page.leads.push(lead),
-                Err(reason) => page.skipped.push(SkippedLead { index, reason }),
+                Err(LeadError::Unusable(reason)) => {
+                    page.skipped.push(SkippedLead { index, reason })
+                }
+                Err(LeadError::Unreadable(reason)) => {
+                    return Err(decode(format!("_embedded.leads[{index}]: {reason}")));
+                }
             }
         }
         Ok(page)
@@ -239,6 +244,22 @@ mod tests {
         assert_eq!(page.leads[0].to_value()["new"], json!({"a": 1}));
         assert!(page.leads[1].is_deleted);
         assert_eq!(page.leads[0].updated_at, Some(10));
+    }
+
+    #[test]
+    fn a_key_given_twice_keeps_the_lead_and_an_unreadable_one_fails_the_page() {
+        let body = br#"{"_embedded":{"leads":[{"id":5,"price":1,"price":2,"updated_at":9}]}}"#;
+        let page = LeadPage::from_slice(body).unwrap();
+        assert!(page.skipped.is_empty());
+        assert_eq!(page.leads[0].id, 5);
+        assert_eq!(
+            page.leads[0].columns[1],
+            Column::Integer(2),
+            "the last one counts"
+        );
+        let body = br#"{"_embedded":{"leads":[{"id":6},{"id":7,"price":1e400}]}}"#;
+        let e = LeadPage::from_slice(body).unwrap_err();
+        assert!(e.is_transient(), "{e}");
     }
 
     #[test]

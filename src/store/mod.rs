@@ -14,6 +14,7 @@ mod state;
 mod stage_history;
 mod structure;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -49,6 +50,10 @@ pub enum StoreError {
     },
     #[error("SQLite error: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error(
+        "pages of this run were not written after an earlier error; the next sync fetches them again"
+    )]
+    BatchLost,
 }
 
 /// The mirror database.
@@ -80,13 +85,19 @@ const COMMIT_AFTER: Duration = Duration::from_secs(1);
 #[derive(Default)]
 struct Writer {
     open: Option<(Transaction<'static, Sqlite>, u32, std::time::Instant)>,
+    /// A batch of this run was rolled back: the run's later pages are refused,
+    /// since their windows' progress counts on the pages lost with it.
+    lost_batch: bool,
 }
 
 impl Writer {
     /// Commits the gathered pages, if any.
     async fn flush(&mut self) -> Result<(), StoreError> {
         if let Some((tx, _, _)) = self.open.take() {
-            tx.commit().await?;
+            if let Err(e) = tx.commit().await {
+                self.lost_batch = true;
+                return Err(e.into());
+            }
         }
         Ok(())
     }
@@ -210,15 +221,24 @@ impl Store {
     /// write or [`Store::flush`].
     pub async fn commit_page(&self, commit: PageCommit<'_>) -> Result<(), StoreError> {
         let mut writer = self.writer.lock().await;
+        if writer.lost_batch {
+            return Err(StoreError::BatchLost);
+        }
         let (mut tx, pages, opened) = match writer.open.take() {
             Some(open) => open,
             None => (self.begin().await?, 0, std::time::Instant::now()),
         };
         // On an error the transaction is dropped, rolling back the pages
         // gathered with this one along with their cursors.
-        write_page(&mut tx, &commit).await?;
+        if let Err(e) = write_page(&mut tx, &commit).await {
+            writer.lost_batch = true;
+            return Err(e);
+        }
         if pages + 1 >= PAGES_PER_COMMIT || opened.elapsed() >= COMMIT_AFTER {
-            tx.commit().await?;
+            if let Err(e) = tx.commit().await {
+                writer.lost_batch = true;
+                return Err(e.into());
+            }
         } else {
             writer.open = Some((tx, pages + 1, opened));
         }
@@ -288,7 +308,9 @@ impl Store {
 
     /// Records the start of a run.
     pub async fn start_run(&self, kind: RunKind, now: i64) -> Result<i64, StoreError> {
-        let _writer = self.flushed_writer().await?;
+        let mut writer = self.writer.lock().await;
+        writer.lost_batch = false;
+        writer.flush().await?;
         runs::start(&self.pool, kind, now).await
     }
 
@@ -338,6 +360,7 @@ impl Store {
 
     /// Lead counts for `--status` and the demo.
     pub async fn lead_counts(&self) -> Result<StoredLeadCounts, StoreError> {
+        self.flush().await?;
         leads::counts(&self.pool).await
     }
 }
@@ -347,8 +370,13 @@ async fn write_page(
     tx: &mut Transaction<'static, Sqlite>,
     commit: &PageCommit<'_>,
 ) -> Result<(), StoreError> {
+    // A lead listed twice in one page counts as its last listing.
+    let mut last: HashMap<LeadId, &Lead> = HashMap::with_capacity(commit.leads.len());
+    for lead in commit.leads {
+        last.insert(lead.id, lead);
+    }
     let (deleted, mut alive): (Vec<&Lead>, Vec<&Lead>) =
-        commit.leads.iter().partition(|lead| lead.is_deleted);
+        last.into_values().partition(|lead| lead.is_deleted);
     for lead in deleted {
         leads::mark_deleted_from_listing(tx, lead, commit.now).await?;
     }
@@ -500,6 +528,73 @@ mod tests {
             .fetch_one(store.pool())
             .await
             .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_lead_listed_twice_in_a_page_is_stored_as_its_last_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.sqlite")).await.unwrap();
+        let run = store.start_run(RunKind::Full, 1).await.unwrap();
+        let first = Lead::from_json(json!({"id": 4, "name": "old", "updated_at": 1,
+            "_embedded": {"tags": [{"id": 1}]}}))
+        .unwrap();
+        let last = Lead::from_json(json!({"id": 4, "name": "new", "updated_at": 2,
+            "_embedded": {"tags": [{"id": 2}]}}))
+        .unwrap();
+        commit_page_of(&store, run, None, &[first, last], &[]).await;
+        let (name, tags): (String, String) = sqlx::query_as(
+            "SELECT name, (SELECT group_concat(tag_id) FROM lead_tags WHERE lead_id = 4) FROM leads WHERE id = 4",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!((name.as_str(), tags.as_str()), ("new", "2"));
+    }
+
+    #[tokio::test]
+    async fn after_a_batch_is_lost_the_run_writes_no_later_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_limited(&dir.path().join("m.sqlite"), Some(1))
+            .await
+            .unwrap();
+        let run = store.start_run(RunKind::Full, 1).await.unwrap();
+        let big = |id: i64| {
+            vec![Lead::from_json(json!({"id": id, "name": "x".repeat(600_000)})).unwrap()]
+        };
+        let commit = |leads: Vec<Lead>| {
+            let store = store.clone();
+            async move {
+                store
+                    .commit_page(PageCommit {
+                        run_id: run,
+                        leads: &leads,
+                        now: 1,
+                        ..PageCommit::default()
+                    })
+                    .await
+            }
+        };
+        let mut failed = false;
+        for id in 1..=4 {
+            if commit(big(id)).await.is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed, "1 MiB holds no batch of 2.4 MB");
+        // A small page after the loss is refused: its progress would count on
+        // the pages lost.
+        let small = vec![lead(10, json!(10))];
+        assert!(matches!(
+            commit(small.clone()).await,
+            Err(StoreError::BatchLost)
+        ));
+        store.flush().await.unwrap();
+        // The next run writes again.
+        store.start_run(RunKind::Full, 2).await.unwrap();
+        commit(small).await.unwrap();
+        store.flush().await.unwrap();
+        assert_eq!(lead_count_seen_by_another_connection(&store).await, 1);
     }
 
     #[tokio::test]
