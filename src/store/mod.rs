@@ -93,11 +93,11 @@ struct Writer {
 impl Writer {
     /// Commits the gathered pages, if any.
     async fn flush(&mut self) -> Result<(), StoreError> {
-        if let Some((tx, _, _)) = self.open.take() {
-            if let Err(e) = tx.commit().await {
-                self.lost_batch = true;
-                return Err(e.into());
-            }
+        if let Some((tx, _, _)) = self.open.take()
+            && let Err(e) = tx.commit().await
+        {
+            self.lost_batch = true;
+            return Err(e.into());
         }
         Ok(())
     }
