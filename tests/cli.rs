@@ -293,6 +293,64 @@ async fn demo_runs_with_nothing_set_up() {
             .await
             .unwrap();
     assert_eq!((alive, deleted), (5_005, 5));
+    readme_queries_answer_with_names(&pool).await;
+}
+
+/// Runs each SQL example of the README's "Example queries" on the demo's
+/// mirror: each answers with rows, and its name columns hold names, not ids.
+async fn readme_queries_answer_with_names(pool: &sqlx::SqlitePool) {
+    use sqlx::{Column, Row, ValueRef};
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("### Example queries")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README has an Example queries section");
+    let queries: Vec<&str> = section
+        .split("```sql\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap())
+        .collect();
+    assert!(queries.len() >= 4, "{} queries", queries.len());
+    let name_columns = [
+        "pipeline",
+        "stage",
+        "pipeline_name",
+        "status_name",
+        "lead_source",
+        "manager",
+        "name",
+    ];
+    for query in queries {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(query.to_string()))
+            .fetch_all(pool)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
+        assert!(
+            !rows.is_empty(),
+            "no rows from the README's query:\n{query}"
+        );
+        for row in &rows {
+            for column in row.columns() {
+                if !name_columns.contains(&column.name()) {
+                    continue;
+                }
+                let raw = row.try_get_raw(column.ordinal()).unwrap();
+                if raw.is_null() {
+                    continue;
+                }
+                let text: String = row
+                    .try_get(column.ordinal())
+                    .unwrap_or_else(|e| panic!("{} is not text in\n{query}: {e}", column.name()));
+                assert!(
+                    text.parse::<i64>().is_err(),
+                    "{} holds an id ({text}), not a name, in\n{query}",
+                    column.name()
+                );
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

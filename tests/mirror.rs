@@ -581,6 +581,26 @@ async fn each_lead_s_typed_field_values_and_links_equal_the_account_after_backfi
     for _ in 0..10 {
         env.sim.add_lead();
     }
+    // Tags, contacts and field values replaced, emptied or removed.
+    let ids = env.sim.alive_ids();
+    assert!(env.sim.set_lead_tags(ids[1], &[30_001, 30_006]));
+    assert!(env.sim.set_lead_tags(ids[2], &[]));
+    assert!(
+        env.sim
+            .set_lead_contacts(ids[1], &[(31_000_001, true), (31_000_002, false)])
+    );
+    assert!(env.sim.set_lead_contacts(ids[2], &[]));
+    assert!(env.sim.set_lead_custom_field(
+        ids[1],
+        510_006,
+        serde_json::json!([
+            {"value": "CRM", "enum_id": 700_201, "enum_code": "CRM"}
+        ])
+    ));
+    assert!(
+        env.sim
+            .set_lead_custom_field(ids[2], 510_003, serde_json::json!(null))
+    );
     env.run_ok(&["--once"]).await;
     env.assert_mirror_equals_account().await;
     assert_details_equal_account(&env).await;

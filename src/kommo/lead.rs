@@ -516,9 +516,13 @@ fn type_value(row: &mut FieldValue, raw: &RawValue) {
                     return;
                 }
                 Ok(serde_json::Value::Number(n)) => {
-                    row.number = n.as_f64();
-                    if is_date(row.field_type.as_deref()) {
+                    let kind = row.field_type.as_deref();
+                    if is_text(kind) {
+                        row.text = Some(n.to_string());
+                    } else if is_date(kind) {
                         row.date = n.as_f64().map(|f| f as i64);
+                    } else {
+                        row.number = n.as_f64();
                     }
                     return;
                 }
@@ -533,6 +537,7 @@ fn type_value(row: &mut FieldValue, raw: &RawValue) {
     let kind = row.field_type.as_deref();
     match value {
         Scalar::Absent | Scalar::Null | Scalar::Other(_, _) => {}
+        Scalar::Integer(n) if is_text(kind) => row.text = Some(n.to_string()),
         Scalar::Integer(n) => {
             if is_date(kind) {
                 row.date = Some(n);
@@ -562,6 +567,22 @@ fn type_value(row: &mut FieldValue, raw: &RawValue) {
             }
         }
     }
+}
+
+/// Field types whose values are text, whatever JSON type they arrive as.
+fn is_text(kind: Option<&str>) -> bool {
+    matches!(
+        kind,
+        Some(
+            "text"
+                | "textarea"
+                | "url"
+                | "select"
+                | "multiselect"
+                | "radiobutton"
+                | "streetaddress"
+        )
+    )
 }
 
 fn is_date(kind: Option<&str>) -> bool {

@@ -164,6 +164,10 @@ pub struct LeadEvent {
 pub struct EventPage {
     /// The lead events of the page; events about other entities are skipped.
     pub events: Vec<LeadEvent>,
+    /// Events received, read or not: what tells a full page from a short one.
+    pub received: usize,
+    /// Why each event that could not be read was skipped.
+    pub skipped: Vec<String>,
     /// `_links.next` was present.
     pub has_next: bool,
 }
@@ -195,6 +199,7 @@ impl EventPage {
             }
         };
         let mut events = Vec::with_capacity(items.len());
+        let mut skipped = Vec::new();
         for (i, item) in items.iter().enumerate() {
             if item
                 .get("entity_type")
@@ -209,9 +214,14 @@ impl EventPage {
                 field("created_at"),
                 item.get("type").and_then(Value::as_str),
             ) else {
-                return Err(KommoError::Decode {
-                    message: format!("_embedded.events[{i}] lacks type, entity_id or created_at"),
-                });
+                // One odd event must not stop every later sync at this page:
+                // skipping a deletion leaves the lead alive (the next full
+                // sync asks for it by id), skipping a restore is caught by
+                // the same by-id request.
+                skipped.push(format!(
+                    "events[{i}] lacks a type, an integer entity_id or created_at"
+                ));
+                continue;
             };
             events.push(LeadEvent {
                 kind: kind.to_string(),
@@ -219,7 +229,12 @@ impl EventPage {
                 created_at,
             });
         }
-        Ok(EventPage { events, has_next })
+        Ok(EventPage {
+            events,
+            received: items.len(),
+            skipped,
+            has_next,
+        })
     }
 }
 
@@ -260,6 +275,19 @@ mod tests {
         let body = br#"{"_embedded":{"leads":[{"id":6},{"id":7,"price":1e400}]}}"#;
         let e = LeadPage::from_slice(body).unwrap_err();
         assert!(e.is_transient(), "{e}");
+    }
+
+    #[test]
+    fn an_event_that_cannot_be_read_is_skipped_not_a_failed_page() {
+        let page = EventPage::from_json(json!({"_embedded": {"events": [
+            {"type": "lead_status_changed", "entity_id": "7", "entity_type": "lead"},
+            {"type": "lead_deleted", "entity_id": 8, "created_at": 100, "entity_type": "lead"}
+        ]}}))
+        .unwrap();
+        assert_eq!(page.received, 2);
+        assert_eq!(page.skipped.len(), 1);
+        assert_eq!(page.events.len(), 1);
+        assert_eq!(page.events[0].lead_id, 8);
     }
 
     #[test]

@@ -166,6 +166,12 @@ impl Syncer {
                     }
                 }
             }
+            for reason in &answer.page.skipped {
+                tracing::warn!(
+                    run_id = progress.run_id,
+                    "Kommo sent an event that cannot be read ({reason}); skipped"
+                );
+            }
             for reason in &answer.skipped {
                 tracing::warn!(
                     run_id = progress.run_id,
@@ -182,7 +188,7 @@ impl Syncer {
                     )
                     .await?;
             }
-            if !answer.page.has_next && answer.page.events.len() < EVENTS_PER_PAGE as usize {
+            if !answer.page.has_next && answer.page.received < EVENTS_PER_PAGE as usize {
                 break;
             }
         }

@@ -78,6 +78,10 @@ impl Syncer {
             let received = listed.items.len();
             part.items.extend(listed.items);
             if !listed.has_next || received == 0 {
+                // A listing with nothing in it (a 204, an empty 200) flags
+                // nothing deleted: silence is more likely a fault than an
+                // account whose every pipeline, user or tag is gone.
+                part.complete &= !part.items.is_empty();
                 return Ok(Some(part));
             }
         }
