@@ -522,6 +522,18 @@ mod tests {
         store.flush().await.unwrap();
     }
 
+    /// Hands `leads` to the writer as a page of run `run_id`, without flushing.
+    async fn gather_page(store: &Store, run_id: i64, leads: &[Lead]) -> Result<(), StoreError> {
+        store
+            .commit_page(PageCommit {
+                run_id,
+                leads,
+                now: 1,
+                ..PageCommit::default()
+            })
+            .await
+    }
+
     async fn lead_count_seen_by_another_connection(store: &Store) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM leads")
             .fetch_one(store.pool())
@@ -560,22 +572,9 @@ mod tests {
         let big = |id: i64| {
             vec![Lead::from_json(json!({"id": id, "name": "x".repeat(600_000)})).unwrap()]
         };
-        let commit = |leads: Vec<Lead>| {
-            let store = store.clone();
-            async move {
-                store
-                    .commit_page(PageCommit {
-                        run_id: run,
-                        leads: &leads,
-                        now: 1,
-                        ..PageCommit::default()
-                    })
-                    .await
-            }
-        };
         let mut failed = false;
         for id in 1..=4 {
-            if commit(big(id)).await.is_err() {
+            if gather_page(&store, run, &big(id)).await.is_err() {
                 failed = true;
                 break;
             }
@@ -585,13 +584,13 @@ mod tests {
         // the pages lost.
         let small = vec![lead(10, json!(10))];
         assert!(matches!(
-            commit(small.clone()).await,
+            gather_page(&store, run, &small).await,
             Err(StoreError::BatchLost)
         ));
         store.flush().await.unwrap();
         // The next run writes again.
-        store.start_run(RunKind::Full, 2).await.unwrap();
-        commit(small).await.unwrap();
+        let run = store.start_run(RunKind::Full, 2).await.unwrap();
+        gather_page(&store, run, &small).await.unwrap();
         store.flush().await.unwrap();
         assert_eq!(lead_count_seen_by_another_connection(&store).await, 1);
     }
@@ -603,61 +602,25 @@ mod tests {
         let run = store.start_run(RunKind::Full, 1).await.unwrap();
         let page = |id: i64| vec![lead(id, json!(id))];
         for id in 1..PAGES_PER_COMMIT as i64 {
-            let leads = page(id);
-            store
-                .commit_page(PageCommit {
-                    run_id: run,
-                    leads: &leads,
-                    now: 1,
-                    ..PageCommit::default()
-                })
-                .await
-                .unwrap();
+            gather_page(&store, run, &page(id)).await.unwrap();
         }
         // Gathered, not yet committed: another connection sees nothing.
         assert_eq!(lead_count_seen_by_another_connection(&store).await, 0);
         // The batch's last page commits it.
-        let leads = page(100);
-        store
-            .commit_page(PageCommit {
-                run_id: run,
-                leads: &leads,
-                now: 1,
-                ..PageCommit::default()
-            })
-            .await
-            .unwrap();
+        gather_page(&store, run, &page(100)).await.unwrap();
         assert_eq!(
             lead_count_seen_by_another_connection(&store).await,
             i64::from(PAGES_PER_COMMIT)
         );
         // A page then a read the sync decides on: committed before it.
-        let leads = page(200);
-        store
-            .commit_page(PageCommit {
-                run_id: run,
-                leads: &leads,
-                now: 1,
-                ..PageCommit::default()
-            })
-            .await
-            .unwrap();
+        gather_page(&store, run, &page(200)).await.unwrap();
         store.sync_state().await.unwrap();
         assert_eq!(
             lead_count_seen_by_another_connection(&store).await,
             i64::from(PAGES_PER_COMMIT) + 1
         );
         // A page then the end of the run: committed before it.
-        let leads = page(300);
-        store
-            .commit_page(PageCommit {
-                run_id: run,
-                leads: &leads,
-                now: 1,
-                ..PageCommit::default()
-            })
-            .await
-            .unwrap();
+        gather_page(&store, run, &page(300)).await.unwrap();
         store
             .finish_run(run, RunStatus::Ok, &RunCounters::default(), None, 2)
             .await
