@@ -315,6 +315,19 @@ fn print_timeline(sim: &Simulator, seconds: f64) {
         .map(|(at, gap)| format!("{at:.2}s+{gap}ms"))
         .collect();
     println!("    gaps over 200 ms between requests: {}", gaps.join(" "));
+    if std::env::var_os("BENCH_TIMELINE_TAIL").is_some() {
+        // The last requests, to see what a pass ends with.
+        for r in log.iter().rev().take(12).rev() {
+            let at = r.at.saturating_duration_since(first).as_secs_f64();
+            let query = urlencoding_lite(&r.query);
+            println!("      {at:6.2}s {} {} {query}", r.status, r.path);
+        }
+    }
+}
+
+/// The query with its brackets decoded, for reading.
+fn urlencoding_lite(query: &str) -> String {
+    query.replace("%5B", "[").replace("%5D", "]")
 }
 
 fn mib(kib: u64) -> f64 {

@@ -125,8 +125,34 @@ async fn daemon_follows_changes_alerts_recovers_and_stops_cleanly() {
         "no recovery after the token file was rewritten: {}",
         read_log()
     );
-    env.sim.update_lead(env.sim.alive_ids()[3]);
-    tokio::time::sleep(2 * TICK + Duration::from_secs(1)).await;
+    // One more change, mirrored by the ticks that follow (a run may be
+    // slowed by the machine's load: wait for it, within bounds).
+    let id = env.sim.alive_ids()[3];
+    assert!(env.sim.update_lead(id));
+    let new_name = env
+        .sim
+        .alive_leads()
+        .into_iter()
+        .find(|l| l["id"] == id)
+        .unwrap()["name"]
+        .clone();
+    let mirrored = wait_for(Duration::from_secs(20), || async {
+        let name: Option<String> = sqlx::query_scalar("SELECT name FROM leads WHERE id = ?")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .ok()
+            .flatten();
+        name.as_deref() == new_name.as_str()
+    })
+    .await;
+    assert!(
+        mirrored,
+        "change not mirrored after the token was replaced ({:?}): {}",
+        env.sim.stats(),
+        read_log()
+    );
+    tokio::time::sleep(TICK).await;
 
     // SIGTERM: exit 0.
     let status = std::process::Command::new("kill")

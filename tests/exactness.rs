@@ -30,6 +30,10 @@ fn anomalies() -> Vec<(&'static str, Fault)> {
     ]
 }
 
+/// A full pass walked as one window, so that faults queued for the Nth lead
+/// request meet one walk, in order.
+const ONE_WALK: &str = "[sync]\nparallel_windows = 1\n";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_sync_meeting_each_anomaly_under_churn_marks_only_deleted_leads() {
     for (name, fault) in anomalies() {
@@ -92,8 +96,9 @@ async fn a_listing_that_ends_early_with_204_is_asked_again_or_fails_the_backfill
     env.assert_mirror_equals_account().await;
 
     // Two in a row: the walk ends before Kommo's newest lead, which is alive
-    // and unchanged, so the run fails and the next one walks on.
-    let env = TestEnv::start(account(2_000, 0)).await;
+    // and unchanged, so the run fails and the next one walks on. (One walk:
+    // with several, the two 204s could land on two walks, each asked again.)
+    let env = TestEnv::start_with(account(2_000, 0), "", ONE_WALK).await;
     env.sim
         .queue_faults(FaultScope::Leads, 4, vec![Fault::Status(204); 2]);
     let out = env.run(&["--backfill"]).await;
@@ -180,8 +185,8 @@ async fn a_change_that_becomes_visible_late_is_mirrored_by_the_next_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_that_keep_meeting_empty_answers_fail_the_run_and_keep_progress() {
-    let env = TestEnv::start_with(account(2_000, 0), "max_retries = 1", "").await;
-    // The first try and its one retry both meet an empty 200.
+    let env = TestEnv::start_with(account(2_000, 0), "max_retries = 1", ONE_WALK).await;
+    // The first try and its one retry (of one walk) both meet an empty 200.
     env.sim
         .queue_faults(FaultScope::Leads, 3, vec![Fault::EmptyLeads; 2]);
     let out = env.run(&["--backfill"]).await;

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use reqwest::header::{AUTHORIZATION, DATE, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
@@ -186,6 +188,9 @@ pub struct KommoClient {
     sent: Arc<AtomicU64>,
     counts: Arc<ResponseCounts>,
     clock: Arc<Mutex<Option<ServerTime>>>,
+    /// The stop request of the run the client serves (see
+    /// [`KommoClient::send_until`]).
+    run_stop: Arc<Mutex<CancellationToken>>,
 }
 
 /// Kommo's clock as its last `Date` header told it.
@@ -251,7 +256,25 @@ impl KommoClient {
             sent: Arc::new(AtomicU64::new(0)),
             counts: Arc::default(),
             clock: Arc::new(Mutex::new(None)),
+            run_stop: Arc::default(),
         })
+    }
+
+    /// Binds the stop request of the run about to start: once `stop` is
+    /// cancelled, a request that has not left yet (waiting in the pacer, or
+    /// between two tries) is not sent and fails with
+    /// [`KommoError::NotSent`]; one already sent is answered as usual. A run
+    /// that fails in one of its concurrent walks then sends nothing more,
+    /// which matters most after a `403` block. One run at a time per client.
+    pub fn send_until(&self, stop: CancellationToken) {
+        *self.run_stop.lock().unwrap_or_else(|e| e.into_inner()) = stop;
+    }
+
+    fn run_stopped(&self) -> bool {
+        self.run_stop
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_cancelled()
     }
 
     /// Kommo's now in Unix seconds, from the `Date` header of its last answer
@@ -430,6 +453,9 @@ impl KommoClient {
         let mut throttles = 0u32;
         loop {
             self.pacer.ready().await;
+            if self.run_stopped() {
+                return Err(KommoError::NotSent);
+            }
             self.sent.fetch_add(1, Ordering::Relaxed);
             let result = self
                 .send_once(url.clone(), auth.clone())

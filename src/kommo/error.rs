@@ -57,6 +57,8 @@ pub enum KommoError {
     Transport { message: String },
     #[error("Kommo sent a response that cannot be read: {message}")]
     Decode { message: String },
+    #[error("the request was not sent: the run it belonged to was stopping")]
+    NotSent,
 }
 
 impl KommoError {

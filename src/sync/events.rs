@@ -9,7 +9,7 @@
 //! stage changes are recorded once per event id, however often the overlap
 //! reads them again. The first walk of the stage history (no cursor yet)
 //! starts at 0: as far back as the API returns. A full sync follows the
-//! stage history alone after its pass.
+//! stage history alone, alongside its pass.
 
 use std::collections::HashMap;
 
@@ -73,19 +73,26 @@ impl Syncer {
         self.commit_events_cursor(progress, until).await
     }
 
-    /// The stage history after a full pass, up to Kommo's now. It is not
-    /// worth failing a completed pass for: a failure other than a closed
-    /// account or a stop is a warning, and the next sync reads the changes
-    /// from the same cursor.
+    /// The stage history, alongside a full pass, up to Kommo's now. It is
+    /// not worth failing the pass for: a failure other than a closed account
+    /// or a stop is a warning, and the next sync reads the changes from the
+    /// same cursor.
     pub(super) async fn follow_stage_history(
         &self,
         progress: &RunProgress,
     ) -> Result<(), SyncError> {
+        // Its end is Kommo's now, never ours: with no answer from Kommo yet
+        // (every structure listing failed and the pass has none either),
+        // the next sync reads it.
+        let Some(until) = self.client.server_now() else {
+            tracing::warn!(
+                run_id = progress.run_id,
+                "no answer from Kommo yet to tell its time; the stage history is read by the next sync"
+            );
+            return Ok(());
+        };
         let from = self.stage_history_start().await?;
-        match self
-            .walk_events(progress, None, from, self.kommo_now())
-            .await
-        {
+        match self.walk_events(progress, None, from, until).await {
             Err(SyncError::Kommo(e)) if e.alert().is_none() => {
                 tracing::warn!(run_id = progress.run_id, error = %e, "cannot read the stage history now; the next sync reads it from where it stopped");
                 Ok(())

@@ -165,6 +165,20 @@ impl RunProgress {
     }
 }
 
+/// Runs `branch`; if it fails, asks every other branch of the run to stop
+/// after its request in flight (a branch is never dropped midway: its pages
+/// commit whole or not at all).
+async fn stop_others_on_error<T>(
+    progress: &RunProgress,
+    branch: impl std::future::Future<Output = Result<T, SyncError>>,
+) -> Result<T, SyncError> {
+    let result = branch.await;
+    if result.is_err() {
+        progress.stop.cancel();
+    }
+    result
+}
+
 /// Runs syncs of one account into one mirror.
 #[derive(Clone)]
 pub struct Syncer {
@@ -206,12 +220,26 @@ impl Syncer {
         progress
             .requests_before
             .store(self.client.requests_sent(), Ordering::Relaxed);
+        self.client.send_until(progress.stop.clone());
         let marked_deleted = match kind {
             RunKind::Full => {
-                let marked_deleted = self.full_pass(progress).await?;
-                self.sync_structure(progress).await?;
-                self.follow_stage_history(progress).await?;
-                marked_deleted
+                // The structure and the stage history are walked alongside
+                // the pass, not after it: with long round trips their chain
+                // of requests fills pacer slots the lead walks leave empty.
+                let (pass, account) = tokio::join!(
+                    stop_others_on_error(progress, self.full_pass(progress)),
+                    stop_others_on_error(progress, async {
+                        self.sync_structure(progress).await?;
+                        self.follow_stage_history(progress).await
+                    }),
+                );
+                match (pass, account) {
+                    (Ok(marked_deleted), Ok(())) => marked_deleted,
+                    (Err(e), Ok(())) | (Ok(_), Err(e)) => return Err(e),
+                    // The error that stopped the run, not the interruption
+                    // it caused in the other branch.
+                    (Err(SyncError::Interrupted), Err(e)) | (Err(e), Err(_)) => return Err(e),
+                }
             }
             RunKind::Incremental => {
                 let state = self.store.sync_state().await?;
@@ -285,7 +313,8 @@ impl Syncer {
 
     /// Runs one request (with its retries). A stop request lets a request in
     /// flight finish for up to [`STOP_GRACE`], then abandons it (nothing of
-    /// it was committed); a stop before it starts sends nothing.
+    /// it was committed); a stop before it leaves the pacer sends nothing
+    /// (see [`KommoClient::send_until`]).
     async fn stoppable<T>(
         &self,
         progress: &RunProgress,
@@ -305,6 +334,9 @@ impl Syncer {
             }
         };
         progress.note_requests(&self.client);
+        if matches!(result, Err(KommoError::NotSent)) {
+            return Err(SyncError::Interrupted);
+        }
         Ok(result)
     }
 }

@@ -4,8 +4,8 @@
 //! written in one transaction.
 //!
 //! It costs one request per listing page: six requests for an account whose
-//! custom fields fit in 50 and whose users and tags fit in 250. It runs
-//! after the leads walks, so it never delays the leads. A listing that
+//! custom fields fit in 50 and whose users and tags fit in 250. A full sync
+//! runs it alongside its lead walks, an incremental one after them. A listing that
 //! cannot be read (`403` with a JSON body, typically users for a token
 //! without admin rights; a `404`; a failure that outlasts the retries) is
 //! left as it was in the mirror, with a warning, and the rest of the sync

@@ -26,7 +26,7 @@ pub use crate::store::Window;
 
 /// A window is split only if it has at least this many pages left (by the
 /// span of its last page).
-pub const MIN_PAGES_TO_SPLIT: i64 = 4;
+pub const MIN_PAGES_TO_SPLIT: i64 = 2;
 
 impl Window {
     /// Seconds left to walk, counting the open window up to `now`.
