@@ -333,15 +333,18 @@ impl KommoClient {
         token: &Secret,
         query: &LeadQuery,
     ) -> Result<LeadPage, KommoError> {
-        self.get_bytes(token, "api/v4/leads", &query.to_pairs(), |body| {
-            let page = match body {
-                None => LeadPage::default(),
-                Some(body) => LeadPage::from_slice(body)?,
-            };
-            query.check_answer(&page)?;
-            Ok(page)
-        })
-        .await
+        let (mut page, round_trip) = self
+            .get_bytes_timed(token, "api/v4/leads", &query.to_pairs(), |body| {
+                let page = match body {
+                    None => LeadPage::default(),
+                    Some(body) => LeadPage::from_slice(body)?,
+                };
+                query.check_answer(&page)?;
+                Ok(page)
+            })
+            .await?;
+        page.round_trip = round_trip;
+        Ok(page)
     }
 
     /// One page of `GET /api/v4/events`; a 204 is an empty page. The page
@@ -434,6 +437,19 @@ impl KommoClient {
         query: &[(&'static str, String)],
         parse: impl Fn(Option<&[u8]>) -> Result<T, KommoError>,
     ) -> Result<T, KommoError> {
+        Ok(self.get_bytes_timed(token, path, query, parse).await?.0)
+    }
+
+    /// [`KommoClient::get_bytes`], with the round trip of the try that
+    /// succeeded (from sending to the end of the answer, without the wait
+    /// for the pacer).
+    async fn get_bytes_timed<T>(
+        &self,
+        token: &Secret,
+        path: &str,
+        query: &[(&'static str, String)],
+        parse: impl Fn(Option<&[u8]>) -> Result<T, KommoError>,
+    ) -> Result<(T, Duration), KommoError> {
         let mut url = self.base.join(path).map_err(|e| KommoError::Transport {
             message: format!("cannot build the URL for {path}: {e}"),
         })?;
@@ -457,12 +473,13 @@ impl KommoClient {
                 return Err(KommoError::NotSent);
             }
             self.sent.fetch_add(1, Ordering::Relaxed);
+            let sent_at = tokio::time::Instant::now();
             let result = self
                 .send_once(url.clone(), auth.clone())
                 .await
                 .and_then(|body| parse(body.as_deref()));
             let error = match result {
-                Ok(value) => return Ok(value),
+                Ok(value) => return Ok((value, sent_at.elapsed())),
                 Err(error) => error,
             };
             let delay = match &error {

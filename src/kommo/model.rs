@@ -35,6 +35,9 @@ pub struct LeadPage {
     pub skipped: Vec<SkippedLead>,
     /// `_links.next` was present.
     pub has_next: bool,
+    /// From sending the request to the end of its answer (the try that
+    /// succeeded; time waiting for the pacer not counted).
+    pub round_trip: std::time::Duration,
 }
 
 /// The top of a leads answer; everything else is skipped unread.
@@ -108,6 +111,7 @@ impl LeadPage {
             leads: Vec::with_capacity(items.len()),
             skipped: Vec::new(),
             has_next,
+            round_trip: std::time::Duration::ZERO,
         };
         for (index, item) in items.into_iter().enumerate() {
             match Lead::from_raw(item) {

@@ -270,18 +270,20 @@ fn absent_from(asked: &[LeadId], alive: &[Lead]) -> Vec<LeadId> {
 }
 
 /// Waits until the pass's first page is committed (or a window's end is
-/// reached) and returns how long that took: one step of a walk, request and
-/// commit. How many walks at once are worth it depends on it. `None` if the
-/// pass stopped or had nothing left to walk.
+/// reached) and returns one step of a walk: the page's round trip and its
+/// commit as the walk measured them (the wait for the pacer, which other
+/// requests of the run share, not counted), else the time waited. How many
+/// walks at once are worth it depends on it. `None` if the pass stopped or
+/// had nothing left to walk.
 async fn wait_for_first_step(plan: &Mutex<WindowPlan>, progress: &RunProgress) -> Option<Duration> {
     let started = Instant::now();
     loop {
-        let (steps, all_done) = {
+        let (steps, first_step, all_done) = {
             let plan = plan.lock().unwrap_or_else(|e| e.into_inner());
-            (plan.steps(), plan.all_done())
+            (plan.steps(), plan.first_step(), plan.all_done())
         };
         if steps > 0 {
-            return Some(started.elapsed());
+            return Some(first_step.unwrap_or_else(|| started.elapsed()));
         }
         if all_done || progress.stop.is_cancelled() {
             return None;

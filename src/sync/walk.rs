@@ -13,6 +13,8 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
+use tokio::time::Instant;
+
 use super::windows::WindowPlan;
 use super::{MAX_PASSES_PER_SECOND, RunProgress, SyncError, Syncer};
 use crate::clock::unix_now;
@@ -158,8 +160,12 @@ impl Syncer {
                 (after_full_page, end_seen) = (false, false);
                 continue;
             }
+            let committing = Instant::now();
             self.commit(progress, &page.leads, range, reached.top)
                 .await?;
+            if let Some(w) = range.window {
+                w.plan().note_step(page.round_trip + committing.elapsed());
+            }
             if !full && reached.top == cursor {
                 if std::mem::replace(&mut end_seen, true) {
                     return Ok(());

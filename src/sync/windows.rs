@@ -21,6 +21,7 @@
 //! This module is pure bookkeeping (no I/O): the caller persists each change.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 pub use crate::store::Window;
 
@@ -74,6 +75,8 @@ pub struct WindowPlan {
     next_id: i64,
     /// Pages committed and window ends reached so far.
     steps: u64,
+    /// The first page's round trip and commit, as a walk measured it.
+    first_step: Option<Duration>,
 }
 
 impl WindowPlan {
@@ -94,6 +97,7 @@ impl WindowPlan {
             page_spans: HashMap::new(),
             next_id,
             steps: 0,
+            first_step: None,
         }
     }
 
@@ -105,6 +109,17 @@ impl WindowPlan {
     /// Pages committed and window ends reached since the plan was made.
     pub fn steps(&self) -> u64 {
         self.steps
+    }
+
+    /// One step of a walk (a page's round trip and its commit, without the
+    /// wait for the pacer); the first one noted is kept.
+    pub fn note_step(&mut self, step: Duration) {
+        self.first_step.get_or_insert(step);
+    }
+
+    /// The first step noted, if any.
+    pub fn first_step(&self) -> Option<Duration> {
+        self.first_step
     }
 
     /// Whether every window is done.
