@@ -61,25 +61,13 @@ async fn daemon_follows_changes_alerts_recovers_and_stops_cleanly() {
     env.assert_mirror_equals_account().await;
 
     // A change is mirrored within two ticks.
-    let id = env.sim.alive_ids()[17];
-    assert!(env.sim.update_lead(id));
-    let new_name = env
-        .sim
-        .alive_leads()
-        .into_iter()
-        .find(|l| l["id"] == id)
-        .unwrap()["name"]
-        .clone();
     let changed = Instant::now();
-    let mirrored = wait_for(2 * TICK + Duration::from_secs(2), || async {
-        let name: Option<String> = sqlx::query_scalar("SELECT name FROM leads WHERE id = ?")
-            .bind(id)
-            .fetch_one(&pool)
-            .await
-            .ok()
-            .flatten();
-        name.as_deref() == new_name.as_str()
-    })
+    let mirrored = change_and_wait_until_mirrored(
+        &env,
+        &pool,
+        env.sim.alive_ids()[17],
+        2 * TICK + Duration::from_secs(2),
+    )
     .await;
     assert!(
         mirrored,
@@ -127,24 +115,12 @@ async fn daemon_follows_changes_alerts_recovers_and_stops_cleanly() {
     );
     // One more change, mirrored by the ticks that follow (a run may be
     // slowed by the machine's load: wait for it, within bounds).
-    let id = env.sim.alive_ids()[3];
-    assert!(env.sim.update_lead(id));
-    let new_name = env
-        .sim
-        .alive_leads()
-        .into_iter()
-        .find(|l| l["id"] == id)
-        .unwrap()["name"]
-        .clone();
-    let mirrored = wait_for(Duration::from_secs(20), || async {
-        let name: Option<String> = sqlx::query_scalar("SELECT name FROM leads WHERE id = ?")
-            .bind(id)
-            .fetch_one(&pool)
-            .await
-            .ok()
-            .flatten();
-        name.as_deref() == new_name.as_str()
-    })
+    let mirrored = change_and_wait_until_mirrored(
+        &env,
+        &pool,
+        env.sim.alive_ids()[3],
+        Duration::from_secs(20),
+    )
     .await;
     assert!(
         mirrored,
@@ -185,6 +161,34 @@ async fn daemon_follows_changes_alerts_recovers_and_stops_cleanly() {
     assert!(read_log().contains("tick skipped"), "{}", read_log());
     assert!(!read_log().contains(&env.token) && !read_log().contains(&new_token));
     env.assert_mirror_equals_account().await;
+}
+
+/// Changes lead `id` in the account and waits up to `limit` for the mirror
+/// to show its new name; whether it did.
+async fn change_and_wait_until_mirrored(
+    env: &TestEnv,
+    pool: &SqlitePool,
+    id: i64,
+    limit: Duration,
+) -> bool {
+    assert!(env.sim.update_lead(id));
+    let new_name = env
+        .sim
+        .alive_leads()
+        .into_iter()
+        .find(|l| l["id"] == id)
+        .unwrap()["name"]
+        .clone();
+    wait_for(limit, || async {
+        let name: Option<String> = sqlx::query_scalar("SELECT name FROM leads WHERE id = ?")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .ok()
+            .flatten();
+        name.as_deref() == new_name.as_str()
+    })
+    .await
 }
 
 /// Schedules that never fire during a test: whatever the daemon does, it
