@@ -441,8 +441,8 @@ impl KommoClient {
     }
 
     /// [`KommoClient::get_bytes`], with the round trip of the try that
-    /// succeeded (from sending to the end of the answer, without the wait
-    /// for the pacer).
+    /// succeeded (from sending to the answer read and parsed, without the
+    /// wait for the pacer).
     async fn get_bytes_timed<T>(
         &self,
         token: &Secret,

@@ -35,7 +35,7 @@ pub struct LeadPage {
     pub skipped: Vec<SkippedLead>,
     /// `_links.next` was present.
     pub has_next: bool,
-    /// From sending the request to the end of its answer (the try that
+    /// From sending the request to its answer read and parsed (the try that
     /// succeeded; time waiting for the pacer not counted).
     pub round_trip: std::time::Duration,
 }
