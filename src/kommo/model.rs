@@ -170,6 +170,9 @@ pub struct EventPage {
     pub events: Vec<LeadEvent>,
     /// Events received, read or not: what tells a full page from a short one.
     pub received: usize,
+    /// The `id` of every event received, in order (empty where it has
+    /// none): what tells two answers apart.
+    pub ids: Vec<String>,
     /// Why each event that could not be read was skipped.
     pub skipped: Vec<String>,
     /// `_links.next` was present.
@@ -204,6 +207,14 @@ impl EventPage {
         };
         let mut events = Vec::with_capacity(items.len());
         let mut skipped = Vec::new();
+        let ids = items
+            .iter()
+            .map(|item| match item.get("id") {
+                Some(Value::String(id)) => id.clone(),
+                Some(Value::Number(id)) => id.to_string(),
+                _ => String::new(),
+            })
+            .collect();
         for (i, item) in items.iter().enumerate() {
             if item
                 .get("entity_type")
@@ -236,6 +247,7 @@ impl EventPage {
         Ok(EventPage {
             events,
             received: items.len(),
+            ids,
             skipped,
             has_next,
         })

@@ -99,11 +99,11 @@ fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
     })
 }
 
-/// An array of elements, or nothing (null, missing, not an array).
-fn opt_array<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
+/// An array of elements, or `None` (null, not an array).
+fn opt_array<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Value>>, D::Error> {
     Ok(match Value::deserialize(d)? {
-        Value::Array(items) => items,
-        _ => Vec::new(),
+        Value::Array(items) => Some(items),
+        _ => None,
     })
 }
 
@@ -338,9 +338,13 @@ pub struct CustomField {
     #[serde(deserialize_with = "opt_string")]
     pub group_id: Option<String>,
     #[serde(deserialize_with = "opt_array", rename = "enums")]
-    enum_items: Vec<Value>,
+    enum_items: Option<Vec<Value>>,
     #[serde(skip)]
     pub enums: Vec<FieldEnum>,
+    /// `enums` came as an array: an option it does not list is gone. A
+    /// null or missing `enums` says nothing of the field's options.
+    #[serde(skip)]
+    pub enums_listed: bool,
     #[serde(skip)]
     pub raw: Value,
 }
@@ -355,7 +359,9 @@ impl Keyed for CustomField {
     fn read_embedded(&mut self) -> Vec<String> {
         let field_id = self.id.unwrap_or_default();
         let mut skipped = Vec::new();
-        for (index, item) in std::mem::take(&mut self.enum_items).into_iter().enumerate() {
+        let items = self.enum_items.take();
+        self.enums_listed = items.is_some();
+        for (index, item) in items.into_iter().flatten().enumerate() {
             match read_element::<FieldEnum>(item) {
                 Ok(mut option) => {
                     option.field_id = field_id;
@@ -442,6 +448,8 @@ pub struct Listed<T> {
     pub items: Vec<T>,
     /// Why each element (or embedded element) that cannot be stored was skipped.
     pub skipped: Vec<String>,
+    /// Elements received, stored or not (what tells a short page).
+    pub received: usize,
     /// `_links.next` was present.
     pub has_next: bool,
 }
@@ -451,6 +459,7 @@ impl<T> Default for Listed<T> {
         Listed {
             items: Vec::new(),
             skipped: Vec::new(),
+            received: 0,
             has_next: false,
         }
     }
@@ -482,6 +491,7 @@ impl<T: Keyed> Listed<T> {
         let mut page = Listed {
             items: Vec::with_capacity(items.len()),
             skipped: Vec::new(),
+            received: items.len(),
             has_next,
         };
         for (index, item) in items.into_iter().enumerate() {

@@ -208,7 +208,7 @@ async fn write_pipelines(tx: &mut Tx, part: &Part<Pipeline>, now: i64) -> Result
                 .iter()
                 .flat_map(|p| p.statuses.iter().map(|s| (s.pipeline_id, s.id))),
         );
-        flag_missing_pairs(tx, "statuses", "pipeline_id", pairs, now).await?;
+        flag_missing_pairs(tx, "statuses", "pipeline_id", pairs, &[], now).await?;
     }
     Ok(())
 }
@@ -268,7 +268,9 @@ async fn write_custom_fields(
                 .iter()
                 .flat_map(|f| f.enums.iter().map(|e| (e.field_id, e.id))),
         );
-        flag_missing_pairs(tx, "custom_field_enums", "field_id", pairs, now).await?;
+        // A field listed without an `enums` array says nothing of its options.
+        let unlisted = ids(part.items.iter().filter(|f| !f.enums_listed).map(|f| f.id));
+        flag_missing_pairs(tx, "custom_field_enums", "field_id", pairs, &unlisted, now).await?;
     }
     Ok(())
 }
@@ -305,22 +307,25 @@ async fn flag_missing(
     Ok(())
 }
 
-/// Flags the rows of `table` whose (`parent`, id) is not in `pairs` as deleted.
+/// Flags the rows of `table` whose (`parent`, id) is not in `pairs` as
+/// deleted, but for the children of the `unlisted` parents.
 async fn flag_missing_pairs(
     tx: &mut Tx,
     table: &'static str,
     parent: &'static str,
     pairs: Vec<Value>,
+    unlisted: &[i64],
     now: i64,
 ) -> Result<(), StoreError> {
     let sql = format!(
         "UPDATE {table} SET is_deleted = 1, synced_at = ?1 WHERE is_deleted = 0 \
          AND ({parent}, id) NOT IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') \
-         FROM json_each(?2))"
+         FROM json_each(?2)) AND {parent} NOT IN (SELECT value FROM json_each(?3))"
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(now)
         .bind(Value::from(pairs).to_string())
+        .bind(Value::from(unlisted.to_vec()).to_string())
         .execute(&mut **tx)
         .await?;
     Ok(())

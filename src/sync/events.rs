@@ -13,7 +13,8 @@
 
 use std::collections::HashMap;
 
-use super::{EVENTS_PER_PAGE, IDS_PER_REQUEST, RunProgress, SyncError, Syncer};
+use super::listing::Said;
+use super::{ById, EVENTS_PER_PAGE, IDS_PER_REQUEST, RunProgress, SyncError, Syncer};
 use crate::clock::unix_now;
 use crate::kommo::{EventQuery, KommoError, LeadId, STATUS_CHANGED};
 use crate::store::{CursorUpdate, PageCommit};
@@ -51,12 +52,10 @@ impl Syncer {
         let mut ids: Vec<LeadId> = last_event.keys().copied().collect();
         ids.sort_unstable();
         for chunk in ids.chunks(IDS_PER_REQUEST) {
-            let alive = self.fetch_alive_by_id(progress, chunk).await?;
-            let gone: Vec<LeadId> = chunk
-                .iter()
-                .filter(|id| last_event[id].1 && !alive.iter().any(|l| l.id == **id))
-                .copied()
-                .collect();
+            let ById { alive, gone } = self.read_by_id(progress, chunk).await?;
+            // Gone only where the last event was a deletion: a lead restored
+            // since is not marked deleted because an answer missed it.
+            let gone: Vec<LeadId> = gone.into_iter().filter(|id| last_event[id].1).collect();
             let counters = progress.add_leads(alive.len());
             self.store
                 .commit_page(PageCommit {
@@ -113,7 +112,8 @@ impl Syncer {
     }
 
     /// Walks the events up to `until`: stage changes from `stages_from`
-    /// (recorded page by page, the cursor moved to `until` at the end) and,
+    /// (recorded page by page, the cursor moved to `until` once the listing
+    /// has ended, as the listing reader believes it) and,
     /// with `deletions_from`, deletions and restores from there. Returns the
     /// last deletion or restore per lead, or `None` when the events cannot
     /// be read (warned; neither cursor moves).
@@ -138,24 +138,36 @@ impl Syncer {
                 page: page_number,
                 limit: EVENTS_PER_PAGE,
             };
-            let result = self
-                .stoppable(progress, self.client.fetch_events(&progress.token, &query))
-                .await?;
-            let answer = match result {
-                Ok(answer) => answer,
+            let said = self
+                .settle(
+                    progress,
+                    "the lead events",
+                    EVENTS_PER_PAGE as usize,
+                    || async {
+                        let answer = self
+                            .stoppable(progress, self.client.fetch_events(&progress.token, &query))
+                            .await??;
+                        Ok(answer)
+                    },
+                )
+                .await;
+            let (answer, ended) = match said {
+                Ok(Said::More(answer)) => (answer, false),
+                Ok(Said::End(answer)) => (answer, true),
                 // A token without rights to events, or an endpoint refused:
                 // the rest of the sync still holds.
-                Err(
+                Err(SyncError::Kommo(
                     e @ (KommoError::Forbidden { .. }
                     | KommoError::BadRequest { .. }
                     | KommoError::UnexpectedStatus { .. }),
-                ) => {
+                )) => {
                     tracing::warn!(run_id = progress.run_id, error = %e, "cannot read lead events; restores are picked up by the next full sync, stage changes by the next sync that can read events");
                     return Ok(None);
                 }
                 // 401, a blocked or unpaid account, throttling past its
-                // budget, network trouble: the run stops here.
-                Err(e) => return Err(e.into()),
+                // budget, network trouble, answers that never settle: the
+                // run stops here, and neither cursor moves.
+                Err(e) => return Err(e),
             };
             if let Some(deletions_from) = deletions_from {
                 for event in &answer.page.events {
@@ -195,7 +207,7 @@ impl Syncer {
                     )
                     .await?;
             }
-            if !answer.page.has_next && answer.page.received < EVENTS_PER_PAGE as usize {
+            if ended {
                 break;
             }
         }

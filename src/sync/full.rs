@@ -1,13 +1,15 @@
 //! A full pass: every alive lead, walked in several `updated_at` windows at
 //! once (see [`super::windows`]), then the deletions, each confirmed by id.
 //!
-//! The pass begins by asking for Kommo's newest lead: a window whose walk
+//! The run begins by asking for Kommo's newest lead: a window whose walk
 //! ends before it, without having met it, while it is alive (unchanged, or
-//! for the open window at all), was cut short; the window stays unfinished (the next attempt walks on from
-//! where it stopped) and the run fails. When every window is walked, every
-//! alive lead of the mirror the pass did not see is asked for by id: those
-//! Kommo returns alive are mirrored (and count as seen), the others are asked
-//! for once more, and only those missing from both answers are marked deleted.
+//! for the open window at all), was cut short (an end said twice by a
+//! faulty server); the window stays unfinished (the next attempt walks on
+//! from where it stopped) and the run fails. When every window is walked,
+//! every alive lead of the mirror the pass did not see is asked for by id
+//! (one listing read whole, see [`super::listing`]): those Kommo returns
+//! alive are mirrored (and count as seen), and only those it proves gone are
+//! marked deleted.
 //!
 //! A killed or interrupted pass resumes with the same pass number and every
 //! window where it stopped; leads seen before the kill still count as seen.
@@ -19,17 +21,21 @@ use tokio::time::Instant;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
+use super::listing::Said;
 use super::walk::{Listing, Range, WindowRef};
 use super::windows::{Assignment, Window, WindowPlan};
-use super::{IDS_PER_REQUEST, MIN_WINDOW_SPLIT_SECONDS, RunProgress, SyncError, Syncer};
+use super::{ById, IDS_PER_REQUEST, MIN_WINDOW_SPLIT_SECONDS, RunProgress, SyncError, Syncer};
 use crate::clock::unix_now;
-use crate::kommo::{Lead, LeadId, LeadOrder, LeadQuery};
+use crate::kommo::{Lead, LeadOrder, LeadQuery};
 use crate::store::PageCommit;
 
 impl Syncer {
     /// Runs (or resumes) the full pass; returns how many leads it marked deleted.
-    pub(super) async fn full_pass(&self, progress: &RunProgress) -> Result<u64, SyncError> {
-        let newest = self.newest_lead(progress).await?;
+    pub(super) async fn full_pass(
+        &self,
+        progress: &RunProgress,
+        newest: Option<&Lead>,
+    ) -> Result<u64, SyncError> {
         let (pass, resumed_from) = self.store.begin_full_pass(self.kommo_now()).await?;
         if resumed_from > 0 {
             tracing::info!(
@@ -44,7 +50,7 @@ impl Syncer {
         let workers = self.options.parallel_windows.max(1);
         let mut running = FuturesUnordered::new();
         for worker in 0..workers {
-            running.push(self.full_pass_worker(progress, pass, &plan, newest.as_ref(), worker));
+            running.push(self.full_pass_worker(progress, pass, &plan, newest, worker));
         }
         let mut first_error = None;
         while let Some(result) = running.next().await {
@@ -74,19 +80,26 @@ impl Syncer {
     }
 
     /// Kommo's newest lead (`order[updated_at]=desc&limit=1`), if any.
-    async fn newest_lead(&self, progress: &RunProgress) -> Result<Option<Lead>, SyncError> {
+    pub(super) async fn newest_lead(
+        &self,
+        progress: &RunProgress,
+    ) -> Result<Option<Lead>, SyncError> {
         let query = LeadQuery {
             page: 1,
             limit: 1,
             order: LeadOrder::UpdatedDesc,
             ..LeadQuery::default()
         };
-        Ok(self.fetch(progress, &query).await?.leads.into_iter().next())
+        let (Said::More(page) | Said::End(page)) = self
+            .settle(progress, "the newest lead", 1, || {
+                self.fetch(progress, &query)
+            })
+            .await?;
+        Ok(page.leads.into_iter().next())
     }
 
     /// Asks Kommo by id for every alive lead of the mirror the pass did not
-    /// see: mirrors those alive, marks deleted those missing from two answers
-    /// in a row.
+    /// see: mirrors those alive, marks deleted those it proves gone.
     async fn confirm_unseen(&self, progress: &RunProgress, pass: i64) -> Result<(), SyncError> {
         let ids = self.store.unseen_alive_leads(pass).await?;
         if !ids.is_empty() {
@@ -97,13 +110,7 @@ impl Syncer {
             );
         }
         for chunk in ids.chunks(IDS_PER_REQUEST) {
-            let mut alive = self.fetch_alive_by_id(progress, chunk).await?;
-            let missing = absent_from(chunk, &alive);
-            if !missing.is_empty() {
-                // One answer's silence proves nothing: ask again.
-                alive.extend(self.fetch_alive_by_id(progress, &missing).await?);
-            }
-            let gone = absent_from(&missing, &alive);
+            let ById { alive, gone } = self.read_by_id(progress, chunk).await?;
             let counters = progress.add_leads(alive.len());
             self.store
                 .commit_page(PageCommit {
@@ -141,7 +148,7 @@ impl Syncer {
         // Unchanged, it should have been listed where it was. Changed, it
         // moved to a later second, inside the open window's range, which
         // should have listed it there.
-        let alive = self.fetch_alive_by_id(progress, &[newest.id]).await?;
+        let alive = self.read_by_id(progress, &[newest.id]).await?.alive;
         if alive
             .iter()
             .any(|l| walked.end.is_none() || l.updated_at == newest.updated_at)
@@ -258,15 +265,6 @@ impl Syncer {
             .await?;
         Ok(())
     }
-}
-
-/// The ids of `asked` that are not among `alive`.
-fn absent_from(asked: &[LeadId], alive: &[Lead]) -> Vec<LeadId> {
-    asked
-        .iter()
-        .filter(|id| !alive.iter().any(|l| l.id == **id))
-        .copied()
-        .collect()
 }
 
 /// Waits until the pass's first page is committed (or a window's end is

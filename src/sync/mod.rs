@@ -31,6 +31,7 @@
 
 mod events;
 mod full;
+mod listing;
 mod walk;
 pub mod windows;
 // The account's structure (see `structure.rs`).
@@ -48,8 +49,7 @@ use crate::kommo::{KommoClient, KommoError, Lead, LeadId, LeadOrder, LeadPage, L
 use crate::store::{RunCounters, RunKind, Store, StoreError};
 use crate::token::Secret;
 
-/// Passes over one crowded second before giving up on reading it whole.
-pub const MAX_PASSES_PER_SECOND: u32 = 8;
+pub use listing::{MAX_PAGES_PER_PASS, MAX_PASSES_PER_LISTING};
 /// Events per request (Kommo's maximum for `/api/v4/events`).
 pub const EVENTS_PER_PAGE: u32 = 100;
 /// Lead ids per `filter[id]` request (confirming deletions, checking the
@@ -75,6 +75,11 @@ pub enum SyncError {
          on from where the listing stopped"
     )]
     ListingCutShort { lead_id: LeadId, updated_at: i64 },
+    #[error(
+        "{listing} read empty at each pass though a full page had shown it; nothing was concluded \
+         from it, progress is kept and the next sync reads it again"
+    )]
+    ListingReadEmpty { listing: &'static str },
 }
 
 /// What a completed sync did.
@@ -87,6 +92,14 @@ pub struct SyncReport {
     /// Leads newly marked deleted (by a full pass's reconciliation, the
     /// deleted-leads listing or the events).
     pub marked_deleted: u64,
+}
+
+/// What Kommo said of leads asked for by id.
+struct ById {
+    /// Returned alive.
+    alive: Vec<Lead>,
+    /// Proven gone: shown deleted, or absent from a listing read whole.
+    gone: Vec<LeadId>,
 }
 
 /// The settings the algorithm needs.
@@ -223,11 +236,14 @@ impl Syncer {
         self.client.send_until(progress.stop.clone());
         let marked_deleted = match kind {
             RunKind::Full => {
+                // One request first: a blocked or unpaid account, or a
+                // rejected token, is met by one request, not by one per walk.
+                let newest = self.newest_lead(progress).await?;
                 // The structure and the stage history are walked alongside
                 // the pass, not after it: with long round trips their chain
                 // of requests fills pacer slots the lead walks leave empty.
                 let (pass, account) = tokio::join!(
-                    stop_others_on_error(progress, self.full_pass(progress)),
+                    stop_others_on_error(progress, self.full_pass(progress, newest.as_ref())),
                     stop_others_on_error(progress, async {
                         self.sync_structure(progress).await?;
                         self.follow_stage_history(progress).await
@@ -294,21 +310,49 @@ impl Syncer {
         Ok(page)
     }
 
-    /// The leads of `ids` Kommo returns alive (`filter[id][]`, one request).
-    async fn fetch_alive_by_id(
-        &self,
-        progress: &RunProgress,
-        ids: &[LeadId],
-    ) -> Result<Vec<Lead>, SyncError> {
-        let query = LeadQuery {
-            page: 1,
-            limit: u32::try_from(ids.len()).unwrap_or(u32::MAX).clamp(1, 250),
-            order: LeadOrder::IdAsc,
-            ids: ids.to_vec(),
-            ..LeadQuery::default()
+    /// What Kommo says of the leads `ids` (one listing read whole, see
+    /// [`listing`]): those it returns alive, and those it proves gone (shown
+    /// deleted, or absent from an answer read whole twice in a row). An
+    /// answer with a lead it could not read proves no absence.
+    async fn read_by_id(&self, progress: &RunProgress, ids: &[LeadId]) -> Result<ById, SyncError> {
+        const LIMIT: u32 = 250;
+        let expect = listing::Expect {
+            not_empty: false,
+            at_most: Some(ids.len()),
         };
-        let page = self.fetch(progress, &query).await?;
-        Ok(page.leads.into_iter().filter(|l| !l.is_deleted).collect())
+        let listing = self
+            .read_whole(
+                progress,
+                "leads asked for by id",
+                LIMIT as usize,
+                expect,
+                |page| async move {
+                    let query = LeadQuery {
+                        page,
+                        limit: LIMIT,
+                        order: LeadOrder::IdAsc,
+                        ids: ids.to_vec(),
+                        ..LeadQuery::default()
+                    };
+                    self.fetch(progress, &query).await
+                },
+            )
+            .await?;
+        let absence_proven = listing.proves_absence();
+        let (deleted, alive): (Vec<Lead>, Vec<Lead>) = listing
+            .pages
+            .into_iter()
+            .flat_map(|page| page.leads)
+            .partition(|lead| lead.is_deleted);
+        let gone = ids
+            .iter()
+            .filter(|id| {
+                deleted.iter().any(|l| l.id == **id)
+                    || (absence_proven && !listing.keys.contains(id))
+            })
+            .copied()
+            .collect();
+        Ok(ById { alive, gone })
     }
 
     /// Runs one request (with its retries). A stop request lets a request in

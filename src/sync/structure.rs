@@ -3,8 +3,9 @@
 //! the same client (pacer, retries, error mapping) as the leads, then
 //! written in one transaction.
 //!
-//! It costs one request per listing page: six requests for an account whose
-//! custom fields fit in 50 and whose users and tags fit in 250. A full sync
+//! Each listing is read whole by the listing reader ([`super::listing`]):
+//! two passes that agree, so eleven requests for an account whose custom
+//! fields fit in 50 and whose users and tags fit in 250. A full sync
 //! runs it alongside its lead walks, an incremental one after them. A listing that
 //! cannot be read (`403` with a JSON body, typically users for a token
 //! without admin rights; a `404`; a failure that outlasts the retries) is
@@ -13,6 +14,7 @@
 //! blocked or unpaid account, or a stop request ends the run like anywhere
 //! else.
 
+use super::listing::Expect;
 use super::{RunProgress, SyncError, Syncer};
 use crate::clock::unix_now;
 use crate::kommo::KommoError;
@@ -20,10 +22,6 @@ use crate::kommo::structure::{
     CUSTOM_FIELDS, Keyed, LOSS_REASONS, ListEndpoint, PIPELINES, TAGS, USERS,
 };
 use crate::store::{Part, StructureSnapshot};
-
-/// Pages read of one structure listing at most: a `_links.next` that never
-/// ends must not hold the sync forever.
-pub const MAX_STRUCTURE_PAGES: u32 = 200;
 
 impl Syncer {
     /// Fetches the account's structure and writes what could be read.
@@ -45,55 +43,64 @@ impl Syncer {
         Ok(())
     }
 
-    /// Every page of one listing; `None` when it cannot be read (warned).
+    /// One listing, read whole (see [`super::listing`]); `None` when it
+    /// cannot be read (warned). Its rows missing from the mirror may be
+    /// flagged deleted only when it proves absence and lists something.
     async fn fetch_listing<T: Keyed>(
         &self,
         progress: &RunProgress,
         endpoint: &ListEndpoint,
     ) -> Result<Option<Part<T>>, SyncError> {
-        let mut part = Part {
-            items: Vec::new(),
-            complete: true,
+        let limit = endpoint.limit.map_or(usize::MAX, |l| l as usize);
+        let read = self
+            .read_whole(
+                progress,
+                endpoint.path,
+                limit,
+                Expect::default(),
+                |page| async move {
+                    let listed = self
+                        .stoppable(
+                            progress,
+                            self.client
+                                .fetch_structure_page::<T>(&progress.token, endpoint, page),
+                        )
+                        .await??;
+                    Ok(listed)
+                },
+            )
+            .await;
+        let listing = match read {
+            Ok(listing) => listing,
+            Err(SyncError::Kommo(e)) => return readable(progress, endpoint.path, Err(e)),
+            Err(e) => return Err(e),
         };
-        for page in 1..=MAX_STRUCTURE_PAGES {
-            let result = self
-                .stoppable(
-                    progress,
-                    self.client
-                        .fetch_structure_page::<T>(&progress.token, endpoint, page),
-                )
-                .await?;
-            let Some(listed) = readable(progress, endpoint.path, result)? else {
-                return Ok(None);
-            };
-            for reason in &listed.skipped {
-                tracing::warn!(
-                    run_id = progress.run_id,
-                    listing = endpoint.path,
-                    "Kommo listed an element that cannot be stored ({reason}); skipped, and \
-                     nothing of this listing is flagged deleted in this sync"
-                );
-            }
-            part.complete &= listed.skipped.is_empty();
-            let received = listed.items.len();
-            part.items.extend(listed.items);
-            if !listed.has_next || received == 0 {
-                // A listing with nothing in it (a 204, an empty 200) flags
-                // nothing deleted: silence is more likely a fault than an
-                // account whose every pipeline, user or tag is gone.
-                part.complete &= !part.items.is_empty();
-                return Ok(Some(part));
-            }
+        for reason in listing.pages.iter().flat_map(|page| &page.skipped) {
+            tracing::warn!(
+                run_id = progress.run_id,
+                listing = endpoint.path,
+                "Kommo listed an element that cannot be stored ({reason}); skipped, and \
+                 nothing of this listing is flagged deleted in this sync"
+            );
         }
-        tracing::warn!(
-            run_id = progress.run_id,
-            listing = endpoint.path,
-            pages = MAX_STRUCTURE_PAGES,
-            "the listing still had a next page after the most pages read; what was read is \
-             stored and nothing of it is flagged deleted"
-        );
-        part.complete = false;
-        Ok(Some(part))
+        if !listing.settled {
+            tracing::warn!(
+                run_id = progress.run_id,
+                listing = endpoint.path,
+                "the listing changed at each reading; what was read is stored and nothing of \
+                 it is flagged deleted in this sync"
+            );
+        }
+        // A listing with nothing in it (a 204, an empty 200) flags nothing
+        // deleted: silence is more likely a fault than an account whose
+        // every pipeline, user or tag is gone.
+        let complete = listing.proves_absence() && !listing.keys.is_empty();
+        let items = listing
+            .pages
+            .into_iter()
+            .flat_map(|page| page.items)
+            .collect();
+        Ok(Some(Part { items, complete }))
     }
 }
 

@@ -1,22 +1,23 @@
 //! One keyset walk over `updated_at`: page 1 from the cursor, commit, move
-//! the cursor to the page's newest `updated_at`, until Kommo says there is
-//! nothing newer. A walk covers a whole listing (incremental syncs) or one
-//! window of a full pass, whose end a split may move while it walks.
+//! the cursor to the page's newest `updated_at`, until the listing ends. A
+//! walk covers a whole listing (incremental syncs) or one window of a full
+//! pass, whose end a split may move while it walks.
 //!
-//! A walk ends on a `204`, or on a short page that holds nothing newer than
-//! the cursor it was asked from. A short page that moves the cursor is only a
-//! step: the request from its newest second must confirm the end, and a `204`
-//! right after a full page is asked again, so one answer cut short (a fault,
-//! not the end) never ends a walk. No cursor moves
-//! past Kommo's now: a lead stamped in the future is mirrored, not followed.
+//! When the listing ends is not the walk's to decide: every question goes
+//! through the listing reader ([`super::listing`]), which believes an end
+//! only when it is said twice in a row. A whole page inside one second is
+//! read by id within that second, then the cursor steps past it, unless
+//! that second is Kommo's now (more leads may still get it). No cursor
+//! moves past Kommo's now: a lead stamped in the future is mirrored, not
+//! followed.
 
-use std::collections::HashSet;
 use std::sync::Mutex;
 
 use tokio::time::Instant;
 
+use super::listing::{Expect, Said, Shown, claims_end};
 use super::windows::WindowPlan;
-use super::{MAX_PASSES_PER_SECOND, RunProgress, SyncError, Syncer};
+use super::{RunProgress, SyncError, Syncer};
 use crate::clock::unix_now;
 use crate::kommo::{Lead, LeadOrder, LeadPage, LeadQuery};
 use crate::store::{CursorUpdate, PageCommit};
@@ -54,6 +55,16 @@ pub(super) struct Range<'a> {
     pub listing: Listing,
     pub start: i64,
     pub window: Option<WindowRef<'a>>,
+}
+
+impl Listing {
+    /// What the listing is, for messages.
+    fn name(self) -> &'static str {
+        match self {
+            Listing::Alive => "the leads",
+            Listing::Deleted => "the deleted leads",
+        }
+    }
 }
 
 impl Range<'_> {
@@ -109,11 +120,6 @@ struct Reached {
     past_now: bool,
 }
 
-/// Whether more leads may follow this page.
-fn is_full(page: &LeadPage, limit: u32) -> bool {
-    page.has_next || page.received() >= limit as usize
-}
-
 impl Syncer {
     /// Walks `range` to its end by keyset on `updated_at`.
     pub(super) async fn walk(
@@ -123,32 +129,30 @@ impl Syncer {
     ) -> Result<(), SyncError> {
         let limit = self.options.page_size;
         let mut cursor = range.start;
-        // Where more leads were due (the last page was full), a 204 is asked
-        // once more; a short page holding nothing newer than the cursor is
-        // always asked once more: an end is believed only when the same
-        // question gets it twice in a row.
-        let mut after_full_page = false;
-        let mut end_seen = false;
         loop {
             let end = range.end();
             if end.is_some_and(|end| cursor > end) {
                 return Ok(());
             }
             let query = range.query(cursor, end, 1, limit, LeadOrder::UpdatedAsc);
-            let page = self.fetch(progress, &query).await?;
-            if page.is_empty() {
-                if after_full_page && !std::mem::replace(&mut end_seen, true) {
-                    continue;
-                }
-                return Ok(());
-            }
+            let said = self
+                .settle(progress, range.listing.name(), limit as usize, || {
+                    self.fetch_listed(progress, &query, range.listing)
+                })
+                .await?;
+            let (page, ended) = match said {
+                Said::More(page) => (page, false),
+                Said::End(page) => (page, true),
+            };
             let now = self.kommo_now();
             let reached = self.reached(progress, &page, cursor, now);
-            let full = is_full(&page, limit);
+            let full = !claims_end(&page, limit as usize);
             if full && reached.top == cursor {
-                if reached.past_now {
+                if reached.past_now || cursor >= now {
                     // Nothing between the cursor and now, and the rest is
-                    // stamped past now: read it all by id; no cursor moves.
+                    // stamped past now, or the crowded second is Kommo's
+                    // now, which more leads may still get: read it all by
+                    // id; no cursor moves past it.
                     return self.read_span(progress, cursor, None, range).await;
                 }
                 // A whole page inside the cursor's second: read the second
@@ -157,7 +161,6 @@ impl Syncer {
                     .await?;
                 cursor += 1;
                 self.commit(progress, &[], range, cursor).await?;
-                (after_full_page, end_seen) = (false, false);
                 continue;
             }
             let committing = Instant::now();
@@ -166,15 +169,28 @@ impl Syncer {
             if let Some(w) = range.window {
                 w.plan().note_step(page.round_trip + committing.elapsed());
             }
-            if !full && reached.top == cursor {
-                if std::mem::replace(&mut end_seen, true) {
-                    return Ok(());
-                }
-                continue;
+            if ended {
+                return Ok(());
             }
             cursor = reached.top;
-            (after_full_page, end_seen) = (full, false);
         }
+    }
+
+    /// One page of `range`'s listing. Every lead the deleted-leads listing
+    /// shows is deleted, whatever its own `is_deleted` says.
+    async fn fetch_listed(
+        &self,
+        progress: &RunProgress,
+        query: &LeadQuery,
+        listing: Listing,
+    ) -> Result<LeadPage, SyncError> {
+        let mut page = self.fetch(progress, query).await?;
+        if listing == Listing::Deleted {
+            for lead in &mut page.leads {
+                lead.is_deleted = true;
+            }
+        }
+        Ok(page)
     }
 
     /// How far a page lets the walk go: its newest `updated_at` up to
@@ -213,14 +229,15 @@ impl Syncer {
     }
 
     /// Reads every lead with `updated_at` in `[from, to]` (to the end of the
-    /// listing when `to` is `None`), by id with offset pages, until two
-    /// passes in a row bring the same ids. A lead leaving the span during a
-    /// pass (it changed, so it is met again later) shifts the offsets of the
-    /// others and may hide one from that pass; a pass during which nothing
-    /// left reads the span whole, and the next pass then brings the same ids.
-    /// A span that never settles is left with a warning: a full pass asks for
-    /// every lead it did not see by id, and the next incremental sync reads
-    /// the span again.
+    /// listing when `to` is `None`), by id with offset pages, as one listing
+    /// read whole (see [`super::listing`]): a page showed it full, so it
+    /// cannot read empty. A lead leaving the span during a pass (it changed,
+    /// so it is met again later) shifts the offsets of the others and may
+    /// hide one from that pass; a pass during which nothing left reads the
+    /// span whole, and the next pass then shows the same ids. A span that
+    /// never settles is left with a warning: a full pass asks for every
+    /// lead it did not see by id, and the next incremental sync reads the
+    /// span again. One that never showed a lead fails the run.
     async fn read_span(
         &self,
         progress: &RunProgress,
@@ -229,39 +246,39 @@ impl Syncer {
         range: Range<'_>,
     ) -> Result<(), SyncError> {
         let limit = self.options.page_size;
-        let mut previous: Option<HashSet<i64>> = None;
-        for pass in 1..=MAX_PASSES_PER_SECOND {
-            let mut ids = HashSet::new();
-            for page_number in 1.. {
-                let query = range.query(from, to, page_number, limit, LeadOrder::IdAsc);
-                let page = self.fetch(progress, &query).await?;
-                ids.extend(page.leads.iter().map(|l| l.id));
-                if !page.leads.is_empty() {
-                    self.commit(progress, &page.leads, range, from).await?;
-                }
-                if !is_full(&page, limit) {
-                    break;
-                }
-            }
-            tracing::debug!(
+        let expect = Expect {
+            not_empty: true,
+            at_most: None,
+        };
+        let span = self
+            .read_whole(
+                progress,
+                "a crowded second",
+                limit as usize,
+                expect,
+                |number| async move {
+                    let query = range.query(from, to, number, limit, LeadOrder::IdAsc);
+                    let page = self.fetch_listed(progress, &query, range.listing).await?;
+                    if !page.leads.is_empty() {
+                        self.commit(progress, &page.leads, range, from).await?;
+                    }
+                    Ok(Shown::from(&page))
+                },
+            )
+            .await?;
+        if span.keys.is_empty() {
+            return Err(SyncError::ListingReadEmpty {
+                listing: "a crowded second",
+            });
+        }
+        if !span.settled {
+            tracing::warn!(
                 run_id = progress.run_id,
                 from,
                 to,
-                pass,
-                leads = ids.len(),
-                "read one crowded span"
+                "leads kept changing inside one second while it was read; the next sync reads it again"
             );
-            if previous.as_ref() == Some(&ids) {
-                return Ok(());
-            }
-            previous = Some(ids);
         }
-        tracing::warn!(
-            run_id = progress.run_id,
-            from,
-            to,
-            "leads kept changing inside one second while it was read; the next sync reads it again"
-        );
         Ok(())
     }
 
