@@ -350,8 +350,9 @@ async fn stage_changes_between_syncs_appear_once_each_after_once() {
     env.run_ok(&["--once"]).await;
     assert_stage_history_equals_account(&env).await;
     // What the structure and the stage history add to an incremental sync:
-    // one request per structure listing, and none for the stage changes,
-    // which come with the deletions and restores in one events request.
+    // two requests per structure listing (a listing is whole when two
+    // readings agree), and none for the stage changes, which come with the
+    // deletions and restores in the events listing (its end said twice).
     let mut paths: Vec<String> = env.sim.request_log()[logged..]
         .iter()
         .map(|r| r.path.clone())
@@ -363,10 +364,16 @@ async fn stage_changes_between_syncs_appear_once_each_after_once() {
         [
             "/api/v4/account",
             "/api/v4/events",
+            "/api/v4/events",
+            "/api/v4/leads/custom_fields",
             "/api/v4/leads/custom_fields",
             "/api/v4/leads/loss_reasons",
+            "/api/v4/leads/loss_reasons",
+            "/api/v4/leads/pipelines",
             "/api/v4/leads/pipelines",
             "/api/v4/leads/tags",
+            "/api/v4/leads/tags",
+            "/api/v4/users",
             "/api/v4/users",
         ]
     );
