@@ -27,7 +27,8 @@ impl Account {
         let now = self.now();
         let user = self.random_user();
         let reasons = self.structure.loss_reason_ids();
-        let reason = reasons[self.rng.usize(..reasons.len())];
+        // none left when every reason was deleted: `loss_reason_id` null
+        let reason = (!reasons.is_empty()).then(|| reasons[self.rng.usize(..reasons.len())]);
         let Some(Value::Object(lead)) = self.alive.get_mut(&id) else {
             return false;
         };

@@ -120,14 +120,14 @@ pub(crate) fn generate(
 
 /// Moves `lead` to `to` = (pipeline, status) at `now` by `user`:
 /// `closed_at` = `now` for 142/143 (else null), `loss_reason_id` =
-/// `loss_reason` for 143 (else null). Returns the move, or `None` when the
+/// `loss_reason` for 143 (else null, as when the account has none). Returns the move, or `None` when the
 /// lead has no integer pipeline and status or is already there.
 pub(crate) fn apply(
     lead: &mut Map<String, Value>,
     to: (i64, i64),
     now: i64,
     user: i64,
-    loss_reason: i64,
+    loss_reason: Option<i64>,
 ) -> Option<Move> {
     let from = (
         lead.get("pipeline_id").and_then(Value::as_i64)?,
@@ -141,7 +141,7 @@ pub(crate) fn apply(
     lead.insert("pipeline_id".into(), json!(to.0));
     lead.insert(
         "loss_reason_id".into(),
-        json!((to.1 == LOST).then_some(loss_reason)),
+        json!(loss_reason.filter(|_| to.1 == LOST)),
     );
     lead.insert("updated_by".into(), json!(user));
     lead.insert("updated_at".into(), json!(now));

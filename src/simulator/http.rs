@@ -222,17 +222,13 @@ async fn handle(
 fn dispatch(shared: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap) -> (Answer, u64) {
     let path = uri.path();
     let raw = uri.query();
-    let kind = match path {
-        LEADS if method == Method::GET => RequestKind::Leads,
-        EVENTS if method == Method::GET => RequestKind::Events,
-        _ => RequestKind::Other,
-    };
+    let kind = RequestKind::classify(method == Method::GET, path, raw);
     let mut st = shared.lock();
     let now = Instant::now();
     let seq = st.log.arrive(now, path, raw.unwrap_or(""));
     st.stats.requests += 1;
     let mut bulk_due = false;
-    if kind == RequestKind::Leads {
+    if kind.is_leads() {
         st.stats.lead_requests += 1;
         bulk_due = st.lead_request_arrived();
     }
@@ -267,11 +263,8 @@ fn normal(
     if known && method == Method::GET && !authorized(&st, headers) {
         return unauthorized();
     }
-    if kind != RequestKind::Leads {
-        return match real_page(shared, st, method, path, raw, kind) {
-            Ok(page) => listing(shared, page),
-            Err(answer) => answer,
-        };
+    if !kind.is_leads() {
+        return real_answer(shared, st, method, path, raw, kind);
     }
     if let Some(left) = st.control.revoke_after {
         let left = left.saturating_sub(1);
@@ -286,10 +279,7 @@ fn normal(
     if churn > 0 && leads_query(&st, raw).is_ok() {
         st.account.churn(churn);
     }
-    match real_page(shared, st, method, path, raw, kind) {
-        Ok(page) => listing(shared, page),
-        Err(answer) => answer,
-    }
+    real_answer(shared, st, method, path, raw, kind)
 }
 
 /// The answer `fault` gives instead of the real one.
@@ -303,38 +293,59 @@ fn faulted(
     kind: RequestKind,
 ) -> Answer {
     match fault {
-        Fault::EmptyLeads => {
-            drop(st);
-            empty_page(shared, path, raw, kind)
-        }
-        Fault::EmptyObject => respond(StatusCode::OK, Some(HAL), "{}".to_string()),
-        Fault::ShortPage => match real_page(shared, st, method, path, raw, kind) {
-            Ok(mut page) => {
-                if page.items.len() <= 1 {
-                    return respond(StatusCode::NO_CONTENT, None, String::new());
-                }
-                let keep = page.items.len() / 2;
-                page.items.truncate(keep);
-                page.more = false;
-                listing(shared, page)
+        Fault::EmptyLeads | Fault::EmptyList => match kind.list_key() {
+            Some(key) => {
+                drop(st);
+                empty_page(shared, path, raw, key)
             }
-            Err(answer) => answer,
+            None if kind == RequestKind::Other => {
+                drop(st);
+                empty_page(shared, path, raw, "leads")
+            }
+            None => real_answer(shared, st, method, path, raw, kind),
         },
+        Fault::EmptyObject => respond(StatusCode::OK, Some(HAL), "{}".to_string()),
+        Fault::ShortPage => {
+            let real = real_answer(shared, st, method, path, raw, kind);
+            match kind.list_key() {
+                Some(key) => short_page(real, key),
+                None => real,
+            }
+        }
         Fault::TruncatedBody => {
-            let (content_type, body) = match real_page(shared, st, method, path, raw, kind) {
-                Ok(page) if page.items.is_empty() => {
-                    (Some(HAL), format!("{{\"_page\":{},\"_emb", page.page))
-                }
-                Ok(page) => {
-                    let full = listing(shared, page);
-                    (full.content_type, cut_in_middle(&full.body).to_string())
-                }
-                Err(answer) if answer.body.is_empty() => {
-                    (Some(HAL), "{\"_page\":1,\"_emb".to_string())
-                }
-                Err(answer) => (answer.content_type, cut_in_middle(&answer.body).to_string()),
+            let real = real_answer(shared, st, method, path, raw, kind);
+            let body = if real.body.is_empty() {
+                format!("{{\"_page\":{},\"_emb", requested_page(raw))
+            } else {
+                cut_in_middle(&real.body).to_string()
             };
-            respond(StatusCode::OK, content_type, body)
+            respond(StatusCode::OK, real.content_type.or(Some(HAL)), body)
+        }
+        Fault::StringId | Fault::StringEntityId => {
+            let field = if fault == Fault::StringId {
+                "id"
+            } else {
+                "entity_id"
+            };
+            let real = real_answer(shared, st, method, path, raw, kind);
+            let key = kind.list_key();
+            if key.is_none() && kind != RequestKind::Account {
+                return real;
+            }
+            edit_json(real, |body| {
+                let element = match key {
+                    Some(key) => body
+                        .pointer_mut(&format!("/_embedded/{key}/0"))
+                        .and_then(Value::as_object_mut),
+                    None => body.as_object_mut(),
+                };
+                if let Some(element) = element
+                    && let Some(Value::Number(n)) = element.get(field)
+                {
+                    let text = n.to_string();
+                    element.insert(field.to_string(), Value::String(text));
+                }
+            })
         }
         Fault::DroppedConnection => Answer {
             dropped: true,
@@ -393,7 +404,7 @@ fn real_page(
     kind: RequestKind,
 ) -> Result<Page, Answer> {
     match kind {
-        RequestKind::Leads => {
+        k if k.is_leads() => {
             let q = leads_query(&st, raw)?;
             let (items, more) = st.account.page(&q, Instant::now());
             Ok(Page {
@@ -417,7 +428,7 @@ fn real_page(
                 items,
             })
         }
-        RequestKind::Other => Err(match path {
+        _ => Err(match path {
             p if directory::serves(p) && method == Method::GET => {
                 let reply = directory::answer(&directory::Request {
                     structure: st.account.structure(),
@@ -475,21 +486,77 @@ fn listing(shared: &Shared, page: Page) -> Answer {
     )
 }
 
-/// [`Fault::EmptyLeads`]: a valid page with `self` and `next` links and an
-/// empty list (`events` on the events path, `leads` elsewhere).
-fn empty_page(shared: &Shared, path: &str, raw: Option<&str>, kind: RequestKind) -> Answer {
-    let page = query::pairs(raw.unwrap_or(""))
+/// The real answer: a list page rendered, or the answer of what is no
+/// list page.
+fn real_answer(
+    shared: &Shared,
+    st: Guard<'_>,
+    method: &Method,
+    path: &str,
+    raw: Option<&str>,
+    kind: RequestKind,
+) -> Answer {
+    match real_page(shared, st, method, path, raw, kind) {
+        Ok(page) => listing(shared, page),
+        Err(answer) => answer,
+    }
+}
+
+/// `answer` with its JSON body changed by `edit`; an answer whose body is
+/// not JSON (a 204, an error page) is returned as it is.
+fn edit_json(answer: Answer, edit: impl FnOnce(&mut Value)) -> Answer {
+    match serde_json::from_str::<Value>(&answer.body) {
+        Ok(mut body) if answer.status == StatusCode::OK => {
+            edit(&mut body);
+            json_body(answer.status, answer.content_type.unwrap_or(HAL), &body)
+        }
+        _ => answer,
+    }
+}
+
+/// [`Fault::ShortPage`] of the real answer of a listing whose array is
+/// `_embedded.<key>`: half its items, no `_links.next`; 204 for one item
+/// or none.
+fn short_page(real: Answer, key: &str) -> Answer {
+    let items = serde_json::from_str::<Value>(&real.body)
+        .ok()
+        .and_then(|b| {
+            b.pointer(&format!("/_embedded/{key}"))
+                .map(|v| v.as_array().map_or(0, Vec::len))
+        });
+    match items {
+        Some(n) if n >= 2 && real.status == StatusCode::OK => edit_json(real, |body| {
+            if let Some(list) = body
+                .pointer_mut(&format!("/_embedded/{key}"))
+                .and_then(Value::as_array_mut)
+            {
+                list.truncate(n / 2);
+            }
+            if let Some(links) = body.get_mut("_links").and_then(Value::as_object_mut) {
+                links.remove("next");
+            }
+        }),
+        Some(_) => respond(StatusCode::NO_CONTENT, None, String::new()),
+        // a 204 (nothing to cut) or an error answer
+        None => real,
+    }
+}
+
+/// The `page` a request asks for (the last one given; 1 without one).
+fn requested_page(raw: Option<&str>) -> u64 {
+    query::pairs(raw.unwrap_or(""))
         .iter()
         .rev()
         .find(|(k, _)| k == "page")
         .and_then(|(_, v)| v.trim().parse::<u64>().ok())
         .filter(|p| *p >= 1)
-        .unwrap_or(1);
-    let key = if kind == RequestKind::Events {
-        "events"
-    } else {
-        "leads"
-    };
+        .unwrap_or(1)
+}
+
+/// [`Fault::EmptyList`]: a valid page with `self` and `next` links and an
+/// empty `_embedded.<key>`.
+fn empty_page(shared: &Shared, path: &str, raw: Option<&str>, key: &str) -> Answer {
+    let page = requested_page(raw);
     let base = &shared.base_url;
     json_body(
         StatusCode::OK,

@@ -3,13 +3,16 @@
 //! paging computed live, 204 past the end, a strict 7-per-second window with
 //! non-JSON 429s, 401 problem+json on bad or revoked tokens, deleted leads,
 //! concurrent churn while a client pages, and every fault and edge of the
-//! real service a test can switch on: queued faults (empty, short or cut
-//! pages, dropped connections, 429s with `Retry-After`, nginx error pages),
+//! real service a test can switch on: queued faults aimed at every request,
+//! every lead request or one kind of listing (empty, short or cut pages,
+//! ids sent as strings, dropped connections, 429s with `Retry-After`, nginx
+//! error pages),
 //! the abuse block, the unpaid account, throttle bursts, a skewed server
 //! clock, leads stamped in the future, bulk edits sharing one second,
 //! replication lag, ignored filters and malformed lead objects. It also
 //! models the account's structure (pipelines and statuses, custom fields,
-//! users, loss reasons, tags, served by their own endpoints), each lead's
+//! users, loss reasons, tags, served by their own endpoints, renamed,
+//! added and deleted by tests), each lead's
 //! contacts (`with=contacts`) and its stage history (`lead_status_changed`
 //! events), consistently with the leads. The behaviour follows
 //! `docs/kommo-api.md`.
@@ -50,6 +53,7 @@ pub use account::Mutation;
 pub use faults::{Fault, FaultScope, RetryAfter};
 pub use history::StatusChange;
 pub use stats::{RequestRecord, SimulatorStats};
+pub use structure::StructureIds;
 
 use account::Account;
 use faults::Faults;
@@ -263,6 +267,15 @@ impl Simulator {
     /// checked for auth and do not run the churn hook.
     pub fn queue_faults(&self, scope: FaultScope, skip: u64, faults: Vec<Fault>) {
         self.shared.lock().faults.queue(scope, skip, faults);
+    }
+
+    /// Forgets every fault queued by [`Simulator::queue_faults`] and
+    /// [`Simulator::fail_next_lead_requests`] and not given yet (a batch
+    /// whose `skip` was never reached included; the block, the unpaid
+    /// account and a throttle burst stay), and returns how many faults that
+    /// was: 0 when every queued fault was given.
+    pub fn clear_faults(&self) -> usize {
+        self.shared.lock().faults.clear_queue()
     }
 
     /// Every request, whatever its path, answers 403 [`Fault::Blocked`]
@@ -533,6 +546,72 @@ impl Simulator {
         let mut st = self.shared.lock();
         let now = st.account.now();
         st.account.structure.rename_loss_reason(id, name, now)
+    }
+
+    /// Adds a text custom field (no code, no enums) with a new id, which
+    /// it returns; leads get values for it only through
+    /// [`Simulator::set_lead_custom_field`].
+    pub fn add_custom_field(&self, name: &str) -> i64 {
+        self.shared.lock().account.structure.add_field(name)
+    }
+
+    /// Deletes a tag: `/api/v4/leads/tags` stops listing it. Leads carrying
+    /// it keep it in `_embedded.tags`, their `updated_at` unchanged (whether
+    /// Kommo strips it from them, and when, is unconfirmed), and it can no
+    /// longer be given to a lead. False when unknown.
+    pub fn delete_tag(&self, id: i64) -> bool {
+        self.shared.lock().account.structure.delete_tag(id)
+    }
+
+    /// Deletes a custom field: `/api/v4/leads/custom_fields` stops listing
+    /// it and its enums. Leads keep their values of it, `updated_at`
+    /// unchanged (unconfirmed, as for tags). False when unknown.
+    pub fn delete_custom_field(&self, id: i64) -> bool {
+        self.shared.lock().account.structure.delete_field(id)
+    }
+
+    /// Deletes option `enum_id` of the select or multiselect field
+    /// `field_id`: the field is listed without it (`enums: []` once none is
+    /// left). Leads keep the values that name it. False when unknown.
+    pub fn delete_custom_field_enum(&self, field_id: i64, enum_id: i64) -> bool {
+        self.shared
+            .lock()
+            .account
+            .structure
+            .delete_field_enum(field_id, enum_id)
+    }
+
+    /// Deletes a loss reason: `/api/v4/leads/loss_reasons` stops listing it;
+    /// leads keep their `loss_reason_id`, and later moves to 143 draw from
+    /// the reasons left (null when none is). False when unknown.
+    pub fn delete_loss_reason(&self, id: i64) -> bool {
+        self.shared.lock().account.structure.delete_loss_reason(id)
+    }
+
+    /// Deletes status `status_id` of pipeline `pipeline_id`: the pipeline is
+    /// listed without it, and leads can no longer be moved into it (leads in
+    /// it stay, unchanged). False when unknown, and for the statuses every
+    /// pipeline keeps: 142, 143 and its "Incoming leads" status.
+    pub fn delete_status(&self, pipeline_id: i64, status_id: i64) -> bool {
+        self.shared
+            .lock()
+            .account
+            .structure
+            .delete_status(pipeline_id, status_id)
+    }
+
+    /// Deletes a pipeline and its statuses from `/api/v4/leads/pipelines`
+    /// (leads in it stay, unchanged). False when unknown, and for the main
+    /// pipeline, which Kommo does not delete.
+    pub fn delete_pipeline(&self, id: i64) -> bool {
+        self.shared.lock().account.structure.delete_pipeline(id)
+    }
+
+    /// The ids of every structure item listed now (pipelines, statuses,
+    /// users, custom fields and their enums, loss reasons, tags): what a
+    /// mirror must hold not deleted after a sync that read the structure.
+    pub fn structure_ids(&self) -> StructureIds {
+        self.shared.lock().account.structure.ids()
     }
 
     /// The account's time zone as `with=datetime_settings` shows it: an

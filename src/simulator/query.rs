@@ -165,13 +165,7 @@ impl ListQuery {
         let Some(rest) = key.strip_prefix("filter[") else {
             return Ok(());
         };
-        if rest == "id]"
-            || rest == "id][]"
-            || rest
-                .strip_prefix("id][")
-                .and_then(|r| r.strip_suffix(']'))
-                .is_some_and(|n| n.parse::<u64>().is_ok())
-        {
+        if is_id_filter(rest) {
             // an empty value is ignored rather than matching nothing
             for part in value.split(',').filter(|p| !p.trim().is_empty()) {
                 let id = number(key, part)?;
@@ -238,6 +232,17 @@ impl ListQuery {
             r.from.is_none_or(|f| t >= f) && r.to.is_none_or(|to| t <= to)
         })
     }
+}
+
+/// Whether `rest`, a query key after its `filter[` prefix, is the id
+/// filter: `id]`, `id][]` or `id][N]`.
+pub(crate) fn is_id_filter(rest: &str) -> bool {
+    rest == "id]"
+        || rest == "id][]"
+        || rest
+            .strip_prefix("id][")
+            .and_then(|r| r.strip_suffix(']'))
+            .is_some_and(|n| n.parse::<u64>().is_ok())
 }
 
 /// The href of the same list request with `page` set to `page`.

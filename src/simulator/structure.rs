@@ -69,6 +69,22 @@ pub(crate) struct Tag {
     pub(crate) color: Option<String>,
 }
 
+/// The ids of every structure item the endpoints list now, as
+/// [`super::Simulator::structure_ids`] returns them (each list in the
+/// order its endpoint serves it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StructureIds {
+    pub pipelines: Vec<i64>,
+    /// `(pipeline_id, status_id)`: 142 and 143 are in every pipeline
+    pub statuses: Vec<(i64, i64)>,
+    pub users: Vec<i64>,
+    pub custom_fields: Vec<i64>,
+    /// `(field_id, enum_id)`
+    pub custom_field_enums: Vec<(i64, i64)>,
+    pub loss_reasons: Vec<i64>,
+    pub tags: Vec<i64>,
+}
+
 /// Everything the structure endpoints serve.
 pub(crate) struct Structure {
     pub(crate) pipelines: Vec<Pipeline>,
@@ -280,6 +296,101 @@ impl Structure {
                 r.updated_at = now;
             })
             .is_some()
+    }
+
+    /// Removes the tag from the listing. False when unknown.
+    pub(crate) fn delete_tag(&mut self, id: i64) -> bool {
+        let before = self.tags.len();
+        self.tags.retain(|t| t.id != id);
+        self.tags.len() < before
+    }
+
+    /// Removes the custom field (and its enums) from the listing. False
+    /// when unknown.
+    pub(crate) fn delete_field(&mut self, id: i64) -> bool {
+        let before = self.fields.len();
+        self.fields.retain(|f| f.id != id);
+        self.fields.len() < before
+    }
+
+    /// Removes option `enum_id` from the `enums` of field `field_id` (a
+    /// field left without options lists `enums: []`). False when unknown.
+    pub(crate) fn delete_field_enum(&mut self, field_id: i64, enum_id: i64) -> bool {
+        let Some(enums) = self
+            .fields
+            .iter_mut()
+            .find(|f| f.id == field_id)
+            .and_then(|f| f.enums.as_mut())
+        else {
+            return false;
+        };
+        let before = enums.len();
+        enums.retain(|(id, _)| *id != enum_id);
+        enums.len() < before
+    }
+
+    /// Removes the loss reason from the listing. False when unknown.
+    pub(crate) fn delete_loss_reason(&mut self, id: i64) -> bool {
+        let before = self.loss_reasons.len();
+        self.loss_reasons.retain(|r| r.id != id);
+        self.loss_reasons.len() < before
+    }
+
+    /// Removes status `status_id` from pipeline `pipeline_id`. False when
+    /// unknown, and for the statuses Kommo keeps in every pipeline: 142,
+    /// 143 and the "Incoming leads" one.
+    pub(crate) fn delete_status(&mut self, pipeline_id: i64, status_id: i64) -> bool {
+        let Some(p) = self.pipelines.iter_mut().find(|p| p.id == pipeline_id) else {
+            return false;
+        };
+        let before = p.statuses.len();
+        p.statuses
+            .retain(|s| s.id != status_id || s.id == WON || s.id == LOST || s.kind == 1);
+        p.statuses.len() < before
+    }
+
+    /// Removes the pipeline (and its statuses). False when unknown, and for
+    /// the main pipeline, which Kommo does not delete.
+    pub(crate) fn delete_pipeline(&mut self, id: i64) -> bool {
+        let before = self.pipelines.len();
+        self.pipelines.retain(|p| p.id != id || p.is_main);
+        self.pipelines.len() < before
+    }
+
+    /// A new text custom field with the next free id.
+    pub(crate) fn add_field(&mut self, name: &str) -> i64 {
+        let id = self.fields.iter().map(|f| f.id).max().unwrap_or(510_000) + 1;
+        let sort = self.fields.iter().map(|f| f.sort).max().unwrap_or(500) + 2;
+        self.fields.push(Field {
+            id,
+            name: name.to_string(),
+            code: None,
+            kind: "text",
+            sort,
+            enums: None,
+        });
+        id
+    }
+
+    /// The ids of everything listed now.
+    pub(crate) fn ids(&self) -> StructureIds {
+        StructureIds {
+            pipelines: self.pipelines.iter().map(|p| p.id).collect(),
+            statuses: self
+                .pipelines
+                .iter()
+                .flat_map(|p| p.statuses.iter().map(move |s| (p.id, s.id)))
+                .collect(),
+            users: self.user_ids(),
+            custom_fields: self.fields.iter().map(|f| f.id).collect(),
+            custom_field_enums: self
+                .fields
+                .iter()
+                .flat_map(|f| f.enums.iter().flatten().map(move |(id, _)| (f.id, *id)))
+                .collect(),
+            loss_reasons: self.loss_reason_ids(),
+            tags: self.tags.iter().map(|t| t.id).collect(),
+        }
     }
 
     /// A new tag (no colour) with the next free id.

@@ -1,6 +1,7 @@
 //! End-to-end tests of the simulator's switchable faults and edges over real
-//! HTTP on 127.0.0.1: what a client sees for each [`Fault`], how queued
-//! faults skip and scope, the block, the unpaid account, throttle bursts,
+//! HTTP on 127.0.0.1: what a client sees for each [`Fault`] (on lead
+//! listings, events and the structure listings), how queued faults skip
+//! and scope (one scope per listing kind), the block, the unpaid account, throttle bursts,
 //! the `Date` header and clock offset, leads stamped ahead, bulk edits,
 //! replication lag, ignored filters, raw objects and the request log.
 
@@ -766,4 +767,438 @@ async fn request_log_records_every_request_and_its_status() {
     );
     assert!(log.windows(2).all(|w| w[0].at <= w[1].at));
     assert!(log[0].at <= tokio::time::Instant::now());
+}
+
+/// One request of every listing kind, by the scope that covers it.
+fn one_request_per_listing(sim: &Simulator) -> Vec<(FaultScope, String)> {
+    let alive = sim.alive_ids()[0];
+    vec![
+        (
+            FaultScope::LeadWalk,
+            "/api/v4/leads?filter[updated_at][from]=1&order[updated_at]=asc&limit=5".into(),
+        ),
+        (
+            FaultScope::CrowdedSecond,
+            "/api/v4/leads?filter%5Bupdated_at%5D%5Bfrom%5D=1&filter%5Bupdated_at%5D%5Bto%5D=4000000000&order%5Bid%5D=asc&limit=5&page=2".into(),
+        ),
+        (
+            FaultScope::DeletedLeads,
+            "/api/v4/leads?with=only_deleted,source_id&order[updated_at]=asc".into(),
+        ),
+        (
+            FaultScope::LeadsById,
+            format!("/api/v4/leads?filter[id][]={alive}&order[id]=asc"),
+        ),
+        (
+            FaultScope::Events,
+            "/api/v4/events?filter[type]=lead_deleted".into(),
+        ),
+        (
+            FaultScope::Account,
+            "/api/v4/account?with=datetime_settings".into(),
+        ),
+        (FaultScope::Pipelines, "/api/v4/leads/pipelines".into()),
+        (
+            FaultScope::CustomFields,
+            "/api/v4/leads/custom_fields?page=1&limit=50".into(),
+        ),
+        (FaultScope::Users, "/api/v4/users?page=1&limit=250".into()),
+        (FaultScope::LossReasons, "/api/v4/leads/loss_reasons".into()),
+        (FaultScope::Tags, "/api/v4/leads/tags?page=1&limit=250".into()),
+    ]
+}
+
+#[tokio::test]
+async fn each_listing_scope_faults_its_own_requests_only_and_skips_only_them() {
+    let sim = sim(40).await;
+    sim.delete_lead(sim.alive_ids()[1]);
+    let requests = one_request_per_listing(&sim);
+    let scopes: Vec<FaultScope> = requests.iter().map(|(s, _)| *s).collect();
+    assert_eq!(scopes, FaultScope::LISTINGS.to_vec());
+    for (scope, _) in &requests {
+        sim.queue_faults(*scope, 1, vec![Fault::Status(503)]);
+        // the first round passes: its own request is the one skipped
+        for (other, path_and_query) in &requests {
+            let status = get(&sim, path_and_query).await.status();
+            assert_eq!(
+                status, 200,
+                "{scope:?}, round 1: {other:?} {path_and_query}"
+            );
+        }
+        for (other, path_and_query) in &requests {
+            let status = get(&sim, path_and_query).await.status();
+            let want = if other == scope { 503 } else { 200 };
+            assert_eq!(
+                status, want,
+                "{scope:?}, round 2: {other:?} {path_and_query}"
+            );
+        }
+        assert_eq!(sim.clear_faults(), 0, "{scope:?}: its fault was given");
+    }
+    for (scope, path_and_query) in &requests {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        for other in FaultScope::LISTINGS {
+            assert_eq!(
+                other.covers_get(path, query),
+                other == *scope,
+                "{other:?} {path_and_query}"
+            );
+        }
+    }
+
+    // Leads still covers every lead request, and its skip counts them all
+    sim.queue_faults(FaultScope::Leads, 4, vec![Fault::Status(502)]);
+    let mut statuses = Vec::new();
+    for (_, path_and_query) in &requests {
+        statuses.push(get(&sim, path_and_query).await.status().as_u16());
+    }
+    statuses.push(get(&sim, "/api/v4/leads").await.status().as_u16());
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 502]
+    );
+    // a batch whose skip is never reached is counted when cleared
+    sim.queue_faults(
+        FaultScope::Tags,
+        50,
+        vec![Fault::ShortPage, Fault::EmptyList],
+    );
+    assert_eq!(sim.clear_faults(), 2);
+    assert_eq!(get(&sim, "/api/v4/leads/tags").await.status(), 200);
+}
+
+/// The answer to `path_and_query` with `fault` queued for `scope`: status
+/// and body text.
+async fn faulted(
+    sim: &Simulator,
+    scope: FaultScope,
+    fault: Fault,
+    path_and_query: &str,
+) -> (u16, String) {
+    sim.queue_faults(scope, 0, vec![fault.clone()]);
+    let resp = get(sim, path_and_query).await;
+    let status = resp.status().as_u16();
+    let body = resp.text().await.expect("body");
+    assert_eq!(sim.clear_faults(), 0, "{fault:?} given to {path_and_query}");
+    (status, body)
+}
+
+/// The real answer's body, as JSON.
+async fn real(sim: &Simulator, path_and_query: &str) -> Value {
+    let resp = get(sim, path_and_query).await;
+    assert_eq!(resp.status(), 200, "{path_and_query}");
+    json(resp).await
+}
+
+/// An account with at least `events` lead_deleted events.
+async fn with_deletions(events: usize) -> Simulator {
+    let sim = sim(60).await;
+    for id in sim.alive_ids().into_iter().take(events) {
+        sim.delete_lead(id);
+    }
+    sim
+}
+
+#[tokio::test]
+async fn empty_list_answers_the_listings_own_key_with_next() {
+    let sim = with_deletions(3).await;
+    let cases = [
+        (
+            FaultScope::Events,
+            "/api/v4/events?filter[type]=lead_deleted&page=2",
+            "events",
+            2,
+        ),
+        (
+            FaultScope::Tags,
+            "/api/v4/leads/tags?page=1&limit=250",
+            "tags",
+            1,
+        ),
+        (
+            FaultScope::Pipelines,
+            "/api/v4/leads/pipelines",
+            "pipelines",
+            1,
+        ),
+        (
+            FaultScope::CustomFields,
+            "/api/v4/leads/custom_fields?limit=50",
+            "custom_fields",
+            1,
+        ),
+        (FaultScope::Users, "/api/v4/users", "users", 1),
+        (
+            FaultScope::LossReasons,
+            "/api/v4/leads/loss_reasons",
+            "loss_reasons",
+            1,
+        ),
+        (
+            FaultScope::DeletedLeads,
+            "/api/v4/leads?with=only_deleted&page=3",
+            "leads",
+            3,
+        ),
+        (
+            FaultScope::LeadWalk,
+            "/api/v4/leads?order[updated_at]=desc",
+            "leads",
+            1,
+        ),
+    ];
+    for (scope, path_and_query, key, page) in cases {
+        for fault in [Fault::EmptyList, Fault::EmptyLeads] {
+            let (status, body) = faulted(&sim, scope, fault.clone(), path_and_query).await;
+            assert_eq!(status, 200, "{fault:?} {path_and_query}");
+            let body: Value = serde_json::from_str(&body).expect("json");
+            assert_eq!(
+                body["_embedded"],
+                json!({key: []}),
+                "{fault:?} {path_and_query}"
+            );
+            assert_eq!(body["_page"], page);
+            let next = body["_links"]["next"]["href"].as_str().expect("next");
+            assert!(next.contains(&format!("page={}", page + 1)), "{next}");
+        }
+    }
+    // the account is no list: its real answer
+    let (status, body) = faulted(
+        &sim,
+        FaultScope::Account,
+        Fault::EmptyList,
+        "/api/v4/account",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).expect("json"),
+        real(&sim, "/api/v4/account").await
+    );
+}
+
+#[tokio::test]
+async fn short_page_halves_events_and_structure_listings_without_next() {
+    let sim = with_deletions(12).await;
+    let cases = [
+        (
+            FaultScope::Events,
+            "/api/v4/events?filter[type]=lead_deleted&limit=10",
+            "events",
+            5,
+        ),
+        (
+            FaultScope::Tags,
+            "/api/v4/leads/tags?page=1&limit=250",
+            "tags",
+            3,
+        ),
+        (
+            FaultScope::Pipelines,
+            "/api/v4/leads/pipelines",
+            "pipelines",
+            1,
+        ),
+        (
+            FaultScope::LossReasons,
+            "/api/v4/leads/loss_reasons",
+            "loss_reasons",
+            2,
+        ),
+        (
+            FaultScope::CustomFields,
+            "/api/v4/leads/custom_fields?limit=4",
+            "custom_fields",
+            2,
+        ),
+        (
+            FaultScope::LeadWalk,
+            "/api/v4/leads?order[updated_at]=asc&limit=9",
+            "leads",
+            4,
+        ),
+        (
+            FaultScope::DeletedLeads,
+            "/api/v4/leads?with=only_deleted&limit=7",
+            "leads",
+            3,
+        ),
+    ];
+    for (scope, path_and_query, key, kept) in cases {
+        let full = real(&sim, path_and_query).await;
+        let (status, body) = faulted(&sim, scope, Fault::ShortPage, path_and_query).await;
+        assert_eq!(status, 200, "{path_and_query}");
+        let body: Value = serde_json::from_str(&body).expect("json");
+        let items = body["_embedded"][key].as_array().expect("list");
+        assert_eq!(items.len(), kept, "{path_and_query}");
+        assert_eq!(
+            items[..],
+            full["_embedded"][key].as_array().expect("list")[..kept]
+        );
+        assert!(body["_links"]["next"].is_null(), "{path_and_query}");
+        assert_eq!(body["_links"]["self"], full["_links"]["self"]);
+        assert_eq!(body["_page_count"], full["_page_count"], "{path_and_query}");
+    }
+    // one item (or none) left: 204
+    for (scope, path_and_query) in [
+        (FaultScope::Tags, "/api/v4/leads/tags?page=2&limit=5"),
+        (FaultScope::Tags, "/api/v4/leads/tags?page=9"),
+        (
+            FaultScope::Events,
+            "/api/v4/events?filter[type]=lead_deleted&limit=11&page=2",
+        ),
+        (
+            FaultScope::LeadsById,
+            &format!("/api/v4/leads?filter[id][]={}", sim.alive_ids()[0]),
+        ),
+    ] {
+        let (status, body) = faulted(&sim, scope, Fault::ShortPage, path_and_query).await;
+        assert_eq!((status, body.as_str()), (204, ""), "{path_and_query}");
+    }
+    // the account is no list: its real answer
+    let (status, body) = faulted(
+        &sim,
+        FaultScope::Account,
+        Fault::ShortPage,
+        "/api/v4/account",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).expect("json"),
+        real(&sim, "/api/v4/account").await
+    );
+}
+
+#[tokio::test]
+async fn truncated_body_cuts_every_listing_and_204_and_empty_object_answer_any() {
+    let sim = with_deletions(3).await;
+    for (scope, path_and_query) in one_request_per_listing(&sim) {
+        let full = get(&sim, &path_and_query).await.text().await.expect("body");
+        let (status, cut) = faulted(&sim, scope, Fault::TruncatedBody, &path_and_query).await;
+        assert_eq!(status, 200, "{path_and_query}");
+        assert!(!cut.is_empty() && full.starts_with(&cut) && cut.len() < full.len());
+        assert!(
+            serde_json::from_str::<Value>(&cut).is_err(),
+            "{path_and_query}"
+        );
+
+        let (status, body) = faulted(&sim, scope, Fault::Status(204), &path_and_query).await;
+        assert_eq!((status, body.as_str()), (204, ""), "{path_and_query}");
+        let (status, body) = faulted(&sim, scope, Fault::EmptyObject, &path_and_query).await;
+        assert_eq!((status, body.as_str()), (200, "{}"), "{path_and_query}");
+    }
+    // a listing past its end (204) gets a cut page naming the page asked
+    let (status, cut) = faulted(
+        &sim,
+        FaultScope::Tags,
+        Fault::TruncatedBody,
+        "/api/v4/leads/tags?page=4",
+    )
+    .await;
+    assert_eq!((status, cut.as_str()), (200, "{\"_page\":4,\"_emb"));
+    let (status, cut) = faulted(
+        &sim,
+        FaultScope::Events,
+        Fault::TruncatedBody,
+        "/api/v4/events?filter[type]=nothing",
+    )
+    .await;
+    assert_eq!((status, cut.as_str()), (200, "{\"_page\":1,\"_emb"));
+}
+
+#[tokio::test]
+async fn string_id_sends_the_first_elements_id_as_a_string() {
+    let sim = with_deletions(3).await;
+    let cases = [
+        (
+            FaultScope::LeadWalk,
+            "/api/v4/leads?order[updated_at]=asc&limit=5",
+            Some("leads"),
+        ),
+        (
+            FaultScope::LeadsById,
+            "/api/v4/leads?filter[id][]=1000010&filter[id][]=1000011&filter[id][]=1000012",
+            Some("leads"),
+        ),
+        (
+            FaultScope::DeletedLeads,
+            "/api/v4/leads?with=only_deleted",
+            Some("leads"),
+        ),
+        (FaultScope::Tags, "/api/v4/leads/tags", Some("tags")),
+        (
+            FaultScope::Pipelines,
+            "/api/v4/leads/pipelines",
+            Some("pipelines"),
+        ),
+        (FaultScope::Users, "/api/v4/users", Some("users")),
+        (FaultScope::Account, "/api/v4/account", None),
+    ];
+    for (scope, path_and_query, key) in cases {
+        let full = real(&sim, path_and_query).await;
+        let (status, body) = faulted(&sim, scope, Fault::StringId, path_and_query).await;
+        assert_eq!(status, 200);
+        let body: Value = serde_json::from_str(&body).expect("json");
+        let (got, want) = match key {
+            Some(key) => (
+                body["_embedded"][key].clone(),
+                full["_embedded"][key].clone(),
+            ),
+            None => (body.clone(), full.clone()),
+        };
+        let mut expected = want.clone();
+        let first = match key {
+            Some(_) => &mut expected[0],
+            None => &mut expected,
+        };
+        let id = first["id"].as_i64().expect("a numeric id");
+        first["id"] = json!(id.to_string());
+        assert_eq!(got, expected, "{path_and_query}: only the first id changes");
+        assert!(
+            got.as_array()
+                .is_none_or(|items| items.len() < 2 || items[1]["id"].is_i64())
+        );
+    }
+    // events: ids are strings already; StringEntityId turns the lead's id
+    let path_and_query = "/api/v4/events?filter[type]=lead_deleted";
+    let full = real(&sim, path_and_query).await;
+    let (_, body) = faulted(&sim, FaultScope::Events, Fault::StringId, path_and_query).await;
+    assert_eq!(serde_json::from_str::<Value>(&body).expect("json"), full);
+    let (_, body) = faulted(
+        &sim,
+        FaultScope::Events,
+        Fault::StringEntityId,
+        path_and_query,
+    )
+    .await;
+    let body: Value = serde_json::from_str(&body).expect("json");
+    let events = body["_embedded"]["events"].as_array().expect("events");
+    let lead = full["_embedded"]["events"][0]["entity_id"]
+        .as_i64()
+        .expect("lead id");
+    assert_eq!(events[0]["entity_id"], json!(lead.to_string()));
+    assert!(events[1..].iter().all(|e| e["entity_id"].is_i64()));
+    // StringEntityId leaves elements without one alone; an empty answer stays 204
+    let (_, body) = faulted(
+        &sim,
+        FaultScope::Tags,
+        Fault::StringEntityId,
+        "/api/v4/leads/tags",
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).expect("json"),
+        real(&sim, "/api/v4/leads/tags").await
+    );
+    let (status, _) = faulted(
+        &sim,
+        FaultScope::Tags,
+        Fault::StringId,
+        "/api/v4/leads/tags?page=3",
+    )
+    .await;
+    assert_eq!(status, 204);
 }

@@ -1,8 +1,9 @@
 //! End-to-end tests of the account structure endpoints, lead contacts and
 //! stage history over real HTTP on 127.0.0.1: their shapes and paging, the
 //! users 403, `with=contacts`, that every lead references the structure,
-//! that the generated history chains to each lead's stage, and that a stage
-//! move through the simulator writes exactly one event.
+//! that the generated history chains to each lead's stage, that a stage
+//! move through the simulator writes exactly one event, and that deleted
+//! structure items stop being listed.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -835,4 +836,153 @@ async fn lead_edits_bump_updated_at_and_tag_and_field_renames_show_inside_leads(
         [a, b, c, c, c].map(Mutation::Updated).to_vec(),
         "renames are no lead mutations"
     );
+}
+
+#[tokio::test]
+async fn deleted_structure_items_stop_being_listed_and_leads_keep_them() {
+    let sim = sim(200).await;
+    let before = sim.structure_ids();
+    assert_eq!(
+        before.tags,
+        [30_001, 30_002, 30_003, 30_004, 30_005, 30_006]
+    );
+    assert_eq!(before.pipelines, [7_000_001, 7_000_002]);
+    assert!(before.statuses.contains(&(7_000_002, 142)));
+    assert!(before.custom_field_enums.contains(&(510_005, 700_102)));
+    let tagged = sim
+        .alive_leads()
+        .into_iter()
+        .find(|l| {
+            l["_embedded"]["tags"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t["id"] == 30_002))
+        })
+        .expect("a lead tagged 30002");
+
+    assert!(sim.delete_tag(30_002));
+    assert!(sim.delete_custom_field(510_001));
+    assert!(sim.delete_custom_field_enum(510_005, 700_102));
+    assert!(sim.delete_loss_reason(4_000_003));
+    assert!(sim.delete_status(7_000_001, 58_000_003));
+    assert!(sim.delete_pipeline(7_000_002));
+    // unknown ids, and what Kommo keeps
+    assert!(!sim.delete_tag(30_002));
+    assert!(!sim.delete_custom_field(510_001));
+    assert!(!sim.delete_custom_field_enum(510_005, 700_102));
+    assert!(!sim.delete_custom_field_enum(510_003, 700_101), "no enums");
+    assert!(!sim.delete_loss_reason(4_000_003));
+    assert!(!sim.delete_status(7_000_001, 142));
+    assert!(!sim.delete_status(7_000_001, 143));
+    assert!(
+        !sim.delete_status(7_000_001, 58_000_001),
+        "the incoming-leads status"
+    );
+    assert!(
+        !sim.delete_status(7_000_002, 58_000_011),
+        "its pipeline is gone"
+    );
+    assert!(!sim.delete_pipeline(7_000_001), "the main pipeline");
+
+    let tags = ids(hal(&sim, "/api/v4/leads/tags").await["_embedded"]["tags"]
+        .as_array()
+        .expect("tags"));
+    assert_eq!(tags, [30_001, 30_003, 30_004, 30_005, 30_006]);
+    let fields = hal(&sim, "/api/v4/leads/custom_fields").await;
+    let fields = fields["_embedded"]["custom_fields"]
+        .as_array()
+        .expect("fields")
+        .clone();
+    assert!(!ids(&fields).contains(&510_001));
+    let select = fields.iter().find(|f| f["id"] == 510_005).expect("select");
+    assert_eq!(
+        ids(select["enums"].as_array().expect("enums")),
+        [700_101, 700_103, 700_104]
+    );
+    let reasons = hal(&sim, "/api/v4/leads/loss_reasons").await;
+    assert_eq!(
+        ids(reasons["_embedded"]["loss_reasons"]
+            .as_array()
+            .expect("reasons")),
+        [4_000_001, 4_000_002, 4_000_004]
+    );
+    let pipelines = hal(&sim, "/api/v4/leads/pipelines").await;
+    let pipelines = pipelines["_embedded"]["pipelines"]
+        .as_array()
+        .expect("pipelines");
+    assert_eq!(ids(pipelines), [7_000_001]);
+    assert_eq!(
+        ids(pipelines[0]["_embedded"]["statuses"]
+            .as_array()
+            .expect("statuses")),
+        [58_000_001, 58_000_002, 58_000_004, 58_000_005, 142, 143]
+    );
+
+    let after = sim.structure_ids();
+    assert_eq!(after.tags, tags);
+    assert_eq!(after.pipelines, [7_000_001]);
+    assert_eq!(
+        after.statuses,
+        [58_000_001, 58_000_002, 58_000_004, 58_000_005, 142, 143].map(|s| (7_000_001, s))
+    );
+    assert!(!after.custom_fields.contains(&510_001));
+    assert!(!after.custom_field_enums.contains(&(510_005, 700_102)));
+    assert_eq!(after.loss_reasons, [4_000_001, 4_000_002, 4_000_004]);
+    assert_eq!(after.users, before.users);
+    // the snapshot is what the endpoints serve
+    let snapshot = sim.structure();
+    assert_eq!(ids(snapshot["tags"].as_array().expect("tags")), tags);
+    assert_eq!(snapshot["pipelines"], json!(pipelines));
+
+    // leads keep what was deleted, unchanged; nothing new can use it
+    let still = sim
+        .alive_leads()
+        .into_iter()
+        .find(|l| l["id"] == tagged["id"])
+        .expect("alive");
+    assert_eq!(still, tagged);
+    let id = tagged["id"].as_i64().expect("id");
+    assert!(!sim.set_lead_tags(id, &[30_002]));
+    assert!(!sim.change_lead_status(id, 7_000_001, 58_000_003));
+    assert!(!sim.change_lead_status(id, 7_000_002, 58_000_012));
+    assert!(!sim.set_lead_custom_field(id, 510_001, json!([{"value": "x"}])));
+}
+
+#[tokio::test]
+async fn a_lead_lost_after_every_loss_reason_is_deleted_has_none() {
+    let sim = sim(50).await;
+    for id in sim.structure_ids().loss_reasons {
+        assert!(sim.delete_loss_reason(id));
+    }
+    let lead = sim
+        .alive_leads()
+        .into_iter()
+        .find(|l| l["pipeline_id"] == 7_000_001 && l["status_id"] != 143)
+        .expect("an open lead");
+    let id = lead["id"].as_i64().expect("id");
+    assert!(sim.change_lead_status(id, 7_000_001, 143));
+    let lost = sim
+        .alive_leads()
+        .into_iter()
+        .find(|l| l["id"] == id)
+        .expect("alive");
+    assert_eq!(lost["status_id"], 143);
+    assert_eq!(lost["loss_reason_id"], Value::Null);
+    assert_eq!(get(&sim, "/api/v4/leads/loss_reasons").await.status(), 200);
+}
+
+#[tokio::test]
+async fn added_custom_fields_page_the_listing() {
+    let sim = sim(10).await;
+    let added: Vec<i64> = (0..45)
+        .map(|i| sim.add_custom_field(&format!("Extra {i}")))
+        .collect();
+    assert_eq!(added[0], 510_011);
+    let fields = page_all(&sim, "/api/v4/leads/custom_fields", "custom_fields", 50, 55).await;
+    assert_eq!(ids(&fields)[10..], added[..]);
+    let extra = &fields[10];
+    assert_eq!(extra["type"], "text");
+    assert_eq!(extra["enums"], Value::Null);
+    assert!(extra["sort"].as_i64() > fields[9]["sort"].as_i64());
+    assert!(sim.delete_custom_field(added[3]));
+    assert_eq!(sim.structure_ids().custom_fields.len(), 54);
 }
