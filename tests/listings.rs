@@ -12,6 +12,9 @@ use std::collections::BTreeSet;
 use common::TestEnv;
 use kommo_sync::simulator::{Fault, FaultScope, SimulatorConfig};
 
+/// One window walked at a time: the order of lead requests is fixed.
+const ONE_WALK: &str = "[sync]\nparallel_windows = 1\n";
+
 fn account(leads: usize, tie_block: usize) -> SimulatorConfig {
     SimulatorConfig {
         leads,
@@ -144,4 +147,190 @@ async fn a_204_on_any_lead_request_of_a_backfill_in_windows_is_asked_again() {
             other => panic!("skip {skip}: exit {other:?}: {out:#?}"),
         }
     }
+}
+
+/// The structure rows the mirror flags deleted that the account still has.
+async fn structure_flagged_but_existing(env: &TestEnv) -> Vec<String> {
+    let ids = env.sim.structure_ids();
+    let pool = env.db().await;
+    let mut wrong = Vec::new();
+    for (table, alive) in [
+        ("pipelines", &ids.pipelines),
+        ("users", &ids.users),
+        ("custom_fields", &ids.custom_fields),
+        ("loss_reasons", &ids.loss_reasons),
+        ("tags", &ids.tags),
+    ] {
+        let flagged: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM {table} WHERE is_deleted = 1"
+        )))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        wrong.extend(
+            flagged
+                .into_iter()
+                .filter(|id| alive.contains(id))
+                .map(|id| format!("{table} {id}")),
+        );
+    }
+    for (table, parent, alive) in [
+        ("statuses", "pipeline_id", &ids.statuses),
+        ("custom_field_enums", "field_id", &ids.custom_field_enums),
+    ] {
+        let flagged: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {parent}, id FROM {table} WHERE is_deleted = 1"
+        )))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        wrong.extend(
+            flagged
+                .into_iter()
+                .filter(|pair| alive.contains(pair))
+                .map(|(p, id)| format!("{table} {p}/{id}")),
+        );
+    }
+    wrong
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_structure_listing_cut_short_flags_no_existing_row_deleted() {
+    let env = TestEnv::start(account(300, 0)).await;
+    env.run_ok(&["--backfill"]).await;
+    assert!(env.sim.structure_ids().tags.len() >= 2, "tags to cut");
+    env.sim.queue_faults(FaultScope::Tags, 0, vec![Fault::ShortPage]);
+    env.sim
+        .queue_faults(FaultScope::Pipelines, 0, vec![Fault::ShortPage]);
+    env.run_ok(&["--once"]).await;
+    let wrong = structure_flagged_but_existing(&env).await;
+    assert!(wrong.is_empty(), "flagged deleted, still listed: {wrong:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_204_on_page_2_of_a_paged_structure_listing_flags_nothing_of_it_deleted() {
+    let env = TestEnv::start(account(300, 0)).await;
+    // More custom fields than one page of 50 holds.
+    while env.sim.structure_ids().custom_fields.len() <= 60 {
+        env.sim.add_custom_field("a field of page 2");
+    }
+    env.run_ok(&["--backfill"]).await;
+    env.sim
+        .queue_faults(FaultScope::CustomFields, 1, vec![Fault::Status(204)]);
+    env.run_ok(&["--once"]).await;
+    let wrong = structure_flagged_but_existing(&env).await;
+    assert!(wrong.is_empty(), "flagged deleted, still listed: {wrong:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn select_fields_listed_without_their_enums_keep_their_options() {
+    let env = TestEnv::start(account(300, 0)).await;
+    env.run_ok(&["--backfill"]).await;
+    assert!(!env.sim.structure_ids().custom_field_enums.is_empty());
+    // Both readings of the listing: the answer is the same twice.
+    env.sim.queue_faults(
+        FaultScope::CustomFields,
+        0,
+        vec![Fault::NullEnums, Fault::NullEnums],
+    );
+    env.run_ok(&["--once"]).await;
+    let wrong = structure_flagged_but_existing(&env).await;
+    assert!(wrong.is_empty(), "flagged deleted, still listed: {wrong:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_asked_for_by_id_whose_answer_cannot_be_read_is_not_marked_deleted() {
+    // Two requests a second, 100 leads a page: a full sync of ~20 pages.
+    let env = TestEnv::start_with(
+        account(2_000, 0),
+        "requests_per_second = 2\npage_size = 100",
+        "",
+    )
+    .await;
+    env.run_ok(&["--backfill"]).await;
+    // The oldest lead is deleted before the full sync passes it, and restored
+    // (its updated_at kept) once the walk is past it: no listing shows it,
+    // and both answers by id send its id as a string.
+    let oldest = env
+        .sim
+        .alive_leads()
+        .iter()
+        .min_by_key(|l| (l["updated_at"].as_i64(), l["id"].as_i64()))
+        .map(|l| l["id"].as_i64().unwrap())
+        .unwrap();
+    assert!(env.sim.delete_lead(oldest));
+    env.sim.reset_stats();
+    env.sim.queue_faults(
+        FaultScope::LeadsById,
+        0,
+        vec![Fault::StringId, Fault::StringId],
+    );
+    let child = env
+        .command(&["--backfill"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while env.sim.stats().lead_requests < 5 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(env.sim.restore_lead(oldest));
+    let out = child.wait_with_output().await.unwrap();
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
+    assert!(
+        !env.marked_deleted().await.contains(&oldest),
+        "a lead alive, whose answers by id could not be read, was marked deleted"
+    );
+    env.run_ok(&["--once"]).await;
+    env.assert_mirror_equals_account().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowded_second_that_reads_empty_twice_is_read_again() {
+    let env = TestEnv::start_with(account(2_000, 600), "", ONE_WALK).await;
+    env.sim.queue_faults(
+        FaultScope::CrowdedSecond,
+        0,
+        vec![Fault::Status(204), Fault::Status(204)],
+    );
+    let out = env.run(&["--backfill"]).await;
+    match out.code {
+        Some(0) => env.assert_mirror_equals_account().await,
+        Some(1) => {}
+        other => panic!("exit {other:?}: {out:#?}"),
+    }
+    let missing = env.sim.alive_ids().len() as i64
+        - sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM leads")
+            .fetch_one(&env.db().await)
+            .await
+            .unwrap();
+    assert!(
+        out.code == Some(1) || missing == 0,
+        "exit 0 with {missing} leads missing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_lead_the_deleted_listing_shows_is_marked_deleted() {
+    let env = TestEnv::start(account(500, 0)).await;
+    env.run_ok(&["--backfill"]).await;
+    let ids = env.sim.alive_ids();
+    let deleted: Vec<i64> = ids.iter().step_by(25).copied().collect();
+    for id in &deleted {
+        assert!(env.sim.delete_lead(*id));
+    }
+    // The listing leaves out each lead's own flag (every reading of it).
+    env.sim.queue_faults(
+        FaultScope::DeletedLeads,
+        0,
+        vec![Fault::WithoutIsDeleted; 8],
+    );
+    env.run_ok(&["--once"]).await;
+    env.sim.clear_faults();
+    let marked = env.marked_deleted().await;
+    let unmarked: Vec<&i64> = deleted.iter().filter(|id| !marked.contains(id)).collect();
+    assert!(
+        unmarked.is_empty(),
+        "listed deleted, mirrored alive: {unmarked:?}"
+    );
 }

@@ -158,6 +158,14 @@ pub enum Fault {
     /// about. Elements without a numeric `entity_id` (every other listing)
     /// are sent as they are.
     StringEntityId,
+    /// The real answer with `is_deleted` removed from every element of the
+    /// listing (what a deleted-leads listing would send if Kommo ever left
+    /// the flag out: the listing itself still says the leads are deleted).
+    WithoutIsDeleted,
+    /// The real answer with every element's `enums` set to `null` (a
+    /// custom field listing whose select fields came back without their
+    /// options: it says nothing of them).
+    NullEnums,
     /// The connection is closed without any HTTP answer.
     DroppedConnection,
     /// `429` with an nginx HTML body and the given `Retry-After`.

@@ -347,6 +347,30 @@ fn faulted(
                 }
             })
         }
+        Fault::WithoutIsDeleted | Fault::NullEnums => {
+            let (field, value) = if fault == Fault::NullEnums {
+                ("enums", Some(Value::Null))
+            } else {
+                ("is_deleted", None)
+            };
+            let real = real_answer(shared, st, method, path, raw, kind);
+            let Some(key) = kind.list_key() else {
+                return real;
+            };
+            edit_json(real, |body| {
+                let elements = body
+                    .pointer_mut(&format!("/_embedded/{key}"))
+                    .and_then(Value::as_array_mut);
+                for element in elements.into_iter().flatten() {
+                    if let Some(element) = element.as_object_mut() {
+                        match &value {
+                            Some(value) => element.insert(field.to_string(), value.clone()),
+                            None => element.remove(field),
+                        };
+                    }
+                }
+            })
+        }
         Fault::DroppedConnection => Answer {
             dropped: true,
             ..respond(StatusCode::OK, None, String::new())
