@@ -1,11 +1,14 @@
 //! The migrations a mirror records: a committed migration is never edited,
 //! since a mirror that applied it refuses to open once its text differs
-//! (sqlx compares the checksum it recorded with the build's).
+//! (sqlx compares the checksum it recorded with the build's); the one edit
+//! made in the past (migration 6) is accepted on open.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use sqlx::migrate::{Migration, MigrationType};
+use kommo_sync::store::{Store, StoreError};
+use sqlx::migrate::{MigrateError, Migration, MigrationType};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, SqlSafeStr};
 
 /// The folder sqlx embeds in the binary.
@@ -71,7 +74,8 @@ fn committed_migrations_are_never_edited() {
             Some(expected) => problems.push(format!(
                 "migrations/{name} was edited after it was committed (checksum {checksum}, listed {expected}): \
                  a mirror that applied it no longer opens. Revert the edit and make the change in a new \
-                 migration (with its line in tests/migration_checksums.txt)"
+                 migration (with its line in tests/migration_checksums.txt); only an edit without any \
+                 effect may stay, with the listed checksum added to EQUIVALENT_EDITS in src/store/mod.rs"
             )),
             None => problems.push(format!(
                 "migrations/{name} is not in tests/migration_checksums.txt; once the migration is final, \
@@ -86,4 +90,96 @@ fn committed_migrations_are_never_edited() {
         ));
     }
     assert!(problems.is_empty(), "\n{}\n", problems.join("\n"));
+}
+
+/// sqlx's checksum of migration 6 as first committed (6761092), before its
+/// edit in bec178f: what a mirror migrated by a build between the two records.
+const MIGRATION_6_FIRST_CHECKSUM: &str = "323d448ff334b375e34340cdad8b93a3c5ff007bd84ea9914cb75a82b4fd23188db74dc7e8d79acb1a6cbf64c98ca764";
+
+/// A fresh mirror at `path`, migrated by this build and closed.
+async fn fresh_mirror(path: &Path) {
+    Store::open(path)
+        .await
+        .expect("a new mirror opens")
+        .close()
+        .await;
+}
+
+/// Runs `sql` on the mirror at `path` outside the store (binding `bytes`
+/// when given), as an older build would have left it.
+async fn tamper(path: &Path, sql: &str, bytes: Option<Vec<u8>>) {
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(SqliteConnectOptions::new().filename(path))
+        .await
+        .unwrap();
+    let mut query = sqlx::query(AssertSqlSafe(sql.to_string()));
+    if let Some(bytes) = bytes {
+        query = query.bind(bytes);
+    }
+    query.execute(&pool).await.unwrap();
+    pool.close().await;
+}
+
+fn bytes_of_hex(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+async fn recorded_checksum(store: &Store, version: i64) -> String {
+    sqlx::query_scalar("SELECT lower(hex(checksum)) FROM _sqlx_migrations WHERE version = ?1")
+        .bind(version)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_mirror_recording_the_first_text_of_migration_6_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.sqlite");
+    fresh_mirror(&path).await;
+    tamper(
+        &path,
+        "UPDATE _sqlx_migrations SET checksum = ?1 WHERE version = 6",
+        Some(bytes_of_hex(MIGRATION_6_FIRST_CHECKSUM)),
+    )
+    .await;
+
+    let store = Store::open(&path)
+        .await
+        .expect("a mirror migrated by a build between 6761092 and bec178f opens");
+    // It now records the current text, and opens again as any other mirror.
+    assert_eq!(
+        recorded_checksum(&store, 6).await,
+        listed_checksums()["0006_lead_details.sql"]
+    );
+    store.close().await;
+    Store::open(&path).await.expect("opens again").close().await;
+}
+
+#[tokio::test]
+async fn a_mirror_recording_any_other_text_of_a_migration_does_not_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.sqlite");
+    fresh_mirror(&path).await;
+    tamper(
+        &path,
+        "UPDATE _sqlx_migrations SET checksum = ?1 WHERE version = 6",
+        Some(vec![0; 48]),
+    )
+    .await;
+    let err = Store::open(&path).await.err().expect("refused");
+    assert!(
+        matches!(
+            err,
+            StoreError::Migrate {
+                source: MigrateError::VersionMismatch(6),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }

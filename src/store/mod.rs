@@ -56,6 +56,64 @@ pub enum StoreError {
     BatchLost,
 }
 
+/// The migrations of `migrations/`, embedded in the binary and run on open.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Committed migrations whose text was later edited without changing their
+/// effect, each with the checksum (sqlx's SHA-384 of the text, in hex) of
+/// the earlier text. A mirror migrated by a build between the two commits
+/// records the earlier checksum, which sqlx refuses as "previously applied
+/// but has been modified"; [`accept_equivalent_migration_edits`] records the
+/// current one instead.
+///
+/// - Migration 6 as committed in 6761092, edited in bec178f: the same tables
+///   and indexes; the copy of tags and companies from `raw` only stopped
+///   reading ids out of elements that are not JSON objects (where the first
+///   text failed on them, it was rolled back and recorded nothing). Those
+///   rows are rewritten with their lead at its next sync anyway.
+const EQUIVALENT_EDITS: [(i64, &str); 1] = [(
+    6,
+    "323d448ff334b375e34340cdad8b93a3c5ff007bd84ea9914cb75a82b4fd23188db74dc7e8d79acb1a6cbf64c98ca764",
+)];
+
+/// Records the current checksum of each migration in [`EQUIVALENT_EDITS`]
+/// that the file records with its earlier, equivalent checksum; returns the
+/// versions updated. Nothing else in the record is touched, so any other
+/// difference still fails the migration.
+async fn accept_equivalent_migration_edits(pool: &SqlitePool) -> Result<Vec<i64>, sqlx::Error> {
+    let recorded: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
+    )
+    .fetch_one(pool)
+    .await?;
+    let mut updated = Vec::new();
+    if !recorded {
+        return Ok(updated);
+    }
+    for (version, earlier) in EQUIVALENT_EDITS {
+        // Read first: a mirror that needs nothing gets no write here.
+        let checksum: Option<String> = sqlx::query_scalar(
+            "SELECT lower(hex(checksum)) FROM _sqlx_migrations WHERE version = ?1",
+        )
+        .bind(version)
+        .fetch_optional(pool)
+        .await?;
+        let Some(current) = MIGRATOR.iter().find(|m| m.version == version) else {
+            continue;
+        };
+        if checksum.as_deref() != Some(earlier) {
+            continue;
+        }
+        sqlx::query("UPDATE _sqlx_migrations SET checksum = ?1 WHERE version = ?2")
+            .bind(current.checksum.as_ref())
+            .bind(version)
+            .execute(pool)
+            .await?;
+        updated.push(version);
+    }
+    Ok(updated)
+}
+
 /// The mirror database.
 #[derive(Clone)]
 pub struct Store {
@@ -159,13 +217,21 @@ impl Store {
                 path: path.to_path_buf(),
                 source,
             })?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
+        let migrate_error = |source| StoreError::Migrate {
+            path: path.to_path_buf(),
+            source,
+        };
+        let updated = accept_equivalent_migration_edits(&pool)
             .await
-            .map_err(|source| StoreError::Migrate {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(|e| migrate_error(sqlx::migrate::MigrateError::Execute(e)))?;
+        for version in updated {
+            tracing::info!(
+                path = %path.display(),
+                version,
+                "the mirror recorded an earlier, equivalent text of this migration; recorded the current one"
+            );
+        }
+        MIGRATOR.run(&pool).await.map_err(migrate_error)?;
         Ok(Store {
             pool,
             path: path.to_path_buf(),
