@@ -1,7 +1,8 @@
 //! The migrations a mirror records: a committed migration is never edited,
 //! since a mirror that applied it refuses to open once its text differs
 //! (sqlx compares the checksum it recorded with the build's); the one edit
-//! made in the past (migration 6) is accepted on open.
+//! made in the past (migration 6) is accepted on open; a mirror that cannot
+//! be migrated is refused with the real cause.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -105,12 +106,16 @@ async fn fresh_mirror(path: &Path) {
         .await;
 }
 
-/// Runs `sql` on the mirror at `path` outside the store (binding `bytes`
-/// when given), as an older build would have left it.
+/// Runs `sql` on the database at `path` (created if missing) outside the
+/// store, binding `bytes` when given: a mirror as another build left it.
 async fn tamper(path: &Path, sql: &str, bytes: Option<Vec<u8>>) {
     let pool = SqlitePoolOptions::new()
         .max_connections(1)
-        .connect_with(SqliteConnectOptions::new().filename(path))
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true),
+        )
         .await
         .unwrap();
     let mut query = sqlx::query(AssertSqlSafe(sql.to_string()));
@@ -182,4 +187,66 @@ async fn a_mirror_recording_any_other_text_of_a_migration_does_not_open() {
         ),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn a_mirror_migrated_by_a_newer_kommo_sync_is_refused_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.sqlite");
+    fresh_mirror(&path).await;
+    tamper(
+        &path,
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from a later release', 1, ?1, 0)",
+        Some(vec![0; 48]),
+    )
+    .await;
+    let err = Store::open(&path).await.err().expect("refused");
+    assert!(
+        matches!(
+            err,
+            StoreError::Migrate {
+                source: MigrateError::VersionMissing(9999),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    for part in [
+        &path.display().to_string(),
+        "migration 9999",
+        "a newer kommo-sync migrated it",
+        "database.path",
+    ] {
+        assert!(message.contains(part), "no {part:?} in: {message}");
+    }
+}
+
+#[tokio::test]
+async fn a_migration_failing_on_a_full_database_names_the_cause_and_not_a_newer_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.sqlite");
+    // A file of about 2 MiB with no mirror in it yet: under a limit of 1 MiB
+    // (database.max_size_mib) the first migration cannot add a page.
+    tamper(
+        &path,
+        "CREATE TABLE ballast AS SELECT zeroblob(2000000) AS b",
+        None,
+    )
+    .await;
+    let err = Store::open_limited(&path, Some(1))
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(err, StoreError::Migrate { .. }), "{err:?}");
+    let message = err.to_string();
+    for part in [
+        &path.display().to_string(),
+        "database or disk is full",
+        "free space or raise the limit",
+    ] {
+        assert!(message.contains(part), "no {part:?} in: {message}");
+    }
+    assert!(!message.contains("newer"), "{message}");
 }
