@@ -98,7 +98,7 @@ pub struct ScheduleSettings {
 #[derive(Clone, Debug)]
 pub struct SyncSettings {
     /// An incremental sync starts this many seconds before the saved cursor,
-    /// so that writes that became visible late are still met.
+    /// so that writes that became visible late are still met; 1..=86400.
     pub overlap_seconds: u32,
     /// Windows of `updated_at` a full sync walks at once, so that requests
     /// overlap their round trips and use the whole rate allowance.
@@ -373,9 +373,9 @@ impl Settings {
         let overlap_seconds = in_range(
             "sync.overlap_seconds",
             raw.sync.overlap_seconds,
-            0,
+            1,
             86_400,
-            "use a number of seconds, e.g. 300",
+            "use a number of seconds of at least 1, e.g. 300 (the default); the overlap is what lets an incremental sync read changes that became visible late",
         )?;
         let blocked_retry_seconds = in_range(
             "sync.blocked_retry_seconds",

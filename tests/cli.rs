@@ -111,6 +111,46 @@ async fn configuration_errors_exit_2_before_any_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlap_below_one_second_exits_2_before_any_request() {
+    let env = TestEnv::start(small()).await;
+    // From the file (0 and a negative value), and from the environment.
+    let cases: [(&str, Option<&str>); 3] = [
+        ("[sync]\noverlap_seconds = 0", None),
+        ("[sync]\noverlap_seconds = -5", None),
+        ("", Some("0")),
+    ];
+    for (sections, from_env) in cases {
+        env.write_config("", sections);
+        for mode in [&["--backfill"][..], &["--once"], &["--check"], &[]] {
+            let mut cmd = env.command(mode);
+            if let Some(value) = from_env {
+                cmd.env("KOMMO_SYNC__SYNC__OVERLAP_SECONDS", value);
+            }
+            let out = cmd.output().await.unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let case = format!("{sections:?} / env {from_env:?} with {mode:?}");
+            assert_eq!(out.status.code(), Some(2), "{case}: {stderr}");
+            assert!(
+                stderr.contains("sync.overlap_seconds") && stderr.contains("at least 1"),
+                "{case}: the message names the key and the fix: {stderr}"
+            );
+        }
+    }
+    assert_eq!(
+        env.sim.stats().requests,
+        0,
+        "a request was sent despite a configuration error"
+    );
+    assert!(
+        !env.db.exists(),
+        "a configuration error created the database"
+    );
+    // One second is the smallest overlap allowed.
+    env.write_config("", "[sync]\noverlap_seconds = 1");
+    env.run_ok(&["--backfill"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn environment_overrides_the_file() {
     let env = TestEnv::start(small()).await;
     std::fs::write(

@@ -390,12 +390,14 @@ async fn malformed_leads_are_skipped_or_stored_and_the_mirror_moves_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_page_where_the_listing_seems_to_end_is_asked_again() {
-    // Two leads a page, no overlap: the page from the last second of a full
-    // page, cut in half, would look like the end of the listing.
+    // Two leads a page, the smallest overlap (1 s: the generated leads are
+    // all older, so only the changes are listed): the page from the last
+    // second of a full page, cut in half, would look like the end of the
+    // listing.
     let env = TestEnv::start_with(
         account(20, 0),
         "page_size = 2",
-        "[sync]\noverlap_seconds = 0\n",
+        "[sync]\noverlap_seconds = 1\n",
     )
     .await;
     env.run_ok(&["--backfill"]).await;

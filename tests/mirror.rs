@@ -190,15 +190,16 @@ async fn more_than_three_pages_in_one_second_are_all_mirrored() {
     .unwrap();
     assert_eq!(count, 900, "the crowded second {second} is mirrored whole");
 
-    // An incremental sync whose cursor stands just before the crowded second
-    // walks through it again and terminates.
+    // An incremental sync that starts just before the crowded second (its
+    // cursor on it, minus the smallest overlap) walks through it again and
+    // terminates.
     sqlx::query("UPDATE sync_state SET incremental_cursor = ?")
-        .bind(second - 1)
+        .bind(second)
         .execute(&pool)
         .await
         .unwrap();
     env.sim.reset_stats();
-    env.write_config("", "[sync]\noverlap_seconds = 0\n");
+    env.write_config("", "[sync]\noverlap_seconds = 1\n");
     env.run_ok(&["--once"]).await;
     env.assert_mirror_equals_account().await;
     let (kind, status, upserted): (String, String, i64) = sqlx::query_as(

@@ -41,9 +41,9 @@ pub enum StoreError {
         "cannot open the SQLite database {path}: {source}; check database.path and that its directory exists and is writable"
     )]
     Open { path: PathBuf, source: sqlx::Error },
-    #[error(
-        "cannot migrate the SQLite database {path}: {source}; was it created by a newer kommo-sync?"
-    )]
+    /// The schema could not be brought up to date: the cause, and what to do
+    /// about it ([`migrate_advice`]).
+    #[error("cannot migrate the SQLite database {path}: {source}; {}", migrate_advice(.source))]
     Migrate {
         path: PathBuf,
         source: sqlx::migrate::MigrateError,
@@ -54,6 +54,111 @@ pub enum StoreError {
         "pages of this run were not written after an earlier error; the next sync fetches them again"
     )]
     BatchLost,
+}
+
+/// What to do about a failed migration, by its cause. Only a migration
+/// recorded in the file that this build does not have means a newer
+/// kommo-sync wrote it.
+fn migrate_advice(error: &sqlx::migrate::MigrateError) -> String {
+    use sqlx::migrate::MigrateError;
+    match error {
+        MigrateError::VersionMissing(version) => format!(
+            "the file records migration {version}, which this build does not have: a newer kommo-sync migrated it; run that version or a later one, or point database.path at another file"
+        ),
+        MigrateError::VersionMismatch(version) => format!(
+            "the file records another text of migration {version} than this build has: another build of kommo-sync migrated it; run that build, or point database.path at a new file and run --backfill"
+        ),
+        MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => {
+            sqlite_advice(e).to_string()
+        }
+        _ => "check database.path and that the file and its directory are writable".to_string(),
+    }
+}
+
+/// What to do about a SQLite failure, by its primary result code.
+fn sqlite_advice(error: &sqlx::Error) -> &'static str {
+    let code = error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .and_then(|code| code.parse::<i32>().ok());
+    // Extended result codes keep the primary code in their low byte.
+    match code.map(|code| code & 0xff) {
+        // SQLITE_BUSY, SQLITE_LOCKED
+        Some(5 | 6) => "another process holds the database locked; try again once it is done",
+        // SQLITE_READONLY
+        Some(8) => {
+            "the file or its directory is read-only for this user; make both writable (SQLite writes its -wal and -shm files next to it)"
+        }
+        // SQLITE_IOERR
+        Some(10) => "the disk reported an I/O error; check the disk and the file",
+        // SQLITE_CORRUPT, SQLITE_NOTADB
+        Some(11 | 26) => {
+            "the file is damaged or is not a SQLite database; check database.path, or restore the file from a backup"
+        }
+        // SQLITE_FULL
+        Some(13) => {
+            "the disk is full or database.max_size_mib is reached; free space or raise the limit"
+        }
+        _ => "check that the file and its directory are writable and that the disk has space",
+    }
+}
+
+/// The migrations of `migrations/`, embedded in the binary and run on open.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Committed migrations whose text was later edited without changing their
+/// effect, each with the checksum (sqlx's SHA-384 of the text, in hex) of
+/// the earlier text. A mirror migrated by a build between the two commits
+/// records the earlier checksum, which sqlx refuses as "previously applied
+/// but has been modified"; [`accept_equivalent_migration_edits`] records the
+/// current one instead.
+///
+/// - Migration 6 as committed in 6761092, edited in bec178f: the same tables
+///   and indexes; the copy of tags and companies from `raw` only stopped
+///   reading ids out of elements that are not JSON objects (where the first
+///   text failed on them, it was rolled back and recorded nothing). Those
+///   rows are rewritten with their lead at its next sync anyway.
+const EQUIVALENT_EDITS: [(i64, &str); 1] = [(
+    6,
+    "323d448ff334b375e34340cdad8b93a3c5ff007bd84ea9914cb75a82b4fd23188db74dc7e8d79acb1a6cbf64c98ca764",
+)];
+
+/// Records the current checksum of each migration in [`EQUIVALENT_EDITS`]
+/// that the file records with its earlier, equivalent checksum; returns the
+/// versions updated. Nothing else in the record is touched, so any other
+/// difference still fails the migration.
+async fn accept_equivalent_migration_edits(pool: &SqlitePool) -> Result<Vec<i64>, sqlx::Error> {
+    let recorded: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
+    )
+    .fetch_one(pool)
+    .await?;
+    let mut updated = Vec::new();
+    if !recorded {
+        return Ok(updated);
+    }
+    for (version, earlier) in EQUIVALENT_EDITS {
+        // Read first: a mirror that needs nothing gets no write here.
+        let checksum: Option<String> = sqlx::query_scalar(
+            "SELECT lower(hex(checksum)) FROM _sqlx_migrations WHERE version = ?1",
+        )
+        .bind(version)
+        .fetch_optional(pool)
+        .await?;
+        let Some(current) = MIGRATOR.iter().find(|m| m.version == version) else {
+            continue;
+        };
+        if checksum.as_deref() != Some(earlier) {
+            continue;
+        }
+        sqlx::query("UPDATE _sqlx_migrations SET checksum = ?1 WHERE version = ?2")
+            .bind(current.checksum.as_ref())
+            .bind(version)
+            .execute(pool)
+            .await?;
+        updated.push(version);
+    }
+    Ok(updated)
 }
 
 /// The mirror database.
@@ -159,13 +264,21 @@ impl Store {
                 path: path.to_path_buf(),
                 source,
             })?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
+        let migrate_error = |source| StoreError::Migrate {
+            path: path.to_path_buf(),
+            source,
+        };
+        let updated = accept_equivalent_migration_edits(&pool)
             .await
-            .map_err(|source| StoreError::Migrate {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(|e| migrate_error(sqlx::migrate::MigrateError::Execute(e)))?;
+        for version in updated {
+            tracing::info!(
+                path = %path.display(),
+                version,
+                "the mirror recorded an earlier, equivalent text of this migration; recorded the current one"
+            );
+        }
+        MIGRATOR.run(&pool).await.map_err(migrate_error)?;
         Ok(Store {
             pool,
             path: path.to_path_buf(),
