@@ -64,13 +64,12 @@ fn move_open_leads(env: &TestEnv, n: usize) {
 
 /// The event ids of the account's stage changes missing from the mirror.
 async fn stage_changes_missing(env: &TestEnv) -> Vec<String> {
-    let mirrored: BTreeSet<String> =
-        sqlx::query_scalar("SELECT event_id FROM lead_status_changes")
-            .fetch_all(&env.db().await)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect();
+    let mirrored: BTreeSet<String> = sqlx::query_scalar("SELECT event_id FROM lead_status_changes")
+        .fetch_all(&env.db().await)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
     env.sim
         .status_events()
         .into_iter()
@@ -99,7 +98,10 @@ async fn an_events_page_cut_short_moves_no_cursor_past_the_events_it_did_not_sho
     assert!(matches!(out.code, Some(0 | 1)), "{out:#?}");
     env.run_ok(&["--once"]).await;
     let missing = stage_changes_missing(&env).await;
-    assert!(missing.is_empty(), "stage changes never mirrored: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "stage changes never mirrored: {missing:?}"
+    );
     env.assert_mirror_equals_account().await;
 }
 
@@ -199,7 +201,8 @@ async fn a_structure_listing_cut_short_flags_no_existing_row_deleted() {
     let env = TestEnv::start(account(300, 0)).await;
     env.run_ok(&["--backfill"]).await;
     assert!(env.sim.structure_ids().tags.len() >= 2, "tags to cut");
-    env.sim.queue_faults(FaultScope::Tags, 0, vec![Fault::ShortPage]);
+    env.sim
+        .queue_faults(FaultScope::Tags, 0, vec![Fault::ShortPage]);
     env.sim
         .queue_faults(FaultScope::Pipelines, 0, vec![Fault::ShortPage]);
     env.run_ok(&["--once"]).await;
