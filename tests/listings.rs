@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-
 use common::TestEnv;
 use kommo_sync::simulator::{Fault, FaultScope, SimulatorConfig};
 
@@ -23,68 +21,13 @@ fn account(leads: usize, tie_block: usize) -> SimulatorConfig {
     }
 }
 
-/// Moves `n` open leads to another stage of their pipeline (one stage
-/// change event each).
-fn move_open_leads(env: &TestEnv, n: usize) {
-    let structure = env.sim.structure();
-    let pipelines = structure["pipelines"].as_array().unwrap();
-    let mut moved = 0;
-    for lead in env.sim.alive_leads() {
-        if moved == n {
-            break;
-        }
-        let (Some(id), Some(pipeline), Some(status)) = (
-            lead["id"].as_i64(),
-            lead["pipeline_id"].as_i64(),
-            lead["status_id"].as_i64(),
-        ) else {
-            continue;
-        };
-        if matches!(status, 142 | 143) {
-            continue;
-        }
-        let Some(next) = pipelines
-            .iter()
-            .find(|p| p["id"] == pipeline)
-            .and_then(|p| p["_embedded"]["statuses"].as_array())
-            .and_then(|stages| {
-                stages
-                    .iter()
-                    .filter_map(|s| s["id"].as_i64())
-                    .find(|s| *s != status && !matches!(s, 142 | 143))
-            })
-        else {
-            continue;
-        };
-        assert!(env.sim.change_lead_status(id, pipeline, next));
-        moved += 1;
-    }
-    assert_eq!(moved, n, "the account has {n} open leads to move");
-}
-
-/// The event ids of the account's stage changes missing from the mirror.
-async fn stage_changes_missing(env: &TestEnv) -> Vec<String> {
-    let mirrored: BTreeSet<String> = sqlx::query_scalar("SELECT event_id FROM lead_status_changes")
-        .fetch_all(&env.db().await)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
-    env.sim
-        .status_events()
-        .into_iter()
-        .map(|e| e.event_id)
-        .filter(|id| !mirrored.contains(id))
-        .collect()
-}
-
 /// Stage changes made, then Kommo's clock 15 minutes on (an hourly
 /// schedule, a restart): the next syncs' overlap does not reach back to
 /// them, so an events walk that ends early loses them for good.
 async fn changes_older_than_the_overlap(events: usize) -> TestEnv {
     let env = TestEnv::start(account(600, 0)).await;
     env.run_ok(&["--backfill"]).await;
-    move_open_leads(&env, events);
+    env.move_open_leads(events);
     env.sim.set_clock_offset(15 * 60);
     env
 }
@@ -97,7 +40,7 @@ async fn an_events_page_cut_short_moves_no_cursor_past_the_events_it_did_not_sho
     let out = env.run(&["--once"]).await;
     assert!(matches!(out.code, Some(0 | 1)), "{out:#?}");
     env.run_ok(&["--once"]).await;
-    let missing = stage_changes_missing(&env).await;
+    let missing = env.stage_changes_missing().await;
     assert!(
         missing.is_empty(),
         "stage changes never mirrored: {missing:?}"
@@ -113,7 +56,7 @@ async fn an_events_listing_answering_204_on_page_2_is_asked_again() {
     let out = env.run(&["--once"]).await;
     assert!(matches!(out.code, Some(0 | 1)), "{out:#?}");
     env.run_ok(&["--once"]).await;
-    let missing = stage_changes_missing(&env).await;
+    let missing = env.stage_changes_missing().await;
     assert!(
         missing.is_empty(),
         "{} stage changes never mirrored",
@@ -151,51 +94,6 @@ async fn a_204_on_any_lead_request_of_a_backfill_in_windows_is_asked_again() {
     }
 }
 
-/// The structure rows the mirror flags deleted that the account still has.
-async fn structure_flagged_but_existing(env: &TestEnv) -> Vec<String> {
-    let ids = env.sim.structure_ids();
-    let pool = env.db().await;
-    let mut wrong = Vec::new();
-    for (table, alive) in [
-        ("pipelines", &ids.pipelines),
-        ("users", &ids.users),
-        ("custom_fields", &ids.custom_fields),
-        ("loss_reasons", &ids.loss_reasons),
-        ("tags", &ids.tags),
-    ] {
-        let flagged: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT id FROM {table} WHERE is_deleted = 1"
-        )))
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        wrong.extend(
-            flagged
-                .into_iter()
-                .filter(|id| alive.contains(id))
-                .map(|id| format!("{table} {id}")),
-        );
-    }
-    for (table, parent, alive) in [
-        ("statuses", "pipeline_id", &ids.statuses),
-        ("custom_field_enums", "field_id", &ids.custom_field_enums),
-    ] {
-        let flagged: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {parent}, id FROM {table} WHERE is_deleted = 1"
-        )))
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        wrong.extend(
-            flagged
-                .into_iter()
-                .filter(|pair| alive.contains(pair))
-                .map(|(p, id)| format!("{table} {p}/{id}")),
-        );
-    }
-    wrong
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_structure_listing_cut_short_flags_no_existing_row_deleted() {
     let env = TestEnv::start(account(300, 0)).await;
@@ -206,7 +104,7 @@ async fn a_structure_listing_cut_short_flags_no_existing_row_deleted() {
     env.sim
         .queue_faults(FaultScope::Pipelines, 0, vec![Fault::ShortPage]);
     env.run_ok(&["--once"]).await;
-    let wrong = structure_flagged_but_existing(&env).await;
+    let wrong = env.structure_flagged_but_existing().await;
     assert!(wrong.is_empty(), "flagged deleted, still listed: {wrong:?}");
 }
 
@@ -221,7 +119,7 @@ async fn a_204_on_page_2_of_a_paged_structure_listing_flags_nothing_of_it_delete
     env.sim
         .queue_faults(FaultScope::CustomFields, 1, vec![Fault::Status(204)]);
     env.run_ok(&["--once"]).await;
-    let wrong = structure_flagged_but_existing(&env).await;
+    let wrong = env.structure_flagged_but_existing().await;
     assert!(wrong.is_empty(), "flagged deleted, still listed: {wrong:?}");
 }
 
@@ -237,7 +135,7 @@ async fn select_fields_listed_without_their_enums_keep_their_options() {
         vec![Fault::NullEnums, Fault::NullEnums],
     );
     env.run_ok(&["--once"]).await;
-    let wrong = structure_flagged_but_existing(&env).await;
+    let wrong = env.structure_flagged_but_existing().await;
     assert!(wrong.is_empty(), "flagged deleted, still listed: {wrong:?}");
 }
 

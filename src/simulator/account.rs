@@ -30,6 +30,18 @@ pub enum Mutation {
     Added(i64),
 }
 
+impl Mutation {
+    /// The lead it changed.
+    pub fn id(&self) -> i64 {
+        match self {
+            Mutation::Updated(id)
+            | Mutation::Deleted(id)
+            | Mutation::Restored(id)
+            | Mutation::Added(id) => *id,
+        }
+    }
+}
+
 /// This machine's wall clock, Unix seconds.
 pub(crate) fn now_unix() -> i64 {
     SystemTime::now()

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use super::listing::Said;
+use super::listing::{Paging, Said};
 use super::{ById, EVENTS_PER_PAGE, IDS_PER_REQUEST, RunProgress, SyncError, Syncer};
 use crate::clock::unix_now;
 use crate::kommo::{EventQuery, KommoError, LeadId, STATUS_CHANGED};
@@ -142,6 +142,7 @@ impl Syncer {
                 .settle(
                     progress,
                     "the lead events",
+                    Paging::ByNumber,
                     EVENTS_PER_PAGE as usize,
                     || async {
                         let answer = self

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use super::listing::Said;
+use super::listing::{Paging, Said};
 use super::walk::{Listing, Range, WindowRef};
 use super::windows::{Assignment, Window, WindowPlan};
 use super::{ById, IDS_PER_REQUEST, MIN_WINDOW_SPLIT_SECONDS, RunProgress, SyncError, Syncer};
@@ -91,7 +91,7 @@ impl Syncer {
             ..LeadQuery::default()
         };
         let (Said::More(page) | Said::End(page)) = self
-            .settle(progress, "the newest lead", 1, || {
+            .settle(progress, "the newest lead", Paging::ByKey, 1, || {
                 self.fetch(progress, &query)
             })
             .await?;

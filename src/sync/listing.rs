@@ -9,9 +9,13 @@
 //!
 //! - **An end is believed when the same question gets it twice in a row.**
 //!   An answer that claims an end ([`claims_end`]: no `next` and fewer
-//!   elements than asked for) is asked again; only when the second answer
-//!   claims the same end (the same elements) is it believed. Any other
-//!   answer is taken as it is: it shows records and says more may follow.
+//!   elements than asked for) is asked again until two answers in a row
+//!   claim the same end (the same elements); only then is it believed, and
+//!   a question that never gets the same answer twice is an error. Any other
+//!   answer is taken as it is: it shows records and says more may follow
+//!   (on a listing paged by key, a readable answer that differs from the one
+//!   before it too: the next question starts after it and reads again what
+//!   the other answer showed past it).
 //! - For a listing paged by offset and read whole (a crowded second, a
 //!   structure listing, records asked for by id), the question is the whole
 //!   listing: it is read in passes, page 1 to the page that claims the end,
@@ -64,6 +68,15 @@ fn shown<A: Answer>(answer: &A) -> (usize, BTreeSet<A::Key>) {
     (answer.received(), answer.keys().into_iter().collect())
 }
 
+/// How a listing's next question follows an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Paging {
+    /// It starts after the answer's last element (the lead walks).
+    ByKey,
+    /// It asks for the next page number (events).
+    ByNumber,
+}
+
 /// A question's answer, as believed.
 pub(super) enum Said<A> {
     /// More may follow it (a short one included, when the end it claimed
@@ -103,34 +116,56 @@ pub(super) struct Expect {
 }
 
 impl Syncer {
-    /// Asks one question and tells whether its answer ends the listing: an
-    /// answer that claims an end is asked again, and the end is believed
-    /// only when the second answer claims the same end. When they differ,
-    /// the second answer is taken as one after which more may follow: the
-    /// walk goes on from it and asks where it leads.
+    /// Asks one question and tells whether its answer ends the listing. An
+    /// answer that claims an end, or that holds elements it could not read,
+    /// is asked again until two answers in a row show the same elements
+    /// ([`MAX_PASSES_PER_LISTING`] answers at most, then an error). An
+    /// answer that claims no end and is readable is taken as it is: more
+    /// follows it. On a listing paged by key, a readable answer that
+    /// differs from the one before it is taken as one after which more may
+    /// follow: the next question starts after its last element, so whatever
+    /// the other answer showed past it is asked for again (a busy account's
+    /// newest leads change under every question). On a listing paged by
+    /// number the next question skips the page, so only two answers that
+    /// agree let it go on.
     pub(super) async fn settle<A: Answer, F: Future<Output = Result<A, SyncError>>>(
         &self,
         progress: &RunProgress,
         what: &'static str,
+        paging: Paging,
         limit: usize,
         mut ask: impl FnMut() -> F,
     ) -> Result<Said<A>, SyncError> {
-        let answer = ask().await?;
-        if !claims_end(&answer, limit) {
-            return Ok(Said::More(answer));
+        let mut previous: Option<A> = None;
+        for _ in 0..MAX_PASSES_PER_LISTING {
+            let answer = ask().await?;
+            let ends = claims_end(&answer, limit);
+            let readable = answer.unreadable() == 0;
+            if !ends && readable {
+                return Ok(Said::More(answer));
+            }
+            if let Some(previous) = &previous {
+                if claims_end(previous, limit) == ends && shown(previous) == shown(&answer) {
+                    return Ok(if ends {
+                        Said::End(answer)
+                    } else {
+                        Said::More(answer)
+                    });
+                }
+                if paging == Paging::ByKey && readable {
+                    return Ok(Said::More(answer));
+                }
+            }
+            tracing::debug!(
+                run_id = progress.run_id,
+                listing = what,
+                received = answer.received(),
+                unreadable = answer.unreadable(),
+                "an end or an unreadable element is believed only when said twice in a row; asked again"
+            );
+            previous = Some(answer);
         }
-        let again = ask().await?;
-        if claims_end(&again, limit) && shown(&again) == shown(&answer) {
-            return Ok(Said::End(again));
-        }
-        tracing::debug!(
-            run_id = progress.run_id,
-            listing = what,
-            first = answer.received(),
-            again = again.received(),
-            "an end was not said twice in a row; the listing goes on"
-        );
-        Ok(Said::More(again))
+        Err(SyncError::ListingUnsettled { listing: what })
     }
 
     /// Reads an offset listing whole: passes of pages `1, 2, ...` (each

@@ -80,6 +80,11 @@ pub enum SyncError {
          from it, progress is kept and the next sync reads it again"
     )]
     ListingReadEmpty { listing: &'static str },
+    #[error(
+        "{listing} gave a different answer each time the same question was asked; nothing was \
+         concluded from it, progress is kept and the next sync asks again"
+    )]
+    ListingUnsettled { listing: &'static str },
 }
 
 /// What a completed sync did.

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use tokio::time::Instant;
 
-use super::listing::{Expect, Said, Shown, claims_end};
+use super::listing::{Expect, Paging, Said, Shown, claims_end};
 use super::windows::WindowPlan;
 use super::{RunProgress, SyncError, Syncer};
 use crate::clock::unix_now;
@@ -136,9 +136,13 @@ impl Syncer {
             }
             let query = range.query(cursor, end, 1, limit, LeadOrder::UpdatedAsc);
             let said = self
-                .settle(progress, range.listing.name(), limit as usize, || {
-                    self.fetch_listed(progress, &query, range.listing)
-                })
+                .settle(
+                    progress,
+                    range.listing.name(),
+                    Paging::ByKey,
+                    limit as usize,
+                    || self.fetch_listed(progress, &query, range.listing),
+                )
                 .await?;
             let (page, ended) = match said {
                 Said::More(page) => (page, false),

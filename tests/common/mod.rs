@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use kommo_sync::simulator::{Mutation, Simulator, SimulatorConfig};
 use serde_json::Value;
@@ -426,4 +426,108 @@ pub async fn stop_daemon(child: &mut tokio::process::Child) {
         .expect("the daemon stops within 30 s of SIGTERM")
         .unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+/// What the listings tests look at: stage changes and structure rows.
+impl TestEnv {
+    /// Moves `n` open leads to another stage of their pipeline (one stage
+    /// change event each).
+    pub fn move_open_leads(&self, n: usize) {
+        let structure = self.sim.structure();
+        let pipelines = structure["pipelines"].as_array().unwrap();
+        let mut moved = 0;
+        for lead in self.sim.alive_leads() {
+            if moved == n {
+                break;
+            }
+            let (Some(id), Some(pipeline), Some(status)) = (
+                lead["id"].as_i64(),
+                lead["pipeline_id"].as_i64(),
+                lead["status_id"].as_i64(),
+            ) else {
+                continue;
+            };
+            if matches!(status, 142 | 143) {
+                continue;
+            }
+            let Some(next) = pipelines
+                .iter()
+                .find(|p| p["id"] == pipeline)
+                .and_then(|p| p["_embedded"]["statuses"].as_array())
+                .and_then(|stages| {
+                    stages
+                        .iter()
+                        .filter_map(|s| s["id"].as_i64())
+                        .find(|s| *s != status && !matches!(s, 142 | 143))
+                })
+            else {
+                continue;
+            };
+            assert!(self.sim.change_lead_status(id, pipeline, next));
+            moved += 1;
+        }
+        assert_eq!(moved, n, "the account has {n} open leads to move");
+    }
+
+    /// The event ids of the account's stage changes missing from the mirror.
+    pub async fn stage_changes_missing(&self) -> Vec<String> {
+        let mirrored: BTreeSet<String> =
+            sqlx::query_scalar("SELECT event_id FROM lead_status_changes")
+                .fetch_all(&self.db().await)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect();
+        self.sim
+            .status_events()
+            .into_iter()
+            .map(|e| e.event_id)
+            .filter(|id| !mirrored.contains(id))
+            .collect()
+    }
+
+    /// The structure rows the mirror flags deleted that the account still has.
+    pub async fn structure_flagged_but_existing(&self) -> Vec<String> {
+        let ids = self.sim.structure_ids();
+        let pool = self.db().await;
+        let mut wrong = Vec::new();
+        for (table, alive) in [
+            ("pipelines", &ids.pipelines),
+            ("users", &ids.users),
+            ("custom_fields", &ids.custom_fields),
+            ("loss_reasons", &ids.loss_reasons),
+            ("tags", &ids.tags),
+        ] {
+            let flagged: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT id FROM {table} WHERE is_deleted = 1"
+            )))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            wrong.extend(
+                flagged
+                    .into_iter()
+                    .filter(|id| alive.contains(id))
+                    .map(|id| format!("{table} {id}")),
+            );
+        }
+        for (table, parent, alive) in [
+            ("statuses", "pipeline_id", &ids.statuses),
+            ("custom_field_enums", "field_id", &ids.custom_field_enums),
+        ] {
+            let flagged: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {parent}, id FROM {table} WHERE is_deleted = 1"
+            )))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            wrong.extend(
+                flagged
+                    .into_iter()
+                    .filter(|pair| alive.contains(pair))
+                    .map(|(p, id)| format!("{table} {p}/{id}")),
+            );
+        }
+        wrong
+    }
 }
