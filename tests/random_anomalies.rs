@@ -13,7 +13,7 @@
 //! `cargo test --test random_anomalies` runs 200 seeds;
 //! `cargo test --release --test random_anomalies -- --ignored` runs 2,000.
 //! `KOMMO_SYNC_RANDOM_SEED=N` runs seed N alone, `KOMMO_SYNC_RANDOM_SEEDS=N`
-//! sets the count and `KOMMO_SYNC_RANDOM_JOBS=N` the seeds run at once (4).
+//! sets the count and `KOMMO_SYNC_RANDOM_JOBS=N` the seeds run at once (6).
 
 mod common;
 
@@ -22,7 +22,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use common::TestEnv;
-use kommo_sync::simulator::{Fault, FaultScope, Mutation, SimulatorConfig};
+use kommo_sync::simulator::{Fault, FaultScope, Mutation, RequestRecord, SimulatorConfig};
 use tokio::sync::Semaphore;
 
 /// The anomalies drawn from (`StringId` becomes `StringEntityId` on events,
@@ -49,15 +49,22 @@ struct Draw {
 }
 
 impl Draw {
-    fn new(rng: &mut fastrand::Rng) -> Draw {
+    /// Draws a listing kind, an anomaly, and which request of that kind
+    /// gets it: one of those the previous run sent (`previous`, the
+    /// requests it sent).
+    fn new(rng: &mut fastrand::Rng, previous: &[RequestRecord]) -> Draw {
         let scope = FaultScope::LISTINGS[rng.usize(..FaultScope::LISTINGS.len())];
         let mut fault = ANOMALIES[rng.usize(..ANOMALIES.len())].clone();
         if scope == FaultScope::Events && fault == Fault::StringId {
             fault = Fault::StringEntityId;
         }
+        let sent = previous
+            .iter()
+            .filter(|r| scope.covers_get(&r.path, &r.query))
+            .count();
         Draw {
             scope,
-            skip: rng.u64(0..4),
+            skip: rng.u64(0..sent.max(1) as u64),
             fault,
         }
     }
@@ -73,16 +80,36 @@ impl fmt::Display for Draw {
     }
 }
 
-/// What one seed drew, each with the exit code of the run that met it
-/// (`None` while it runs, or if it failed to run).
-type Drawn = Arc<Mutex<Vec<(Draw, Option<i32>)>>>;
+/// A drawn anomaly and the run that met it.
+#[derive(Clone, Debug)]
+struct Met {
+    draw: Draw,
+    /// The run's exit code (`None` while it runs, or if it failed to run).
+    exit: Option<i32>,
+    /// The run sent the request the anomaly was aimed at.
+    given: bool,
+}
 
-/// Queues `draw` and runs the binary with `args`, noting both in `drawn`.
+/// What one seed drew.
+type Drawn = Arc<Mutex<Vec<Met>>>;
+
+/// The requests sent since the log held `mark` of them.
+fn requests_since(env: &TestEnv, mark: usize) -> Vec<RequestRecord> {
+    env.sim.request_log().split_off(mark)
+}
+
+/// Queues `draw`, runs the binary with `args`, drops the anomaly if the
+/// run never sent the request it was aimed at, and notes it all in `drawn`.
 async fn run_meeting(env: &TestEnv, draw: Draw, args: &[&str], drawn: &Drawn) -> common::RunOutput {
     env.sim
         .queue_faults(draw.scope, draw.skip, vec![draw.fault.clone()]);
-    drawn.lock().unwrap().push((draw, None));
+    drawn.lock().unwrap().push(Met {
+        draw,
+        exit: None,
+        given: false,
+    });
     let out = env.run(args).await;
+    let given = env.sim.clear_faults() == 0;
     if std::env::var_os("KOMMO_SYNC_RANDOM_SEED").is_some() {
         eprintln!(
             "== kommo-sync {args:?} meeting {:?}\n{}",
@@ -91,7 +118,8 @@ async fn run_meeting(env: &TestEnv, draw: Draw, args: &[&str], drawn: &Drawn) ->
         );
     }
     if let Some(last) = drawn.lock().unwrap().last_mut() {
-        last.1 = out.code;
+        last.exit = out.code;
+        last.given = given;
     }
     assert!(matches!(out.code, Some(0 | 1)), "{args:?}: {out:#?}");
     out
@@ -242,8 +270,10 @@ async fn run_seed(seed: u64, drawn: Drawn) {
     let mut clock_offset = 0;
 
     change_account(&env, &mut rng, &mut clock_offset);
+    let draw = Draw::new(&mut rng, &env.sim.request_log());
     let before = state_before(&env).await;
-    let out = run_meeting(&env, Draw::new(&mut rng), &["--backfill"], &drawn).await;
+    let mark = env.sim.request_log().len();
+    let out = run_meeting(&env, draw, &["--backfill"], &drawn).await;
     assert_nothing_wrongly_flagged(&env, &before, "the full sync").await;
     if out.code == Some(0) {
         // Nothing changed during it: an `ok` full sync is exact.
@@ -254,15 +284,13 @@ async fn run_seed(seed: u64, drawn: Drawn) {
             "full sync ok, stage changes missing: {missing:?}"
         );
     }
-    env.sim.clear_faults();
 
     change_account(&env, &mut rng, &mut clock_offset);
-    let draw = Draw::new(&mut rng);
+    let draw = Draw::new(&mut rng, &requests_since(&env, mark));
     env.sim.set_churn_per_lead_request(rng.usize(0..3));
     let before = state_before(&env).await;
     run_meeting(&env, draw, &["--once"], &drawn).await;
     env.sim.set_churn_per_lead_request(0);
-    env.sim.clear_faults();
     assert_nothing_wrongly_flagged(&env, &before, "the incremental sync").await;
 
     let before = state_before(&env).await;
@@ -290,7 +318,7 @@ async fn run_seeds(count: u64) {
         Some(seed) => vec![seed],
         None => (0..env_number("KOMMO_SYNC_RANDOM_SEEDS").unwrap_or(count)).collect(),
     };
-    let jobs = env_number("KOMMO_SYNC_RANDOM_JOBS").unwrap_or(4).max(1) as usize;
+    let jobs = env_number("KOMMO_SYNC_RANDOM_JOBS").unwrap_or(6).max(1) as usize;
     let permits = Arc::new(Semaphore::new(jobs));
     let started = std::time::Instant::now();
     let mut handles = Vec::new();
@@ -308,14 +336,21 @@ async fn run_seeds(count: u64) {
         });
         handles.push((seed, drawn, task));
     }
-    let mut drawn: BTreeMap<String, [usize; 2]> = BTreeMap::new();
+    // Per listing kind and anomaly: runs that met it and ended ok, that met
+    // it and failed, and draws whose request was never sent.
+    let mut drawn: BTreeMap<String, [usize; 3]> = BTreeMap::new();
     let mut failures = Vec::new();
     let total = handles.len();
     for (seed, seen, handle) in handles {
         let result = handle.await;
         let seen = seen.lock().unwrap().clone();
-        for (draw, exit) in &seen {
-            drawn.entry(draw.kind()).or_default()[usize::from(*exit != Some(0))] += 1;
+        for met in &seen {
+            let column = match (met.given, met.exit) {
+                (false, _) => 2,
+                (true, Some(0)) => 0,
+                (true, _) => 1,
+            };
+            drawn.entry(met.draw.kind()).or_default()[column] += 1;
         }
         if let Err(panic) = result {
             let message = panic
@@ -327,7 +362,7 @@ async fn run_seeds(count: u64) {
                         .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                 })
                 .unwrap_or_default();
-            let draws: Vec<String> = seen.iter().map(|(d, _)| d.to_string()).collect();
+            let draws: Vec<String> = seen.iter().map(|m| m.draw.to_string()).collect();
             failures.push(format!(
                 "seed {seed} [{}]: {}",
                 draws.join("; "),
@@ -336,12 +371,13 @@ async fn run_seeds(count: u64) {
         }
     }
     println!(
-        "{total} seeds in {:.0} s, {} failed; drawn (listing kind, anomaly): runs ending ok / failed",
+        "{total} seeds in {:.0} s, {} failed; drawn (listing kind, anomaly): met by a run \
+         ending ok / failed, never met (its request not sent)",
         started.elapsed().as_secs_f64(),
         failures.len()
     );
-    for (kind, [ok, failed]) in &drawn {
-        println!("  {kind}: {ok} / {failed}");
+    for (kind, [ok, failed, unmet]) in &drawn {
+        println!("  {kind}: {ok} / {failed}, {unmet}");
     }
     assert!(
         failures.is_empty(),
