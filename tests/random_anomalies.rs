@@ -192,6 +192,9 @@ async fn state_before(env: &TestEnv) -> Before {
     }
 }
 
+/// `event_id, lead_id, changed_at, from_status_id, to_status_id`.
+type StageChangeRow = (String, i64, i64, Option<i64>, Option<i64>);
+
 /// What must hold after every run, whatever it met (`after` names the run):
 /// it marked no alive lead deleted (a lead restored after the run began may
 /// still be, as one the run had not yet read as restored; the next sync
@@ -230,7 +233,7 @@ async fn assert_nothing_wrongly_flagged(env: &TestEnv, before: &Before, after: &
         .into_iter()
         .map(|e| e.event_id)
         .collect();
-    let changes: Vec<(String, i64, i64, Option<i64>, Option<i64>)> = sqlx::query_as(
+    let changes: Vec<StageChangeRow> = sqlx::query_as(
         "SELECT event_id, lead_id, changed_at, from_status_id, to_status_id \
          FROM lead_status_changes",
     )
