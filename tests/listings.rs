@@ -220,12 +220,16 @@ async fn every_lead_the_deleted_listing_shows_is_marked_deleted() {
     for id in &deleted {
         assert!(env.sim.delete_lead(*id));
     }
-    // The listing leaves out each lead's own flag (every reading of it).
+    // The listing leaves out each lead's own flag (every reading of it),
+    // and the events, which would tell of the deletions too, are refused:
+    // the listing alone has to say it.
     env.sim.queue_faults(
         FaultScope::DeletedLeads,
         0,
         vec![Fault::WithoutIsDeleted; 8],
     );
+    env.sim
+        .queue_faults(FaultScope::Events, 0, vec![Fault::Status(400); 8]);
     env.run_ok(&["--once"]).await;
     env.sim.clear_faults();
     let marked = env.marked_deleted().await;
