@@ -137,6 +137,25 @@ async fn a_blocked_or_unpaid_account_stops_every_phase_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_sync_of_a_blocked_account_sends_one_request() {
+    let env = TestEnv::start(account(300)).await;
+    env.run_ok(&["--backfill"]).await;
+    env.sim.set_blocked(true);
+    // Long round trips: a second request sent before the first answer
+    // came back would show.
+    env.sim.set_latency(std::time::Duration::from_millis(300));
+    let before = env.sim.request_log().len();
+    let out = env.run(&["--backfill"]).await;
+    assert_eq!(out.code, Some(1), "{out:#?}");
+    assert_one_alert(&out, "account_blocked");
+    let sent: Vec<String> = env.sim.request_log()[before..]
+        .iter()
+        .map(|r| format!("{} {}", r.status, r.path))
+        .collect();
+    assert_eq!(sent.len(), 1, "the probe of a blocked account: {sent:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_daemon_probes_rarely_and_syncs_again_once_unblocked() {
     let env = TestEnv::start_with(
         account(300),
