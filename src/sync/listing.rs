@@ -172,7 +172,8 @@ impl Syncer {
     /// page from `page`, numbered from 1) up to the page that claims the
     /// end, until two passes in a row show the same elements. A listing that
     /// never settles comes back with `settled` false (what the last pass
-    /// showed, which proves no absence).
+    /// showed, which proves no absence); one expected not empty that never
+    /// showed an element is an error.
     pub(super) async fn read_whole<A: Answer, F: Future<Output = Result<A, SyncError>>>(
         &self,
         progress: &RunProgress,
@@ -251,7 +252,10 @@ impl Syncer {
                 readable,
             });
         }
-        Ok(last.expect("at least one pass"))
+        match last {
+            Some(listing) if !(expect.not_empty && listing.keys.is_empty()) => Ok(listing),
+            _ => Err(SyncError::ListingReadEmpty { listing: what }),
+        }
     }
 }
 

@@ -270,11 +270,6 @@ impl Syncer {
                 },
             )
             .await?;
-        if span.keys.is_empty() {
-            return Err(SyncError::ListingReadEmpty {
-                listing: "a crowded second",
-            });
-        }
         if !span.settled {
             tracing::warn!(
                 run_id = progress.run_id,
