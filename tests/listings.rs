@@ -239,3 +239,30 @@ async fn every_lead_the_deleted_listing_shows_is_marked_deleted() {
         "listed deleted, mirrored alive: {unmarked:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowded_second_that_is_kommos_now_moves_no_cursor_past_it() {
+    let env = TestEnv::start_with(account(600, 0), "page_size = 20", ONE_WALK).await;
+    env.run_ok(&["--backfill"]).await;
+    // Kommo's clock stands still while forty leads are edited in its
+    // current second and an incremental sync reads them: more leads may
+    // still be edited in that second.
+    env.sim.freeze_clock(true);
+    let now = env.sim.server_now();
+    let ids = env.sim.alive_ids();
+    assert_eq!(env.sim.bulk_update(&ids[..40]), 40);
+    env.run_ok(&["--once"]).await;
+    let cursor: i64 = sqlx::query_scalar("SELECT incremental_cursor FROM sync_state")
+        .fetch_one(&env.db().await)
+        .await
+        .unwrap();
+    assert!(
+        cursor <= now,
+        "the cursor {cursor} stepped past Kommo's current second {now}"
+    );
+    // A lead edited later in that second is read by the next sync.
+    assert!(env.sim.update_lead(ids[100]));
+    env.run_ok(&["--once"]).await;
+    env.sim.freeze_clock(false);
+    env.assert_mirror_equals_account().await;
+}

@@ -76,6 +76,8 @@ pub(crate) struct Account {
     hidden: BTreeMap<i64, Hidden>,
     /// seconds the server clock runs ahead of this machine's
     clock_offset: i64,
+    /// the second the server clock stands still at, if it does
+    frozen_at: Option<i64>,
     next_id: i64,
     pub(super) rng: Rng,
     /// draws the contacts of new leads (generation uses it first), so the
@@ -112,6 +114,7 @@ impl Account {
             unkeyed: Vec::new(),
             hidden: BTreeMap::new(),
             clock_offset: 0,
+            frozen_at: None,
             next_id,
             rng: Rng::with_seed(seed ^ 0x9E37_79B9_7F4A_7C15),
             mutations: Vec::new(),
@@ -149,9 +152,15 @@ impl Account {
         self.hidden.remove(&id);
     }
 
-    /// The server's now, Unix seconds: this machine's plus the offset.
+    /// The server's now, Unix seconds: this machine's plus the offset, or
+    /// the second the clock stands still at.
     pub(crate) fn now(&self) -> i64 {
-        now_unix().saturating_add(self.clock_offset)
+        self.frozen_at
+            .unwrap_or_else(|| now_unix().saturating_add(self.clock_offset))
+    }
+
+    pub(crate) fn freeze_clock(&mut self, frozen: bool) {
+        self.frozen_at = frozen.then(|| now_unix().saturating_add(self.clock_offset));
     }
 
     pub(crate) fn set_clock_offset(&mut self, offset_seconds: i64) {

@@ -306,6 +306,13 @@ impl Simulator {
         self.shared.lock().account.set_clock_offset(offset_seconds);
     }
 
+    /// The simulated server's clock stands still at its current second
+    /// (`true`) or runs again (`false`): a test can hold Kommo's now while
+    /// a sync reads it (every stamp and the `Date` header keep that second).
+    pub fn freeze_clock(&self, frozen: bool) {
+        self.shared.lock().account.freeze_clock(frozen);
+    }
+
     /// The server's now (Unix seconds), with the offset.
     pub fn server_now(&self) -> i64 {
         self.shared.lock().account.now()
