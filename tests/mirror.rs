@@ -119,7 +119,12 @@ async fn backfill_under_churn_keeps_every_unchanged_lead_then_converges() {
         .filter(|id| !touched.contains(id))
         .copied()
         .collect();
-    assert!(unchanged.len() > 4_000);
+    let requests = env.sim.stats().lead_requests;
+    assert!(
+        unchanged.len() > 4_000,
+        "only {} leads left untouched by the churn of {requests} lead requests",
+        unchanged.len()
+    );
     let missing: Vec<&i64> = unchanged
         .iter()
         .filter(|id| !mirrored.contains(id))

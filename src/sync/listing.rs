@@ -10,7 +10,9 @@
 //! - **An end is believed when the same question gets it twice in a row.**
 //!   An answer that claims an end ([`claims_end`]: no `next` and fewer
 //!   elements than asked for) is asked again until two answers in a row
-//!   claim the same end (the same elements); only then is it believed, and
+//!   claim the same end (the second showing the same elements as the first,
+//!   or every one of them and more: the listing grew); only then is it
+//!   believed, and
 //!   a question that never gets the same answer twice is an error. Any other
 //!   answer is taken as it is: it shows records and says more may follow
 //!   (on a listing paged by key, a readable answer that differs from the one
@@ -75,6 +77,20 @@ pub(super) enum Paging {
     ByKey,
     /// It asks for the next page number (events).
     ByNumber,
+}
+
+/// Whether `again`, the answer after `first` to the same question, agrees
+/// with it: it shows the same elements, or, readable, every element `first`
+/// showed and more (the listing grew between the two; nothing `first`
+/// showed is missing from the answer taken). An empty `first` is agreed
+/// with only by an empty `again`: it said nothing to be confirmed.
+fn agrees<A: Answer>(first: &A, again: &A) -> bool {
+    let (first_received, first_keys) = shown(first);
+    let (again_received, again_keys) = shown(again);
+    (first_received, &first_keys) == (again_received, &again_keys)
+        || (!first_keys.is_empty()
+            && again.unreadable() == 0
+            && again_keys.is_superset(&first_keys))
 }
 
 /// A question's answer, as believed.
@@ -145,7 +161,7 @@ impl Syncer {
                 return Ok(Said::More(answer));
             }
             if let Some(previous) = &previous {
-                if claims_end(previous, limit) == ends && shown(previous) == shown(&answer) {
+                if claims_end(previous, limit) == ends && agrees(previous, &answer) {
                     return Ok(if ends {
                         Said::End(answer)
                     } else {
@@ -354,6 +370,32 @@ mod tests {
             has_next,
             ids: (0..received as i64).collect(),
         }
+    }
+
+    fn ids(ids: &[i64]) -> Shown {
+        Shown {
+            received: ids.len(),
+            unreadable: 0,
+            has_next: false,
+            ids: ids.to_vec(),
+        }
+    }
+
+    #[test]
+    fn an_end_said_again_agrees_when_it_shows_what_the_first_showed_or_more() {
+        assert!(agrees(&ids(&[1, 2, 3]), &ids(&[1, 2, 3])));
+        assert!(agrees(&ids(&[1, 2, 3]), &ids(&[1, 2, 3, 4])));
+        assert!(agrees(&ids(&[]), &ids(&[])));
+        // Cut short, or something the first showed is missing.
+        assert!(!agrees(&ids(&[1, 2, 3, 4]), &ids(&[1, 2])));
+        assert!(!agrees(&ids(&[1, 2, 3]), &ids(&[1, 2, 4])));
+        // An empty first answer confirms nothing.
+        assert!(!agrees(&ids(&[]), &ids(&[1])));
+        // An element that cannot be read in the second answer.
+        let mut unreadable = ids(&[1, 2, 3]);
+        unreadable.received += 1;
+        unreadable.unreadable = 1;
+        assert!(!agrees(&ids(&[1, 2]), &unreadable));
     }
 
     #[test]
