@@ -191,12 +191,15 @@ async fn handle(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    // Kommo counts a request when it comes in, not when a worker gets to it:
+    // stamped before waiting for the lock that another answer may hold.
+    let arrived = Instant::now();
     {
         let mut st = shared.lock();
         st.in_flight += 1;
         st.stats.max_in_flight = st.stats.max_in_flight.max(st.in_flight);
     }
-    let (answer, seq) = dispatch(&shared, &method, &uri, &headers);
+    let (answer, seq) = dispatch(&shared, arrived, &method, &uri, &headers);
     let status = answer.logged_status();
     let (latency, date) = {
         let mut st = shared.lock();
@@ -219,7 +222,13 @@ async fn handle(
 /// Logs and counts the request, then answers it: rate window, block and
 /// unpaid, throttle burst, queued faults, then normal handling. Returns the
 /// answer and the request's sequence number in the log.
-fn dispatch(shared: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap) -> (Answer, u64) {
+fn dispatch(
+    shared: &Shared,
+    arrived: Instant,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> (Answer, u64) {
     let path = uri.path();
     let raw = uri.query();
     let kind = RequestKind::classify(method == Method::GET, path, raw);
@@ -232,7 +241,7 @@ fn dispatch(shared: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap) ->
         st.stats.lead_requests += 1;
         bulk_due = st.lead_request_arrived();
     }
-    let in_window = st.window.arrive(now);
+    let in_window = st.window.arrive(arrived);
     st.stats.max_requests_in_any_second = st.stats.max_requests_in_any_second.max(in_window);
     let answer = if in_window > u64::from(st.rate_limit) {
         drop(st);

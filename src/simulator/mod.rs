@@ -123,7 +123,16 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     base_url: String,
-    shutdown: watch::Sender<bool>,
+}
+
+/// Stops the server when the last handle is dropped, or on
+/// [`Simulator::shutdown`].
+struct ServerStop(watch::Sender<bool>);
+
+impl Drop for ServerStop {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
 }
 
 impl State {
@@ -158,17 +167,24 @@ impl Shared {
 }
 
 /// Handle to a running simulator. Cheap to clone; the server keeps running
-/// until [`Simulator::shutdown`] (or the runtime ends).
+/// until [`Simulator::shutdown`] or until the last handle is dropped.
 #[derive(Clone)]
 pub struct Simulator {
     shared: Arc<Shared>,
+    stop: Arc<ServerStop>,
 }
 
 impl Simulator {
-    /// Generates the account, binds `127.0.0.1:0` and serves in a spawned
-    /// tokio task.
+    /// Generates the account, binds `127.0.0.1:0` and serves on a runtime of
+    /// its own, in its own thread. Kommo is another machine: the time it
+    /// stamps on a request's arrival (its rate window) must not wait for the
+    /// client's work on the caller's runtime, or a client that keeps the
+    /// limit would be seen bunching its requests and answered 429 on a busy
+    /// machine. (So the simulator's clock is always real time, even in a
+    /// test with paused time.)
     pub async fn start(config: SimulatorConfig) -> std::io::Result<Simulator> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let base_url = format!("http://127.0.0.1:{}", addr.port());
         let account = Account::new(
@@ -199,22 +215,41 @@ impl Simulator {
                 in_flight: 0,
             }),
             base_url,
-            shutdown: tx,
         });
         let app = http::router(shared.clone());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("kommo-simulator")
+            .enable_all()
+            .build()?;
         tracing::debug!(%addr, leads = config.leads, "kommo simulator listening");
-        tokio::spawn(async move {
-            let stop = async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::warn!(error = %e, "kommo simulator server failed");
-            }
-        });
-        Ok(Simulator { shared })
+        std::thread::Builder::new()
+            .name("kommo-simulator".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(listener) => listener,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "kommo simulator cannot listen");
+                            return;
+                        }
+                    };
+                    // A dropped sender (every handle gone) stops it too.
+                    let stop = async move {
+                        let _ = rx.wait_for(|stop| *stop).await;
+                    };
+                    if let Err(e) = axum::serve(listener, app)
+                        .with_graceful_shutdown(stop)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "kommo simulator server failed");
+                    }
+                });
+            })?;
+        Ok(Simulator {
+            shared,
+            stop: Arc::new(ServerStop(tx)),
+        })
     }
 
     /// `http://127.0.0.1:PORT`
@@ -664,6 +699,6 @@ impl Simulator {
 
     /// Stops serving (graceful: in-flight requests finish).
     pub fn shutdown(&self) {
-        self.shared.shutdown.send_replace(true);
+        self.stop.0.send_replace(true);
     }
 }

@@ -90,18 +90,28 @@ pub(crate) struct RateWindow {
 }
 
 impl RateWindow {
-    /// Records an arrival at `now` and returns how many arrivals (this one
-    /// included) lie in `[now - 1s, now]`.
-    pub(crate) fn arrive(&mut self, now: Instant) -> u64 {
+    /// Records an arrival at `at` and returns how many arrivals (this one
+    /// included) lie in `[at - 1s, at]`. Arrivals are stamped when their
+    /// handler starts, before it waits for the simulator's lock, so they may
+    /// be recorded slightly out of order: each is kept in time order, and
+    /// only arrivals more than two seconds older than the newest are dropped.
+    pub(crate) fn arrive(&mut self, at: Instant) -> u64 {
+        let newest = self.arrivals.back().copied().map_or(at, |t| t.max(at));
         while self
             .arrivals
             .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) > Duration::from_secs(1))
+            .is_some_and(|t| newest.saturating_duration_since(*t) > Duration::from_secs(2))
         {
             self.arrivals.pop_front();
         }
-        self.arrivals.push_back(now);
-        self.arrivals.len() as u64
+        let position = self.arrivals.partition_point(|t| *t <= at);
+        self.arrivals.insert(position, at);
+        self.arrivals
+            .iter()
+            .take(position + 1)
+            .rev()
+            .take_while(|t| at.saturating_duration_since(**t) <= Duration::from_secs(1))
+            .count() as u64
     }
 }
 
@@ -118,6 +128,17 @@ mod unit {
         // exactly one second later: t0 still counts
         assert_eq!(w.arrive(t0 + Duration::from_secs(1)), 3);
         assert_eq!(w.arrive(t0 + Duration::from_millis(1001)), 3);
+    }
+
+    #[test]
+    fn an_arrival_recorded_late_counts_against_the_second_it_came_in() {
+        let mut w = RateWindow::default();
+        let t0 = Instant::now();
+        assert_eq!(w.arrive(t0 + Duration::from_millis(900)), 1);
+        // came in at t0 but its handler reached the lock after the one above
+        assert_eq!(w.arrive(t0), 1);
+        assert_eq!(w.arrive(t0 + Duration::from_millis(1000)), 3);
+        assert_eq!(w.arrive(t0 + Duration::from_millis(1950)), 2);
     }
 
     #[test]
