@@ -257,7 +257,7 @@ fn probe_failed(settings: &Settings, error: &KommoError) -> u8 {
     };
     match error.alert() {
         Some(alert) => {
-            tracing::error!(alert, "{message}");
+            crate::raise!(alert, "{message}");
             if !tracing::enabled!(tracing::Level::ERROR) {
                 // Logging is off (RUST_LOG=off): --check still answers.
                 eprintln!("kommo-sync: API probe failed: {message}");

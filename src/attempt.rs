@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::alert::Alert;
 use crate::clock::{format_unix, unix_now};
 use crate::kommo::KommoError;
 use crate::metrics::Metrics;
@@ -26,8 +27,8 @@ pub struct AttemptOutcome {
     pub report: Option<SyncReport>,
     /// A readable message when the attempt did not succeed.
     pub error: Option<String>,
-    /// The alert the failure raised (`token_rejected`, `account_blocked`...).
-    pub alert: Option<&'static str>,
+    /// The alert the failure raised.
+    pub alert: Option<Alert>,
 }
 
 impl AttemptOutcome {
@@ -57,7 +58,7 @@ struct RunEnd {
     status: RunStatus,
     report: Option<SyncReport>,
     error: Option<String>,
-    alert: Option<&'static str>,
+    alert: Option<Alert>,
 }
 
 /// Everything an attempt needs, built once per process.
@@ -141,14 +142,14 @@ impl SyncService {
     async fn run_recorded(&self, kind: RunKind, run_id: i64, cancel: &CancellationToken) -> RunEnd {
         let token = match self.usable_token(run_id) {
             Ok(token) => token,
-            Err((status, message)) => {
-                self.record(run_id, status, &Default::default(), Some(&message))
+            Err((status, message, alert)) => {
+                self.record(run_id, status, &Default::default(), Some(&message), alert)
                     .await;
                 return RunEnd {
                     status,
                     report: None,
                     error: Some(message),
-                    alert: None,
+                    alert,
                 };
             }
         };
@@ -164,7 +165,7 @@ impl SyncService {
             Ok(report) => (RunStatus::Ok, Some(report), None),
             Err(SyncError::Kommo(KommoError::Unauthorized)) => {
                 let message = token_rejected_message(&self.token_source);
-                tracing::error!(alert = "token_rejected", run_id, kind = %kind, "{message}");
+                crate::raise!(Alert::TokenRejected, run_id, kind = %kind, "{message}");
                 (RunStatus::Unauthorized, None, Some(message))
             }
             Err(SyncError::Interrupted) => {
@@ -174,8 +175,9 @@ impl SyncService {
             }
             Err(SyncError::Kommo(e)) if alert.is_some() => {
                 let message = self.account_alert_message(&e).await;
-                let alert = alert.unwrap_or_default();
-                tracing::error!(alert, run_id, kind = %kind, leads_upserted = counters.leads_upserted, "{message}");
+                if let Some(alert) = alert {
+                    crate::raise!(alert, run_id, kind = %kind, leads_upserted = counters.leads_upserted, "{message}");
+                }
                 (RunStatus::Failed, None, Some(message))
             }
             Err(SyncError::Store(e)) => {
@@ -193,7 +195,7 @@ impl SyncService {
                 (RunStatus::Failed, None, Some(message))
             }
         };
-        self.record(run_id, status, &counters, message.as_deref())
+        self.record(run_id, status, &counters, message.as_deref(), alert)
             .await;
         // The one INFO line of the run: its outcome and counts.
         tracing::info!(
@@ -233,14 +235,14 @@ impl SyncService {
     }
 
     /// Reads the token and checks its expiry, raising the expiry alerts.
-    fn usable_token(&self, run_id: i64) -> Result<Secret, (RunStatus, String)> {
+    fn usable_token(&self, run_id: i64) -> Result<Secret, (RunStatus, String, Option<Alert>)> {
         let token = self.token_source.read().map_err(|e| {
             let message = e.to_string();
             tracing::error!(run_id, "{message}");
-            (RunStatus::Failed, message)
+            (RunStatus::Failed, message, None)
         })?;
         match self.check_expiry(&token) {
-            Some(message) => Err((RunStatus::Unauthorized, message)),
+            Some(message) => Err((RunStatus::Unauthorized, message, Some(Alert::TokenExpired))),
             None => Ok(token),
         }
     }
@@ -258,15 +260,15 @@ impl SyncService {
                     format_unix(expires_at),
                     self.token_source.describe()
                 );
-                tracing::error!(alert = "token_expired", expires_at, "{message}");
+                crate::raise!(Alert::TokenExpired, expires_at, "{message}");
                 Some(message)
             }
             ExpiryState::ExpiresSoon {
                 expires_at,
                 days_left,
             } => {
-                tracing::warn!(
-                    alert = "token_expiring",
+                crate::raise!(
+                    Alert::TokenExpiring,
                     days_left,
                     expires_at,
                     "the Kommo token expires on {} ({days_left} days left); create a new long-lived token and replace it in {} before then",
@@ -285,11 +287,12 @@ impl SyncService {
         status: RunStatus,
         counters: &crate::store::RunCounters,
         error: Option<&str>,
+        alert: Option<Alert>,
     ) {
         if let Err(e) = self
             .syncer
             .store()
-            .finish_run(run_id, status, counters, error, unix_now())
+            .finish_run(run_id, status, counters, error, alert, unix_now())
             .await
         {
             tracing::error!(run_id, error = %e, "cannot record the end of the run");

@@ -29,6 +29,7 @@ use tokio::time::Instant;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 
+use crate::alert::Alert;
 use crate::attempt::SyncService;
 use crate::config::ScheduleSettings;
 use crate::store::RunKind;
@@ -152,11 +153,10 @@ impl ClosedAccountGate {
     }
 
     /// An attempt ended at `now`, with the alert it raised.
-    fn attempt_ended(&mut self, alert: Option<&str>, now: Instant) {
-        self.closed_until = match alert {
-            Some("account_blocked" | "account_unpaid") => Some(now + self.retry),
-            _ => None,
-        };
+    fn attempt_ended(&mut self, alert: Option<Alert>, now: Instant) {
+        self.closed_until = alert
+            .is_some_and(Alert::closes_account)
+            .then_some(now + self.retry);
     }
 }
 
@@ -409,11 +409,7 @@ async fn seed_closed_account_gate(state: &TickState) {
     let Some(last) = runs.first() else {
         return;
     };
-    let closed = last.status == crate::store::RunStatus::Failed.as_str()
-        && last
-            .error
-            .as_deref()
-            .is_some_and(crate::kommo::KommoError::is_account_closed_message);
+    let closed = last.alert.is_some_and(Alert::closes_account);
     let ago = crate::clock::unix_now() - last.finished_at.unwrap_or(last.started_at);
     let mut gate = state.gate();
     let left = gate
@@ -650,7 +646,7 @@ mod tests {
             if gate.is_open(now) {
                 probes.push(now - start);
                 let blocked = now < start + Duration::from_secs(40 * 60);
-                gate.attempt_ended(blocked.then_some("account_blocked"), now);
+                gate.attempt_ended(blocked.then_some(Alert::AccountBlocked), now);
             }
             tokio::time::sleep(tick).await;
         }
@@ -673,9 +669,9 @@ mod tests {
             Some(&Duration::from_secs(45 * 60))
         );
         // Any other failure does not hold ticks back.
-        gate.attempt_ended(Some("token_rejected"), Instant::now());
+        gate.attempt_ended(Some(Alert::TokenRejected), Instant::now());
         assert!(gate.is_open(Instant::now()));
-        gate.attempt_ended(Some("account_unpaid"), Instant::now());
+        gate.attempt_ended(Some(Alert::AccountUnpaid), Instant::now());
         assert!(!gate.is_open(Instant::now() + Duration::from_secs(60)));
     }
 

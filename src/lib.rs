@@ -4,6 +4,7 @@
 //! The binary (`main.rs`) only parses the command line and calls [`app::run`];
 //! everything else lives here so tests drive it directly:
 //!
+//! - [`alert`]: the alerts an operator acts on, as one enum;
 //! - [`config`]: layered settings, validated before anything runs;
 //! - [`token`]: the token's sources, secrecy and JWT expiry;
 //! - [`kommo`]: the HTTP client, its pacing and typed errors;
@@ -14,6 +15,7 @@
 //! - [`metrics`]: the daemon's Prometheus metrics and health endpoint;
 //! - [`simulator`]: a simulated Kommo account on 127.0.0.1 for the demo and tests.
 
+pub mod alert;
 pub mod app;
 pub mod attempt;
 pub mod cli;

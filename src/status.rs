@@ -62,6 +62,9 @@ pub async fn print(store: &Store, settings: &Settings) -> Result<(), StoreError>
                 .map(|e| format!("\n         error: {e}"))
                 .unwrap_or_default()
         );
+        if let Some(alert) = run.alert {
+            println!("         alert {alert}: {}", alert.what_to_do());
+        }
     }
     Ok(())
 }

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::alert::Alert;
+
 /// A failed request to Kommo. Messages never contain the token.
 #[derive(Debug, thiserror::Error)]
 pub enum KommoError {
@@ -73,22 +75,15 @@ impl KommoError {
         )
     }
 
-    /// The `alert` field of the ERROR line this error raises, if any.
-    pub fn alert(&self) -> Option<&'static str> {
+    /// The alert this error raises, if any.
+    pub fn alert(&self) -> Option<Alert> {
         match self {
-            KommoError::Unauthorized => Some("token_rejected"),
-            KommoError::Blocked { .. } => Some("account_blocked"),
-            KommoError::PaymentRequired => Some("account_unpaid"),
-            KommoError::FilterIgnored { .. } => Some("api_filter_unavailable"),
+            KommoError::Unauthorized => Some(Alert::TokenRejected),
+            KommoError::Blocked { .. } => Some(Alert::AccountBlocked),
+            KommoError::PaymentRequired => Some(Alert::AccountUnpaid),
+            KommoError::FilterIgnored { .. } => Some(Alert::ApiFilterUnavailable),
             _ => None,
         }
-    }
-
-    /// Whether a recorded run error (`sync_runs.error`) is the message of a
-    /// blocked or unpaid account, so a restarted daemon keeps probing rarely.
-    pub fn is_account_closed_message(message: &str) -> bool {
-        message.starts_with("Kommo returned HTTP 403 Forbidden with an HTML page")
-            || message.starts_with("Kommo returned HTTP 402 Payment Required")
     }
 
     /// Builds the error for a non-success status and its (possibly non-JSON) body.
@@ -177,20 +172,22 @@ mod tests {
         assert!(!KommoError::from_status(401, None, b"").is_transient());
         let blocked = KommoError::from_status(403, None, b"<html>blocked</html>");
         assert!(!blocked.is_transient());
-        assert_eq!(blocked.alert(), Some("account_blocked"));
+        assert_eq!(blocked.alert(), Some(Alert::AccountBlocked));
         let forbidden = KommoError::from_status(403, None, br#"{"title":"Forbidden"}"#);
         assert!(matches!(forbidden, KommoError::Forbidden { .. }));
         assert_eq!(forbidden.alert(), None);
         assert_eq!(
             KommoError::from_status(402, None, b"").alert(),
-            Some("account_unpaid")
+            Some(Alert::AccountUnpaid)
         );
         for closed in [blocked, KommoError::from_status(402, None, b"")] {
-            assert!(KommoError::is_account_closed_message(&closed.to_string()));
+            assert!(closed.alert().is_some_and(Alert::closes_account));
         }
-        assert!(!KommoError::is_account_closed_message(
-            &KommoError::Unauthorized.to_string()
-        ));
+        assert!(
+            !KommoError::Unauthorized
+                .alert()
+                .is_some_and(Alert::closes_account)
+        );
         assert!(KommoError::from_status(429, None, b"Too many").is_transient());
         assert!(KommoError::from_status(503, None, b"").is_transient());
         let e = KommoError::from_status(

@@ -18,6 +18,7 @@ mod server;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::alert::Alert;
 use crate::clock::unix_now;
 use crate::kommo::KommoClient;
 use crate::store::{RunKind, RunStatus, Store, StoreError};
@@ -55,7 +56,7 @@ struct LiveState {
 struct LastAttempt {
     kind: RunKind,
     status: RunStatus,
-    alert: Option<&'static str>,
+    alert: Option<Alert>,
     /// A readable message (never the token) when it did not succeed.
     error: Option<String>,
     /// Unix seconds when it ended.
@@ -104,7 +105,7 @@ impl Metrics {
         &self,
         kind: RunKind,
         status: RunStatus,
-        alert: Option<&'static str>,
+        alert: Option<Alert>,
         error: Option<&str>,
     ) {
         let accepted_answers = self.shared.client.response_counts().accepted();
@@ -131,7 +132,7 @@ impl Metrics {
         let Some(last) = &live.last_attempt else {
             return Health::Unhealthy("no sync attempted yet".into());
         };
-        if last.alert == Some("token_rejected") {
+        if last.alert == Some(Alert::TokenRejected) {
             return Health::Unhealthy("token rejected by Kommo (HTTP 401)".into());
         }
         if last.status == RunStatus::Ok {
@@ -199,7 +200,7 @@ mod tests {
         m.record_attempt(
             RunKind::Incremental,
             RunStatus::Unauthorized,
-            Some("token_rejected"),
+            Some(Alert::TokenRejected),
             Some("Kommo returned HTTP 401"),
         );
         assert_eq!(

@@ -29,6 +29,7 @@ pub use runs::{RunCounters, RunKind, RunRecord, RunStatus};
 pub use state::{CursorUpdate, SyncState, Window};
 pub use structure::{EntityCount, Part, StructureSnapshot};
 
+use crate::alert::Alert;
 use crate::kommo::{Lead, LeadId};
 
 /// How long a writer waits for a lock held by another connection or process.
@@ -433,10 +434,11 @@ impl Store {
         status: RunStatus,
         counters: &RunCounters,
         error: Option<&str>,
+        alert: Option<Alert>,
         now: i64,
     ) -> Result<(), StoreError> {
         let _writer = self.flushed_writer().await?;
-        runs::finish(&self.pool, run_id, status, counters, error, now).await
+        runs::finish(&self.pool, run_id, status, counters, error, alert, now).await
     }
 
     /// Marks runs left `running` by a process that died as `interrupted`.
@@ -735,7 +737,7 @@ mod tests {
         // A page then the end of the run: committed before it.
         gather_page(&store, run, &page(300)).await.unwrap();
         store
-            .finish_run(run, RunStatus::Ok, &RunCounters::default(), None, 2)
+            .finish_run(run, RunStatus::Ok, &RunCounters::default(), None, None, 2)
             .await
             .unwrap();
         assert_eq!(

@@ -6,6 +6,7 @@ use std::fmt;
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::StoreError;
+use crate::alert::Alert;
 
 /// What a run does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +23,13 @@ impl RunKind {
             RunKind::Full => "full",
             RunKind::Incremental => "incremental",
         }
+    }
+
+    /// The kind a `sync_runs.kind` value stands for.
+    pub fn parse(text: &str) -> Option<RunKind> {
+        [RunKind::Full, RunKind::Incremental]
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
     }
 }
 
@@ -51,6 +59,19 @@ impl RunStatus {
             RunStatus::Interrupted => "interrupted",
         }
     }
+
+    /// The status a `sync_runs.status` value stands for.
+    pub fn parse(text: &str) -> Option<RunStatus> {
+        [
+            RunStatus::Running,
+            RunStatus::Ok,
+            RunStatus::Failed,
+            RunStatus::Unauthorized,
+            RunStatus::Interrupted,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == text)
+    }
 }
 
 impl fmt::Display for RunStatus {
@@ -70,18 +91,48 @@ pub struct RunCounters {
     pub leads_skipped: i64,
 }
 
-/// A row of `sync_runs`.
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+/// A row of `sync_runs`, with the alert the run raised (`run_alerts`).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunRecord {
     pub id: i64,
-    pub kind: String,
+    pub kind: RunKind,
     pub started_at: i64,
     pub finished_at: Option<i64>,
-    pub status: String,
+    pub status: RunStatus,
     pub leads_upserted: i64,
     pub leads_skipped: i64,
     pub requests: i64,
     pub error: Option<String>,
+    pub alert: Option<Alert>,
+}
+
+impl<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> for RunRecord {
+    fn from_row(row: &'r sqlx::sqlite::SqliteRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        /// A value this build does not know (a newer build wrote it).
+        fn unknown(column: &str, value: &str) -> sqlx::Error {
+            sqlx::Error::ColumnDecode {
+                index: column.to_string(),
+                source: format!("unknown value {value:?}; a newer kommo-sync wrote it").into(),
+            }
+        }
+        let kind: String = row.try_get("kind")?;
+        let status: String = row.try_get("status")?;
+        let alert: Option<String> = row.try_get("alert")?;
+        Ok(RunRecord {
+            id: row.try_get("id")?,
+            kind: RunKind::parse(&kind).ok_or_else(|| unknown("kind", &kind))?,
+            started_at: row.try_get("started_at")?,
+            finished_at: row.try_get("finished_at")?,
+            status: RunStatus::parse(&status).ok_or_else(|| unknown("status", &status))?,
+            leads_upserted: row.try_get("leads_upserted")?,
+            leads_skipped: row.try_get("leads_skipped")?,
+            requests: row.try_get("requests")?,
+            error: row.try_get("error")?,
+            // An alert this build does not know is no alert it acts on.
+            alert: alert.as_deref().and_then(Alert::from_name),
+        })
+    }
 }
 
 pub async fn start(pool: &SqlitePool, kind: RunKind, now: i64) -> Result<i64, StoreError> {
@@ -118,8 +169,10 @@ pub async fn finish(
     status: RunStatus,
     counters: &RunCounters,
     error: Option<&str>,
+    alert: Option<Alert>,
     now: i64,
 ) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
     sqlx::query(
         "UPDATE sync_runs SET status = ?, finished_at = ?, leads_upserted = ?, leads_skipped = ?, \
          requests = ?, error = ? WHERE id = ?",
@@ -131,8 +184,16 @@ pub async fn finish(
     .bind(counters.requests)
     .bind(error)
     .bind(run_id)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    if let Some(alert) = alert {
+        sqlx::query("INSERT OR REPLACE INTO run_alerts (run_id, alert) VALUES (?, ?)")
+            .bind(run_id)
+            .bind(alert.name())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
@@ -150,8 +211,9 @@ pub async fn close_abandoned(pool: &SqlitePool, now: i64) -> Result<u64, StoreEr
 
 pub async fn recent(pool: &SqlitePool, limit: i64) -> Result<Vec<RunRecord>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT id, kind, started_at, finished_at, status, leads_upserted, leads_skipped, requests, error \
-         FROM sync_runs ORDER BY id DESC LIMIT ?",
+        "SELECT id, kind, started_at, finished_at, status, leads_upserted, leads_skipped, requests, \
+         error, alert FROM sync_runs LEFT JOIN run_alerts ON run_alerts.run_id = sync_runs.id \
+         ORDER BY id DESC LIMIT ?",
     )
     .bind(limit)
     .fetch_all(pool)
