@@ -90,8 +90,60 @@ pub struct DatabaseSettings {
 /// When the daemon syncs (cron expressions with a seconds field, UTC).
 #[derive(Clone, Debug)]
 pub struct ScheduleSettings {
-    pub incremental: String,
-    pub full: String,
+    pub incremental: CronSchedule,
+    pub full: CronSchedule,
+}
+
+/// A cron expression, parsed once when the configuration is read: six
+/// fields, seconds first, a date matching both day and weekday when both are
+/// set (the syntax the scheduler uses).
+#[derive(Clone, Debug)]
+pub struct CronSchedule {
+    text: String,
+    cron: croner::Cron,
+}
+
+impl CronSchedule {
+    /// Parses the value of `key`; the error names the key and the syntax.
+    pub fn parse(key: &'static str, expr: &str) -> Result<CronSchedule, ConfigError> {
+        croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Required)
+            .dom_and_dow(true)
+            .build()
+            .parse(expr)
+            .map(|cron| CronSchedule {
+                text: expr.to_string(),
+                cron,
+            })
+            .map_err(|e| {
+                invalid(
+                    key,
+                    format!("{expr:?} is not a cron expression with seconds ({e}); use six fields \"sec min hour day month weekday\", e.g. \"0 */5 * * * *\""),
+                )
+            })
+    }
+
+    /// The expression as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The parsed schedule.
+    pub fn cron(&self) -> &croner::Cron {
+        &self.cron
+    }
+}
+
+impl std::fmt::Display for CronSchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl PartialEq<&str> for CronSchedule {
+    fn eq(&self, other: &&str) -> bool {
+        self.text == *other
+    }
 }
 
 /// Tuning of the sync algorithm.
@@ -361,8 +413,8 @@ impl Settings {
                 "is empty; give the path of the SQLite file, e.g. /var/lib/kommo-sync/mirror.sqlite",
             ));
         }
-        validate_cron("schedule.incremental", &raw.schedule.incremental)?;
-        validate_cron("schedule.full", &raw.schedule.full)?;
+        let incremental = CronSchedule::parse("schedule.incremental", &raw.schedule.incremental)?;
+        let full = CronSchedule::parse("schedule.full", &raw.schedule.full)?;
         let parallel_windows = in_range(
             "sync.parallel_windows",
             raw.sync.parallel_windows,
@@ -421,10 +473,7 @@ impl Settings {
                 path: raw.database.path,
                 max_size_mib,
             },
-            schedule: ScheduleSettings {
-                incremental: raw.schedule.incremental,
-                full: raw.schedule.full,
-            },
+            schedule: ScheduleSettings { incremental, full },
             sync: SyncSettings {
                 overlap_seconds,
                 parallel_windows,
@@ -553,26 +602,6 @@ fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
     })
 }
 
-/// Checks a six-field cron expression (seconds first), the syntax the scheduler uses.
-pub fn validate_cron(key: &'static str, expr: &str) -> Result<(), ConfigError> {
-    parse_cron(expr).map(|_| ()).map_err(|e| {
-            invalid(
-                key,
-                format!("{expr:?} is not a cron expression with seconds ({e}); use six fields \"sec min hour day month weekday\", e.g. \"0 */5 * * * *\""),
-            )
-        })
-}
-
-/// Parses a cron expression the way the schedules are read: six fields,
-/// seconds first, a date matching both day and weekday when both are set.
-pub fn parse_cron(expr: &str) -> Result<croner::Cron, croner::errors::CronError> {
-    croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Required)
-        .dom_and_dow(true)
-        .build()
-        .parse(expr)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -638,8 +667,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_cron() {
-        assert!(validate_cron("schedule.full", "0 17 3 * * *").is_ok());
-        let err = validate_cron("schedule.full", "every day")
+        assert!(CronSchedule::parse("schedule.full", "0 17 3 * * *").is_ok());
+        let err = CronSchedule::parse("schedule.full", "every day")
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("schedule.full"), "{err}");

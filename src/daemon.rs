@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alert::Alert;
 use crate::attempt::SyncService;
-use crate::config::ScheduleSettings;
+use crate::config::{CronSchedule, ScheduleSettings};
 use crate::store::RunKind;
 
 /// A failure that stops the daemon.
@@ -46,11 +46,14 @@ const FULL_RETRY_FIRST: Duration = Duration::from_secs(60);
 /// Longest delay between retries of a failing full sync.
 const FULL_RETRY_MAX: Duration = Duration::from_secs(3600);
 
-/// For tests only: stops the scheduler this many milliseconds after start
-/// while the process keeps running, as a wedged scheduler would look, so a
-/// test can see the watchdog pings stop.
+/// For tests only, and only in debug builds (a release binary has no such
+/// hook): stops the scheduler this many milliseconds after start while the
+/// process keeps running, as a wedged scheduler would look, so a test can see
+/// the watchdog pings stop.
+#[cfg(debug_assertions)]
 pub const WEDGE_ENV_VAR: &str = "KOMMO_SYNC_TEST_WEDGE_SCHEDULER_AFTER_MS";
 
+#[cfg(debug_assertions)]
 fn test_wedge_after() -> Option<Duration> {
     std::env::var(WEDGE_ENV_VAR)
         .ok()?
@@ -121,14 +124,14 @@ impl Heartbeat {
 fn start_kind(
     unfinished_full: bool,
     last_full_ok: Option<i64>,
-    full: &croner::Cron,
+    full: &CronSchedule,
     now: i64,
 ) -> RunKind {
     let Some(last) = last_full_ok else {
         return RunKind::Full;
     };
     let missed = chrono::DateTime::from_timestamp(last, 0)
-        .and_then(|from| full.find_next_occurrence(&from, false).ok())
+        .and_then(|from| full.cron().find_next_occurrence(&from, false).ok())
         .is_some_and(|next| next.timestamp() <= now);
     if unfinished_full || missed {
         RunKind::Full
@@ -369,6 +372,7 @@ pub async fn run(
     );
     notify_systemd(&[sd_notify::NotifyState::Ready]);
     let watchdog = spawn_watchdog(state.clone());
+    #[cfg(debug_assertions)]
     if let Some(after) = test_wedge_after() {
         let mut wedged = scheduler.clone();
         tokio::spawn(async move {
@@ -432,10 +436,12 @@ async fn first_sync(state: &TickState, schedule: &ScheduleSettings) -> RunKind {
         .await
         .is_ok_and(|s| s.full_cursor.is_some());
     let last_full_ok = store.last_ok_start(RunKind::Full).await.ok().flatten();
-    let kind = match crate::config::parse_cron(&schedule.full) {
-        Ok(full) => start_kind(unfinished, last_full_ok, &full, crate::clock::unix_now()),
-        Err(_) => RunKind::Incremental,
-    };
+    let kind = start_kind(
+        unfinished,
+        last_full_ok,
+        &schedule.full,
+        crate::clock::unix_now(),
+    );
     let why = match (kind, unfinished, last_full_ok) {
         (RunKind::Incremental, ..) => "the last full sync is recent",
         (RunKind::Full, true, _) => "an unfinished full sync resumes",
@@ -604,7 +610,7 @@ mod tests {
 
     #[test]
     fn the_first_sync_is_full_until_one_completes_or_when_the_nightly_one_was_missed() {
-        let nightly = crate::config::parse_cron("0 17 3 * * *").unwrap();
+        let nightly = CronSchedule::parse("schedule.full", "0 17 3 * * *").unwrap();
         let day = 86_400;
         // 2026-11-30 03:17:00 UTC, the nightly hour.
         let nightly_at = 1_796_008_620;

@@ -433,6 +433,8 @@ async fn json_logs_are_one_object_per_line_with_the_run_id_on_every_line_of_an_a
     assert!(!text.contains(&env.token));
 }
 
+// The wedge hook exists only in debug builds (`cargo test`, not `--release`).
+#[cfg(debug_assertions)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watchdog_pings_stop_once_the_scheduler_is_wedged() {
     let env = TestEnv::start_with(

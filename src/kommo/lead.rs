@@ -214,14 +214,16 @@ impl Lead {
         })
     }
 
-    /// Like [`Lead::from_raw`], from a parsed value (tests, fixtures).
+    /// Like [`Lead::from_raw`], from a parsed value.
+    #[cfg(test)]
     pub fn from_json(value: serde_json::Value) -> Result<Lead, LeadError> {
         let raw = RawValue::from_string(value.to_string())
             .map_err(|e| LeadError::Unreadable(e.to_string()))?;
         Lead::from_raw(&raw)
     }
 
-    /// The lead as a JSON value (tests).
+    /// The lead as a JSON value.
+    #[cfg(test)]
     pub fn to_value(&self) -> serde_json::Value {
         serde_json::from_str(self.raw.get()).unwrap_or(serde_json::Value::Null)
     }

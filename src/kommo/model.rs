@@ -127,7 +127,8 @@ impl LeadPage {
         Ok(page)
     }
 
-    /// Like [`LeadPage::from_slice`], from a parsed value (tests).
+    /// Like [`LeadPage::from_slice`], from a parsed value.
+    #[cfg(test)]
     pub fn from_json(body: Value) -> Result<LeadPage, KommoError> {
         LeadPage::from_slice(body.to_string().as_bytes())
     }
