@@ -1,9 +1,6 @@
 //! One sync attempt as the daemon and the one-shot modes see it: take the
-//! database's sync lock, record the run, re-read the token and check its
+//! mirror's sync lock, record the run, re-read the token and check its
 //! expiry, run the sync, record the outcome and raise the alerts.
-
-use std::fs::{File, OpenOptions, TryLockError};
-use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -12,7 +9,7 @@ use crate::alert::Alert;
 use crate::clock::{format_unix, unix_now};
 use crate::kommo::KommoError;
 use crate::metrics::Metrics;
-use crate::store::{RunKind, RunStatus};
+use crate::store::{RunKind, RunStatus, SyncLock};
 use crate::sync::{RunProgress, SyncError, SyncReport, Syncer};
 use crate::token::{ExpiryState, Secret, TokenSource, expiry_state};
 
@@ -307,43 +304,4 @@ pub fn token_rejected_message(source: &TokenSource) -> String {
          long-lived token in the Kommo integration settings and put it in {} (it is re-read at the next sync)",
         source.describe()
     )
-}
-
-/// An exclusive lock on `<database>.lock`, held while a sync runs, so that two
-/// processes (a daemon and a manual `--once`, say) never sync one mirror at
-/// once. Released when dropped, or by the OS when the process dies.
-pub struct SyncLock {
-    _file: File,
-}
-
-impl SyncLock {
-    /// Takes the lock without waiting.
-    pub fn acquire(database: &Path) -> Result<SyncLock, String> {
-        let path = lock_path(database);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| {
-                format!(
-                    "cannot open the lock file {}: {e}; check that its directory is writable",
-                    path.display()
-                )
-            })?;
-        match file.try_lock() {
-            Ok(()) => Ok(SyncLock { _file: file }),
-            Err(TryLockError::WouldBlock) => Err(format!(
-                "another kommo-sync process is syncing {} right now; this sync is skipped",
-                database.display()
-            )),
-            Err(TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
-        }
-    }
-}
-
-fn lock_path(database: &Path) -> PathBuf {
-    let mut name = database.as_os_str().to_owned();
-    name.push(".lock");
-    PathBuf::from(name)
 }

@@ -7,6 +7,7 @@
 use serde_json::{Value, json};
 use sqlx::{Sqlite, Transaction};
 
+use super::Store;
 use super::StoreError;
 use super::leads::id_list;
 use crate::kommo::Lead;
@@ -89,4 +90,34 @@ pub async fn replace(
         }
     }
     Ok(())
+}
+
+impl Store {
+    /// Rows of each per-lead table (typed field values, tags, contacts,
+    /// companies) that exists in this database, by table name.
+    pub async fn lead_detail_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let pool = self.db.committed();
+        let mut counts = Vec::new();
+        for table in [
+            "lead_field_values",
+            "lead_tags",
+            "lead_contacts",
+            "lead_companies",
+        ] {
+            let is_table: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?)",
+            )
+            .bind(table)
+            .fetch_one(pool)
+            .await?;
+            if is_table {
+                let sql = format!("SELECT COUNT(*) FROM {table}");
+                let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(pool)
+                    .await?;
+                counts.push((table.to_string(), n));
+            }
+        }
+        Ok(counts)
+    }
 }

@@ -4,6 +4,7 @@
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, AssertSqlSafe, Sqlite, SqlitePool, Transaction};
 
+use super::Store;
 use super::StoreError;
 use crate::kommo::{Column, Lead, LeadId, SCALAR_COLUMNS};
 
@@ -216,4 +217,34 @@ pub async fn counts(pool: &SqlitePool) -> Result<StoredLeadCounts, StoreError> {
         deleted,
         newest_update,
     })
+}
+
+impl Store {
+    /// The alive leads of the mirror the unfinished pass has not seen, by id:
+    /// what it asks Kommo about before marking any deleted.
+    pub async fn unseen_alive_leads(&self, pass: i64) -> Result<Vec<LeadId>, StoreError> {
+        let db = self.db.flushed().await?;
+        unseen_alive(db.pool(), pass).await
+    }
+
+    /// Whether the pass has seen the lead alive.
+    pub async fn seen_in_pass(&self, pass: i64, id: LeadId) -> Result<bool, StoreError> {
+        let db = self.db.flushed().await?;
+        seen_in_pass(db.pool(), pass, id).await
+    }
+
+    /// Lead counts (the sync compares them before and after a step).
+    pub async fn lead_counts(&self) -> Result<StoredLeadCounts, StoreError> {
+        let db = self.db.flushed().await?;
+        counts(db.pool()).await
+    }
+
+    /// The Kommo account id the mirrored leads carry, if any (for messages).
+    pub async fn account_id(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT account_id FROM leads WHERE typeof(account_id) = 'integer' LIMIT 1",
+        )
+        .fetch_optional(self.db.committed())
+        .await?)
+    }
 }

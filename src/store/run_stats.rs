@@ -29,7 +29,7 @@ impl Store {
              COALESCE(SUM(leads_skipped), 0) AS leads_skipped \
              FROM sync_runs GROUP BY kind, status ORDER BY kind, status",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.committed())
         .await?)
     }
 }

@@ -5,6 +5,7 @@ use std::fmt;
 
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+use super::Store;
 use super::StoreError;
 use crate::alert::Alert;
 
@@ -247,4 +248,52 @@ pub async fn running_counters(pool: &SqlitePool) -> Result<Option<RunCounters>, 
             requests,
         }),
     )
+}
+
+impl Store {
+    /// Records the start of a run (a batch lost by an earlier run no longer
+    /// refuses pages).
+    pub async fn start_run(&self, kind: RunKind, now: i64) -> Result<i64, StoreError> {
+        let db = self.db.flushed_for_new_run().await?;
+        start(db.pool(), kind, now).await
+    }
+
+    /// Records the end of a run, with the alert it raised.
+    pub async fn finish_run(
+        &self,
+        run_id: i64,
+        status: RunStatus,
+        counters: &RunCounters,
+        error: Option<&str>,
+        alert: Option<Alert>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let db = self.db.flushed().await?;
+        finish(db.pool(), run_id, status, counters, error, alert, now).await
+    }
+
+    /// Marks runs left `running` by a process that died as `interrupted`.
+    /// Call only while holding the sync lock, so no live run is touched.
+    pub async fn close_abandoned_runs(&self, now: i64) -> Result<u64, StoreError> {
+        let db = self.db.flushed().await?;
+        close_abandoned(db.pool(), now).await
+    }
+
+    /// When the last run of `kind` that ended `ok` started.
+    pub async fn last_ok_start(&self, kind: RunKind) -> Result<Option<i64>, StoreError> {
+        let db = self.db.flushed().await?;
+        last_ok_start(db.pool(), kind).await
+    }
+
+    /// The counters of the run in progress as committed (for the progress
+    /// line, which must not commit the run's batch early).
+    pub async fn running_run_counters(&self) -> Result<Option<RunCounters>, StoreError> {
+        running_counters(self.db.committed()).await
+    }
+
+    /// The most recent runs, newest first.
+    pub async fn recent_runs(&self, limit: i64) -> Result<Vec<RunRecord>, StoreError> {
+        let db = self.db.flushed().await?;
+        recent(db.pool(), limit).await
+    }
 }

@@ -6,6 +6,7 @@
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::StoreError;
+use super::{RunCounters, Store};
 use crate::kommo::StatusChange;
 
 type Tx = Transaction<'static, Sqlite>;
@@ -62,4 +63,39 @@ pub async fn count(pool: &SqlitePool) -> Result<i64, StoreError> {
             .fetch_one(pool)
             .await?,
     )
+}
+
+impl Store {
+    /// Records stage changes (each event once) and, with `until`, moves the
+    /// stage-history cursor there, with the run's counters, in one
+    /// transaction; returns how many changes were new.
+    pub async fn commit_status_changes(
+        &self,
+        run_id: i64,
+        changes: &[StatusChange],
+        until: Option<i64>,
+        counters: &RunCounters,
+    ) -> Result<u64, StoreError> {
+        let db = self.db.flushed().await?;
+        let mut tx = db.begin().await?;
+        let added = insert(&mut tx, changes).await?;
+        if let Some(until) = until {
+            advance_cursor(&mut tx, until).await?;
+        }
+        super::runs::set_counters(&mut tx, run_id, counters).await?;
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    /// `created_at` up to which stage changes were followed; `None` before
+    /// the first walk of the history.
+    pub async fn stage_history_cursor(&self) -> Result<Option<i64>, StoreError> {
+        let db = self.db.flushed().await?;
+        cursor(db.pool()).await
+    }
+
+    /// Stage changes recorded.
+    pub async fn stage_change_count(&self) -> Result<i64, StoreError> {
+        count(self.db.committed()).await
+    }
 }

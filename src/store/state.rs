@@ -3,6 +3,7 @@
 
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+use super::Store;
 use super::StoreError;
 
 /// One window of `updated_at` of a full pass, as stored.
@@ -215,4 +216,54 @@ pub async fn save_window(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+impl Store {
+    /// The sync cursors.
+    pub async fn sync_state(&self) -> Result<SyncState, StoreError> {
+        let db = self.db.flushed().await?;
+        read(db.pool()).await
+    }
+
+    /// Starts a full pass, or continues the unfinished one: its number and the
+    /// cursor to resume from.
+    pub async fn begin_full_pass(&self, now: i64) -> Result<(i64, i64), StoreError> {
+        let db = self.db.flushed().await?;
+        let mut tx = db.begin().await?;
+        let result = begin_full_pass(&mut tx, now).await?;
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    /// The windows of a full pass.
+    pub async fn full_pass_windows(&self, pass: i64) -> Result<Vec<Window>, StoreError> {
+        let db = self.db.flushed().await?;
+        windows(db.pool(), pass).await
+    }
+
+    /// Records a split of a window in two, atomically: the window's new end
+    /// and the new window (nothing else of the window changes).
+    pub async fn save_split(
+        &self,
+        pass: i64,
+        shortened: &Window,
+        new: &Window,
+    ) -> Result<(), StoreError> {
+        let db = self.db.flushed().await?;
+        let mut tx = db.begin().await?;
+        save_split(&mut tx, pass, shortened, new).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Closes the full pass `pass` (its deletions are already confirmed and
+    /// committed): forgets its windows and leaves the incremental cursor at
+    /// the pass's start minus `overlap`.
+    pub async fn finish_full_pass(&self, pass: i64, overlap: i64) -> Result<(), StoreError> {
+        let db = self.db.flushed().await?;
+        let mut tx = db.begin().await?;
+        close_full_pass(&mut tx, pass, overlap).await?;
+        tx.commit().await?;
+        Ok(())
+    }
 }

@@ -13,6 +13,7 @@ use serde_json::Value;
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::StoreError;
+use super::{RunCounters, Store};
 use crate::kommo::structure::{AccountInfo, CustomField, LossReason, Pipeline, Tag, User};
 
 /// One part of the structure as fetched.
@@ -348,6 +349,30 @@ pub async fn counts(pool: &SqlitePool) -> Result<Vec<EntityCount>, StoreError> {
         });
     }
     Ok(counts)
+}
+
+impl Store {
+    /// Writes what a structure phase fetched, with the run's counters, in
+    /// one transaction.
+    pub async fn write_structure(
+        &self,
+        run_id: i64,
+        snapshot: &StructureSnapshot,
+        counters: &RunCounters,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let db = self.db.flushed().await?;
+        let mut tx = db.begin().await?;
+        write(&mut tx, snapshot, now).await?;
+        super::runs::set_counters(&mut tx, run_id, counters).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Rows listed and flagged deleted in each structure table.
+    pub async fn structure_counts(&self) -> Result<Vec<EntityCount>, StoreError> {
+        counts(self.db.committed()).await
+    }
 }
 
 #[cfg(test)]
