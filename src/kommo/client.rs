@@ -1,9 +1,8 @@
 //! The HTTP client for Kommo's API v4: one `reqwest::Client` (connections
-//! kept alive), one [`Pacer`] for every request and retry, bounded retries
-//! with backoff and jitter for transient failures (429s with a budget of
-//! their own, honouring `Retry-After`), Kommo's clock read from its `Date`
-//! header, and the one place where a response becomes data or a typed
-//! [`KommoError`].
+//! kept alive), one [`Pacer`] for every request and retry, the retries of
+//! `retry`, Kommo's clock noted from each answer, and the one place where a
+//! response becomes data or a typed [`KommoError`]. What is asked lives in
+//! `query`.
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,12 +11,15 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use reqwest::header::{AUTHORIZATION, DATE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, HeaderValue};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
+use super::query::{EventQuery, LeadQuery};
+use super::retry::{Retry, RetryBudget, retry_after};
+use super::server_clock::ServerClock;
 use super::structure::{AccountInfo, Keyed, ListEndpoint, Listed};
-use super::{KommoError, LeadEventsPage, LeadId, LeadPage, Pacer, ResponseCounts};
+use super::{KommoError, LeadEventsPage, LeadPage, Pacer, ResponseCounts};
 use crate::token::Secret;
 
 /// How the client behaves; the defaults suit the real Kommo.
@@ -54,130 +56,6 @@ impl Default for ClientOptions {
     }
 }
 
-/// The order of a listing.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum LeadOrder {
-    /// `order[updated_at]=asc`: keyset walks.
-    #[default]
-    UpdatedAsc,
-    /// `order[updated_at]=desc`: the newest lead first.
-    UpdatedDesc,
-    /// `order[id]=asc`: stable inside one second, and for requests by id.
-    IdAsc,
-}
-
-/// Which leads to ask for.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct LeadQuery {
-    /// `filter[updated_at][from]` (inclusive).
-    pub updated_from: Option<i64>,
-    /// `filter[updated_at][to]` (inclusive).
-    pub updated_to: Option<i64>,
-    /// 1-based page.
-    pub page: u32,
-    /// Leads per page (at most 250).
-    pub limit: u32,
-    /// List the deleted (restorable) leads instead (`with=only_deleted`).
-    pub only_deleted: bool,
-    /// The order asked for.
-    pub order: LeadOrder,
-    /// Only these ids (`filter[id][]`); empty for no id filter.
-    pub ids: Vec<LeadId>,
-}
-
-impl LeadQuery {
-    fn to_pairs(&self) -> Vec<(&'static str, String)> {
-        let mut q = vec![
-            ("page", self.page.to_string()),
-            ("limit", self.limit.to_string()),
-        ];
-        // `contacts`: the lead's contact links (`_embedded.contacts`), which
-        // Kommo leaves out unless asked.
-        let with = if self.only_deleted {
-            "only_deleted,source_id"
-        } else {
-            "contacts,source_id"
-        };
-        q.push(("with", with.to_string()));
-        if let Some(from) = self.updated_from {
-            q.push(("filter[updated_at][from]", from.to_string()));
-        }
-        if let Some(to) = self.updated_to {
-            q.push(("filter[updated_at][to]", to.to_string()));
-        }
-        for id in &self.ids {
-            q.push(("filter[id][]", id.to_string()));
-        }
-        q.push(match self.order {
-            LeadOrder::UpdatedAsc => ("order[updated_at]", "asc".into()),
-            LeadOrder::UpdatedDesc => ("order[updated_at]", "desc".into()),
-            LeadOrder::IdAsc => ("order[id]", "asc".into()),
-        });
-        q
-    }
-}
-
-impl LeadQuery {
-    /// Fails with [`KommoError::FilterIgnored`] when `page` holds a lead this
-    /// query's filter excludes: Kommo did not apply it, and no answer of the
-    /// account can be trusted to mean what was asked.
-    pub fn check_answer(&self, page: &LeadPage) -> Result<(), KommoError> {
-        let ignored = |detail: String| Err(KommoError::FilterIgnored { detail });
-        for lead in &page.leads {
-            if !self.ids.is_empty() && !self.ids.contains(&lead.id) {
-                return ignored(format!(
-                    "asked for {} lead(s) by id, it answered with lead {}, not among them",
-                    self.ids.len(),
-                    lead.id
-                ));
-            }
-            let Some(updated_at) = lead.updated_at else {
-                continue;
-            };
-            if self.updated_from.is_some_and(|from| updated_at < from)
-                || self.updated_to.is_some_and(|to| updated_at > to)
-            {
-                return ignored(format!(
-                    "asked for leads updated from {} to {}, it answered with lead {} updated at {updated_at}",
-                    self.updated_from
-                        .map_or("the start".into(), |t| t.to_string()),
-                    self.updated_to.map_or("now".into(), |t| t.to_string()),
-                    lead.id
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Which lead events to ask for (`GET /api/v4/events`).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct EventQuery {
-    /// Event types, e.g. `lead_restored`.
-    pub types: Vec<&'static str>,
-    /// `filter[created_at][from]` (inclusive).
-    pub created_from: i64,
-    /// `filter[created_at][to]` (inclusive): a fixed upper bound keeps the
-    /// set of events still while it is paged by offset.
-    pub created_to: i64,
-    /// 1-based page.
-    pub page: u32,
-    /// Events per page (at most 100).
-    pub limit: u32,
-}
-
-impl EventQuery {
-    fn to_pairs(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("page", self.page.to_string()),
-            ("limit", self.limit.to_string()),
-            ("filter[type]", self.types.join(",")),
-            ("filter[created_at][from]", self.created_from.to_string()),
-            ("filter[created_at][to]", self.created_to.to_string()),
-        ]
-    }
-}
-
 /// A client of one Kommo account. Cheap to clone; clones share the pacer.
 #[derive(Clone)]
 pub struct KommoClient {
@@ -187,52 +65,10 @@ pub struct KommoClient {
     options: ClientOptions,
     sent: Arc<AtomicU64>,
     counts: Arc<ResponseCounts>,
-    clock: Arc<Mutex<Option<ServerTime>>>,
+    clock: ServerClock,
     /// The stop request of the run the client serves (see
     /// [`KommoClient::send_until`]).
     run_stop: Arc<Mutex<CancellationToken>>,
-}
-
-/// Kommo's clock as its last `Date` header told it.
-#[derive(Clone, Copy, Debug)]
-struct ServerTime {
-    /// Unix seconds in the header.
-    unix: i64,
-    /// When the answer carrying it arrived.
-    received: tokio::time::Instant,
-}
-
-/// The longest pause a `Retry-After` can impose.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
-/// The shortest pause after a 429, whatever `Retry-After` says.
-const MIN_THROTTLE_PAUSE: Duration = Duration::from_secs(1);
-/// First pause after a 429 without `Retry-After`; doubles at each 429 in a row.
-const THROTTLE_BACKOFF_BASE: Duration = Duration::from_secs(2);
-
-/// Parses an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`) to Unix seconds.
-fn parse_http_date(text: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc2822(text.trim())
-        .ok()
-        .map(|t| t.timestamp())
-}
-
-/// The pause a `Retry-After` header asks for: seconds, or an HTTP date read
-/// against the same answer's `Date` (both Kommo's clock), else ours.
-fn retry_after(headers: &HeaderMap, local_now: i64) -> Option<Duration> {
-    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    let seconds = match text.parse::<u64>() {
-        Ok(s) => s,
-        Err(_) => {
-            let at = parse_http_date(text)?;
-            let now = headers
-                .get(DATE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_http_date)
-                .unwrap_or(local_now);
-            u64::try_from(at - now).unwrap_or(0)
-        }
-    };
-    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
 }
 
 impl KommoClient {
@@ -255,7 +91,7 @@ impl KommoClient {
             options,
             sent: Arc::new(AtomicU64::new(0)),
             counts: Arc::default(),
-            clock: Arc::new(Mutex::new(None)),
+            clock: ServerClock::default(),
             run_stop: Arc::default(),
         })
     }
@@ -280,22 +116,7 @@ impl KommoClient {
     /// Kommo's now in Unix seconds, from the `Date` header of its last answer
     /// plus the time since; `None` before any answer carried one.
     pub fn server_now(&self) -> Option<i64> {
-        let time = (*self.clock.lock().unwrap_or_else(|e| e.into_inner()))?;
-        let elapsed = i64::try_from(time.received.elapsed().as_secs()).unwrap_or(i64::MAX);
-        Some(time.unix.saturating_add(elapsed))
-    }
-
-    fn note_server_time(&self, headers: &HeaderMap) {
-        if let Some(unix) = headers
-            .get(DATE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_http_date)
-        {
-            *self.clock.lock().unwrap_or_else(|e| e.into_inner()) = Some(ServerTime {
-                unix,
-                received: tokio::time::Instant::now(),
-            });
-        }
+        self.clock.now()
     }
 
     /// The host of the account's base URL, e.g. `acme.kommo.com`.
@@ -465,8 +286,7 @@ impl KommoClient {
             })?;
         auth.set_sensitive(true);
 
-        let mut failures = 0u32;
-        let mut throttles = 0u32;
+        let mut budget = RetryBudget::default();
         loop {
             self.pacer.ready().await;
             if self.run_stopped() {
@@ -482,46 +302,20 @@ impl KommoClient {
                 Ok(value) => return Ok((value, sent_at.elapsed())),
                 Err(error) => error,
             };
-            let delay = match &error {
-                KommoError::RateLimited { retry_after }
-                    if throttles < self.options.max_throttle_retries =>
-                {
-                    // A Retry-After of 0 (or a date already past) still waits
-                    // a second: retrying a throttled account at once is what
-                    // gets it blocked.
-                    let delay = retry_after
-                        .map(|d| d.max(MIN_THROTTLE_PAUSE))
-                        .unwrap_or_else(|| {
-                            jitter(backoff(
-                                THROTTLE_BACKOFF_BASE,
-                                throttles,
-                                self.options.backoff_cap,
-                            ))
-                        });
-                    throttles += 1;
+            let delay = match budget.next(&error, &self.options) {
+                Some(Retry::After(delay)) => delay,
+                Some(Retry::Throttled(delay)) => {
                     // Every request of the client waits, not just this one.
                     self.pacer.pause_for(delay);
                     delay
                 }
-                e if e.is_transient()
-                    && !matches!(e, KommoError::RateLimited { .. })
-                    && failures < self.options.max_retries =>
-                {
-                    let delay = jitter(backoff(
-                        self.options.backoff_base,
-                        failures,
-                        self.options.backoff_cap,
-                    ));
-                    failures += 1;
-                    delay
-                }
-                _ => return Err(error),
+                None => return Err(error),
             };
             self.counts.note_retry();
             tracing::warn!(
                 path,
-                failures,
-                throttles,
+                failures = budget.failures,
+                throttles = budget.throttles,
                 retry_in_ms = delay.as_millis() as u64,
                 error = %error,
                 "transient failure, retrying"
@@ -547,7 +341,7 @@ impl KommoClient {
             .await?;
         let status = response.status();
         self.counts.note(status);
-        self.note_server_time(response.headers());
+        self.clock.note(response.headers());
         let retry_after = retry_after(response.headers(), crate::clock::unix_now());
         let body = response.bytes().await?;
         if status == StatusCode::NO_CONTENT {
@@ -560,54 +354,5 @@ impl KommoClient {
             return Ok(None);
         }
         Ok(Some(body))
-    }
-}
-
-/// `base` doubled `attempt` times, at most `cap`.
-fn backoff(base: Duration, attempt: u32, cap: Duration) -> Duration {
-    base.saturating_mul(1u32 << attempt.min(16)).min(cap)
-}
-
-/// ±25 % jitter, so that clients do not retry in step.
-fn jitter(delay: Duration) -> Duration {
-    delay.mul_f64(0.75 + fastrand::f64() * 0.5)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(reqwest::header::HeaderName, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(k.clone(), HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
-
-    #[test]
-    fn retry_after_in_seconds_and_as_an_http_date() {
-        let now = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
-        assert_eq!(now, 784_111_777);
-        assert_eq!(
-            retry_after(&headers(&[(RETRY_AFTER, "7")]), now),
-            Some(Duration::from_secs(7))
-        );
-        // A date is read against the answer's own Date header...
-        let h = headers(&[
-            (RETRY_AFTER, "Sun, 06 Nov 1994 08:50:07 GMT"),
-            (DATE, "Sun, 06 Nov 1994 08:49:47 GMT"),
-        ]);
-        assert_eq!(retry_after(&h, 0), Some(Duration::from_secs(20)));
-        // ...or against our clock without one; a date in the past means now.
-        let h = headers(&[(RETRY_AFTER, "Sun, 06 Nov 1994 08:50:07 GMT")]);
-        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(30)));
-        assert_eq!(retry_after(&h, now + 100), Some(Duration::ZERO));
-        assert_eq!(retry_after(&headers(&[(RETRY_AFTER, "soon")]), now), None);
-        assert_eq!(retry_after(&HeaderMap::new(), now), None);
-        assert_eq!(
-            retry_after(&headers(&[(RETRY_AFTER, "999999")]), now),
-            Some(MAX_RETRY_AFTER)
-        );
     }
 }

@@ -9,11 +9,11 @@
 //! reason to drop the lead.
 
 use std::borrow::Cow;
-use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
+
+use super::lenient::{Scalar, lenient_bool, lenient_id, lenient_list};
 
 /// Kommo's id of a lead.
 pub type LeadId = i64;
@@ -241,101 +241,6 @@ pub(crate) fn json_kind(text: &str) -> &'static str {
     }
 }
 
-/// A lead field read without knowing its type in advance.
-#[derive(Clone, Debug, Default, PartialEq)]
-enum Scalar<'a> {
-    #[default]
-    Absent,
-    Null,
-    Integer(i64),
-    Text(Cow<'a, str>),
-    /// Anything else: what it was, for the message.
-    Other(&'static str, String),
-}
-
-impl Scalar<'_> {
-    fn kind(&self) -> &'static str {
-        match self {
-            Scalar::Absent | Scalar::Null => "null",
-            Scalar::Integer(_) => "an integer",
-            Scalar::Text(_) => "a string",
-            Scalar::Other(kind, _) => kind,
-        }
-    }
-
-    /// The value for a message, at most 40 characters.
-    fn describe(&self) -> String {
-        let text = match self {
-            Scalar::Absent | Scalar::Null => "null".to_string(),
-            Scalar::Integer(n) => n.to_string(),
-            Scalar::Text(t) => serde_json::to_string(t).unwrap_or_default(),
-            Scalar::Other(_, shown) => shown.clone(),
-        };
-        if text.chars().count() <= 40 {
-            text
-        } else {
-            format!("{}…", text.chars().take(40).collect::<String>())
-        }
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Scalar<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Scalar::Null)
-            }
-            fn visit_none<E>(self) -> Result<Self::Value, E> {
-                Ok(Scalar::Null)
-            }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-                d.deserialize_any(V)
-            }
-            fn visit_bool<E>(self, b: bool) -> Result<Self::Value, E> {
-                Ok(Scalar::Other("a boolean", b.to_string()))
-            }
-            fn visit_i64<E>(self, n: i64) -> Result<Self::Value, E> {
-                Ok(Scalar::Integer(n))
-            }
-            fn visit_u64<E>(self, n: u64) -> Result<Self::Value, E> {
-                Ok(i64::try_from(n).map_or_else(
-                    |_| Scalar::Other("a fractional or out-of-range number", n.to_string()),
-                    Scalar::Integer,
-                ))
-            }
-            fn visit_f64<E>(self, n: f64) -> Result<Self::Value, E> {
-                Ok(Scalar::Other(
-                    "a fractional or out-of-range number",
-                    n.to_string(),
-                ))
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
-                Ok(Scalar::Text(Cow::Borrowed(s)))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(Scalar::Text(Cow::Owned(s.to_string())))
-            }
-            fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
-                Ok(Scalar::Text(Cow::Owned(s)))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Scalar::Other("an array", "[…]".into()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Scalar::Other("an object", "{…}".into()))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
 /// The fields of a lead the mirror reads; the rest is skipped unread.
 #[derive(Deserialize)]
 struct WireLead<'a> {
@@ -408,14 +313,6 @@ impl<'a> WireLead<'a> {
     }
 }
 
-/// `true` only for a JSON `true`; anything else is not a boolean here.
-fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
-    Ok(match Scalar::deserialize(d)? {
-        Scalar::Other("a boolean", shown) => Some(shown == "true"),
-        _ => None,
-    })
-}
-
 /// `_embedded`: the links the mirror keeps. Elements without a usable id
 /// are left out.
 #[derive(Default, Deserialize)]
@@ -434,29 +331,6 @@ struct WireLink {
     id: Option<i64>,
     #[serde(default, deserialize_with = "lenient_bool")]
     is_main: Option<bool>,
-}
-
-/// The elements of a list that can be read; nothing when the field is not
-/// a list. One odd element does not cost the others.
-fn lenient_list<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(
-    d: D,
-) -> Result<Vec<T>, D::Error> {
-    let items = match serde_json::Value::deserialize(d)? {
-        serde_json::Value::Array(items) => items,
-        _ => return Ok(Vec::new()),
-    };
-    Ok(items
-        .into_iter()
-        .filter_map(|item| serde_json::from_value(item).ok())
-        .collect())
-}
-
-/// A positive integer id, or nothing.
-fn lenient_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    Ok(match Scalar::deserialize(d)? {
-        Scalar::Integer(id) if id > 0 => Some(id),
-        _ => None,
-    })
 }
 
 /// One element of `custom_fields_values`.

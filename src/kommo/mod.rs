@@ -5,12 +5,16 @@ mod client;
 mod counts;
 mod error;
 mod lead;
+mod lenient;
 mod model;
 mod pacer;
+mod query;
+mod retry;
+mod server_clock;
 mod stage;
 pub mod structure;
 
-pub use client::{ClientOptions, EventQuery, KommoClient, LeadOrder, LeadQuery};
+pub use client::{ClientOptions, KommoClient};
 pub use counts::ResponseCounts;
 pub use error::KommoError;
 pub use model::{
@@ -18,4 +22,5 @@ pub use model::{
     SkippedLead,
 };
 pub use pacer::{Pacer, WINDOW_MARGIN, request_spacing};
+pub use query::{EventQuery, LeadOrder, LeadQuery};
 pub use stage::{LeadEventsPage, STATUS_CHANGED, StatusChange};

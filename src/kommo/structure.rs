@@ -10,11 +10,13 @@
 //! reason, and the listing is marked incomplete so that nothing is flagged
 //! deleted because of it (a listing's silence proves nothing).
 
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use super::KommoError;
+pub(crate) use super::lenient::lenient_i64;
+use super::lenient::{opt_array, opt_bool, opt_i64, opt_string};
 
 /// A structure listing of the API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,54 +60,6 @@ pub const TAGS: ListEndpoint = ListEndpoint {
     key: "tags",
     limit: Some(250),
 };
-
-/// An integer sent as a number (or an integral float) or a numeric string;
-/// anything else is `None`.
-pub(crate) fn lenient_i64(v: &Value) -> Option<i64> {
-    match v {
-        Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-                .map(|f| f as i64)
-        }),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    Ok(lenient_i64(&Value::deserialize(d)?))
-}
-
-/// A string, or a number written out; anything else is `None`.
-fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::String(s) => Some(s),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    })
-}
-
-/// A boolean, or 0/1; anything else is `None`.
-fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::Bool(b) => Some(b),
-        Value::Number(n) => match n.as_i64() {
-            Some(0) => Some(false),
-            Some(1) => Some(true),
-            _ => None,
-        },
-        _ => None,
-    })
-}
-
-/// An array of elements, or `None` (null, not an array).
-fn opt_array<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Value>>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::Array(items) => Some(items),
-        _ => None,
-    })
-}
 
 /// `GET /api/v4/account?with=datetime_settings`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
