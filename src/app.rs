@@ -6,15 +6,15 @@ use std::process::ExitCode;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::attempt::SyncService;
 use crate::cli::{Cli, Mode};
 use crate::clock::unix_now;
 use crate::config::{ConfigError, LogFormat, Settings};
 use crate::exit;
 use crate::kommo::{ClientOptions, KommoClient, KommoError, LeadQuery};
-use crate::metrics::{Metrics, MetricsServer};
+use crate::metrics::MetricsServer;
+use crate::service::{BuildError, ServiceSpec, SyncService};
 use crate::store::{RunKind, Store};
-use crate::sync::{SyncOptions, Syncer};
+use crate::sync::SyncOptions;
 use crate::telemetry;
 use crate::token::{ExpiryState, expiry_state};
 
@@ -46,63 +46,71 @@ fn config_error(e: &ConfigError) -> ExitCode {
     ExitCode::from(exit::CONFIG)
 }
 
-/// The client for the configured account. Validates what requests need.
-fn build_client(settings: &Settings) -> Result<KommoClient, String> {
-    let base = settings.require_base_url().map_err(|e| e.to_string())?;
-    let options = ClientOptions {
+/// The client's options for the configured account.
+fn client_options(settings: &Settings) -> Result<ClientOptions, String> {
+    Ok(ClientOptions {
         requests_per_second: NonZeroU32::new(settings.kommo.requests_per_second)
             .ok_or("kommo.requests_per_second: must be at least 1")?,
         connect_timeout: settings.kommo.connect_timeout,
         request_timeout: settings.kommo.request_timeout,
         max_retries: settings.kommo.max_retries,
         ..ClientOptions::default()
-    };
-    KommoClient::new(base, options).map_err(|e| e.to_string())
+    })
 }
 
-/// Builds the sync service, validating everything a sync needs (base URL,
-/// readable token) before any request; `Err` is an exit status.
-async fn build_service(settings: &Settings) -> Result<SyncService, u8> {
-    let client = build_client(settings).map_err(|e| {
-        eprintln!("kommo-sync: configuration error: {e}");
-        exit::CONFIG
-    })?;
-    if let Err(e) = settings.kommo.token.read() {
-        eprintln!("kommo-sync: configuration error: {e}");
-        return Err(exit::CONFIG);
-    }
-    let store = Store::open_limited(&settings.database.path, settings.database.max_size_mib)
-        .await
-        .map_err(|e| {
-            eprintln!("kommo-sync: {e}");
-            exit::FAILED
-        })?;
-    let syncer = Syncer::new(
-        client,
-        store,
-        SyncOptions {
+/// The client for the configured account. Validates what requests need.
+fn build_client(settings: &Settings) -> Result<KommoClient, String> {
+    let base = settings.require_base_url().map_err(|e| e.to_string())?;
+    KommoClient::new(base, client_options(settings)?).map_err(|e| e.to_string())
+}
+
+/// What the configured service is built from; `Err` is a configuration error.
+fn service_spec(settings: &Settings, with_metrics: bool) -> Result<ServiceSpec, String> {
+    Ok(ServiceSpec {
+        base_url: settings.require_base_url().map_err(|e| e.to_string())?,
+        client: client_options(settings)?,
+        database: settings.database.path.clone(),
+        max_size_mib: settings.database.max_size_mib,
+        sync: SyncOptions {
             page_size: settings.kommo.page_size,
             overlap_seconds: settings.sync.overlap_seconds,
             parallel_windows: settings.sync.parallel_windows,
         },
-    );
-    Ok(SyncService {
-        syncer,
-        token_source: settings.kommo.token.clone(),
+        token: settings.kommo.token.clone(),
         token_expiry_warning_days: settings.kommo.token_expiry_warning_days,
-        metrics: None,
+        with_metrics,
+    })
+}
+
+/// Builds the sync service, validating everything a sync needs (base URL,
+/// readable token) before any request; `Err` is an exit status.
+async fn build_service(settings: &Settings, with_metrics: bool) -> Result<SyncService, u8> {
+    let config_error = |e: &dyn std::fmt::Display| {
+        eprintln!("kommo-sync: configuration error: {e}");
+        exit::CONFIG
+    };
+    let spec = service_spec(settings, with_metrics).map_err(|e| config_error(&e))?;
+    if let Err(e) = settings.kommo.token.read() {
+        return Err(config_error(&e));
+    }
+    SyncService::build(spec).await.map_err(|e| match e {
+        BuildError::Config(e) => config_error(&e),
+        BuildError::Store(e) => {
+            eprintln!("kommo-sync: {e}");
+            exit::FAILED
+        }
     })
 }
 
 async fn one_shot(settings: &Settings, kind: RunKind) -> u8 {
-    let service = match build_service(settings).await {
+    let service = match build_service(settings, false).await {
         Ok(s) => s,
         Err(code) => return code,
     };
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(crate::signals::cancel_on_signal(cancel.clone()));
     let progress = crate::progress::ProgressLine::start(
-        service.syncer.store(),
+        service.store(),
         kind,
         settings.kommo.requests_per_second,
     );
@@ -111,7 +119,7 @@ async fn one_shot(settings: &Settings, kind: RunKind) -> u8 {
         progress.finish();
     }
     signals.abort();
-    service.syncer.store().close().await;
+    service.store().close().await;
     if let Some(error) = &outcome.error {
         eprintln!("kommo-sync: {kind} sync {}: {error}", outcome.status);
     }
@@ -119,11 +127,11 @@ async fn one_shot(settings: &Settings, kind: RunKind) -> u8 {
 }
 
 async fn daemon(settings: &Settings) -> u8 {
-    let mut service = match build_service(settings).await {
+    let service = match build_service(settings, settings.metrics.listen.is_some()).await {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let metrics_server = match start_metrics(settings, &mut service).await {
+    let metrics_server = match start_metrics(settings, &service).await {
         Ok(server) => server,
         Err(code) => return code,
     };
@@ -151,20 +159,17 @@ async fn daemon(settings: &Settings) -> u8 {
     code
 }
 
-/// Serves the metrics endpoint when `metrics.listen` is set, and hooks the
-/// service's attempts to it. `Err` is the exit status (1: the address cannot
-/// be bound; systemd restarts the service, as for any failure at start).
+/// Serves the service's metrics when `metrics.listen` is set. `Err` is the
+/// exit status (1: the address cannot be bound; systemd restarts the
+/// service, as for any failure at start).
 async fn start_metrics(
     settings: &Settings,
-    service: &mut SyncService,
+    service: &SyncService,
 ) -> Result<Option<MetricsServer>, u8> {
-    let Some(listen) = settings.metrics.listen else {
+    let (Some(listen), Some(metrics)) = (settings.metrics.listen, service.metrics()) else {
         return Ok(None);
     };
-    let syncer = &service.syncer;
-    let metrics = Metrics::new(syncer.store().clone(), syncer.client().clone());
-    service.metrics = Some(metrics.clone());
-    MetricsServer::start(listen, metrics)
+    MetricsServer::start(listen, metrics.clone())
         .await
         .map(Some)
         .map_err(|e| {

@@ -8,9 +8,9 @@ use tracing::Instrument;
 use crate::alert::Alert;
 use crate::clock::{format_unix, unix_now};
 use crate::kommo::KommoError;
-use crate::metrics::Metrics;
+use crate::service::SyncService;
 use crate::store::{RunKind, RunStatus, SyncLock};
-use crate::sync::{RunProgress, SyncError, SyncReport, Syncer};
+use crate::sync::{RunProgress, SyncError, SyncReport};
 use crate::token::{ExpiryState, Secret, TokenSource, expiry_state};
 
 /// How one attempt ended.
@@ -56,19 +56,6 @@ struct RunEnd {
     report: Option<SyncReport>,
     error: Option<String>,
     alert: Option<Alert>,
-}
-
-/// Everything an attempt needs, built once per process.
-#[derive(Clone)]
-pub struct SyncService {
-    /// The algorithm with its client and store.
-    pub syncer: Syncer,
-    /// Where the token is read from at each attempt.
-    pub token_source: TokenSource,
-    /// Warn this many days before the token expires.
-    pub token_expiry_warning_days: u32,
-    /// Told of each attempt's outcome and token, when metrics are served.
-    pub metrics: Option<Metrics>,
 }
 
 impl SyncService {

@@ -459,9 +459,7 @@ impl Settings {
             log,
             kommo: KommoSettings {
                 base_url,
-                token: TokenSource {
-                    token_file: k.token_file,
-                },
+                token: TokenSource::configured(k.token_file),
                 requests_per_second,
                 page_size,
                 token_expiry_warning_days,

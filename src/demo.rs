@@ -9,14 +9,15 @@ use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::attempt::{AttemptOutcome, SyncService};
+use crate::attempt::AttemptOutcome;
 use crate::clock::unix_now;
 use crate::config::parse_base_url;
 use crate::exit;
-use crate::kommo::{ClientOptions, KommoClient};
+use crate::kommo::ClientOptions;
+use crate::service::{ServiceSpec, SyncService};
 use crate::simulator::{Simulator, SimulatorConfig};
 use crate::store::{RunKind, Store};
-use crate::sync::{SyncOptions, Syncer};
+use crate::sync::SyncOptions;
 use crate::token::{TokenSource, fake_jwt};
 
 /// The demo's database file, in the current directory.
@@ -47,33 +48,26 @@ async fn demo() -> Result<u8, String> {
     for suffix in ["", "-wal", "-shm", ".lock"] {
         let _ = std::fs::remove_file(format!("{DEMO_DATABASE}{suffix}"));
     }
-    let store = Store::open(path).await.map_err(|e| e.to_string())?;
-    let base = parse_base_url(&simulator.base_url()).map_err(|e| e.to_string())?;
-    let client = KommoClient::new(
-        base,
-        ClientOptions {
+    let service = SyncService::build(ServiceSpec {
+        base_url: parse_base_url(&simulator.base_url()).map_err(|e| e.to_string())?,
+        client: ClientOptions {
             requests_per_second: NonZeroU32::new(7).expect("not zero"),
             ..ClientOptions::default()
         },
-    )
-    .map_err(|e| e.to_string())?;
-    // The demo's token is handed over through the environment, as a user would.
-    // SAFETY: set before any other thread reads the environment for it.
-    unsafe { std::env::set_var(crate::token::TOKEN_ENV_VAR, token.expose()) };
-    let service = SyncService {
-        syncer: Syncer::new(
-            client,
-            store.clone(),
-            SyncOptions {
-                page_size: 250,
-                overlap_seconds: 300,
-                parallel_windows: 4,
-            },
-        ),
-        token_source: TokenSource::default(),
+        database: path.to_path_buf(),
+        max_size_mib: None,
+        sync: SyncOptions {
+            page_size: 250,
+            overlap_seconds: 300,
+            parallel_windows: 4,
+        },
+        token: TokenSource::fixed(token),
         token_expiry_warning_days: 14,
-        metrics: None,
-    };
+        with_metrics: false,
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let store = service.store().clone();
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(crate::signals::cancel_on_signal(cancel.clone()));
 

@@ -10,6 +10,7 @@
 //! - [`kommo`]: the HTTP client, its pacing and typed errors;
 //! - [`store`]: the SQLite mirror, one transaction per page;
 //! - [`sync`]: the keyset algorithm that keeps the mirror exact;
+//! - [`service`]: the one composition root of a sync service;
 //! - [`attempt`]: one recorded sync attempt with its alerts;
 //! - [`daemon`]: the cron schedules, no overlap, systemd integration;
 //! - [`metrics`]: the daemon's Prometheus metrics and health endpoint;
@@ -27,6 +28,7 @@ pub mod exit;
 pub mod kommo;
 pub mod metrics;
 pub mod progress;
+pub mod service;
 pub mod signals;
 pub mod simulator;
 pub mod status;

@@ -45,11 +45,14 @@ impl fmt::Display for Secret {
 }
 
 /// Where the token is read from, in order: `KOMMO_TOKEN`, `kommo.token_file`,
-/// `$CREDENTIALS_DIRECTORY/kommo-token`.
+/// `$CREDENTIALS_DIRECTORY/kommo-token`; or a token given as a value
+/// ([`TokenSource::fixed`], for `--demo`), which nothing else overrides.
 #[derive(Clone, Debug, Default)]
 pub struct TokenSource {
     /// `kommo.token_file` from the configuration.
-    pub token_file: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+    /// A token held by the program itself.
+    fixed: Option<Secret>,
 }
 
 /// Why no token could be read. Messages name the source, never the content.
@@ -76,8 +79,27 @@ pub enum TokenError {
 }
 
 impl TokenSource {
+    /// The usual sources, with `kommo.token_file` from the configuration.
+    pub fn configured(token_file: Option<PathBuf>) -> TokenSource {
+        TokenSource {
+            token_file,
+            fixed: None,
+        }
+    }
+
+    /// A source that always gives `token` (the simulator's, for `--demo`).
+    pub fn fixed(token: Secret) -> TokenSource {
+        TokenSource {
+            token_file: None,
+            fixed: Some(token),
+        }
+    }
+
     /// Reads the token now, from the first source that is set.
     pub fn read(&self) -> Result<Secret, TokenError> {
+        if let Some(token) = &self.fixed {
+            return Ok(token.clone());
+        }
         if let Some(value) = std::env::var_os(TOKEN_ENV_VAR) {
             return clean(
                 value.to_string_lossy().into_owned(),
@@ -98,7 +120,9 @@ impl TokenSource {
 
     /// A description of where the token comes from, for messages ("the file /x").
     pub fn describe(&self) -> String {
-        if std::env::var_os(TOKEN_ENV_VAR).is_some() {
+        if self.fixed.is_some() {
+            "the token the program was given".to_string()
+        } else if std::env::var_os(TOKEN_ENV_VAR).is_some() {
             format!("the environment variable {TOKEN_ENV_VAR}")
         } else if let Some(path) = &self.token_file {
             format!("the file {} (kommo.token_file)", path.display())

@@ -37,8 +37,8 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::Alert;
-use crate::attempt::SyncService;
 use crate::config::ScheduleSettings;
+use crate::service::SyncService;
 use crate::store::RunKind;
 
 use policy::{ClosedAccountGate, FullDebt, RunningSync, start_kind};
@@ -128,7 +128,6 @@ impl TickState {
             // pass another process begins in between is not foreseen).
             let fresh_pass = self
                 .service
-                .syncer
                 .store()
                 .sync_state()
                 .await
@@ -178,7 +177,7 @@ pub async fn run(
         cancel: CancellationToken::new(),
         service,
     });
-    if let Ok(token) = state.service.token_source.read() {
+    if let Ok(token) = state.service.token_source().read() {
         state.service.check_expiry(&token);
     }
     seed_closed_account_gate(&state).await;
@@ -209,14 +208,11 @@ pub async fn run(
     tracing::info!(
         incremental = %schedule.incremental,
         full = %schedule.full,
-        database = %state.service.syncer.store().path().display(),
+        database = %state.service.store().path().display(),
         "kommo-sync daemon started"
     );
     notify_systemd(&[sd_notify::NotifyState::Ready]);
-    let watchdog = spawn_watchdog(
-        state.heartbeat.clone(),
-        state.service.syncer.store().clone(),
-    );
+    let watchdog = spawn_watchdog(state.heartbeat.clone(), state.service.store().clone());
     #[cfg(debug_assertions)]
     if let Some(after) = test_wedge_after() {
         let mut wedged = scheduler.clone();
@@ -243,7 +239,7 @@ pub async fn run(
     }
     // Wait for the sync in flight, if any, to commit its page and end.
     let _idle = state.running.lock().await;
-    state.service.syncer.store().close().await;
+    state.service.store().close().await;
     tracing::info!("kommo-sync daemon stopped");
     Ok(())
 }
@@ -252,7 +248,7 @@ pub async fn run(
 /// failed so, less than a retry period ago) waits out the rest of the period
 /// before it probes again.
 async fn seed_closed_account_gate(state: &TickState) {
-    let Ok(runs) = state.service.syncer.store().recent_runs(1).await else {
+    let Ok(runs) = state.service.store().recent_runs(1).await else {
         return;
     };
     let Some(last) = runs.first() else {
@@ -275,7 +271,7 @@ async fn seed_closed_account_gate(state: &TickState) {
 
 /// The kind of the sync the daemon runs at start (see [`start_kind`]).
 async fn first_sync(state: &TickState, schedule: &ScheduleSettings) -> RunKind {
-    let store = state.service.syncer.store();
+    let store = state.service.store();
     let unfinished = store
         .sync_state()
         .await
