@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use kommo_sync::simulator::{Simulator, SimulatorConfig};
+use kommo_simulator::{Simulator, SimulatorConfig};
 
 /// This build's binary.
 const THIS: &str = env!("CARGO_BIN_EXE_kommo-sync");

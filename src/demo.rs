@@ -15,10 +15,10 @@ use crate::config::parse_base_url;
 use crate::exit;
 use crate::kommo::ClientOptions;
 use crate::service::{ServiceSpec, SyncService};
-use crate::simulator::{Simulator, SimulatorConfig};
 use crate::store::{RunKind, Store};
 use crate::sync::SyncOptions;
 use crate::token::{TokenSource, fake_jwt};
+use kommo_simulator::{Simulator, SimulatorConfig};
 
 /// The demo's database file, in the current directory.
 pub const DEMO_DATABASE: &str = "kommo-demo.sqlite";

@@ -14,7 +14,9 @@
 //! - [`attempt`]: one recorded sync attempt with its alerts;
 //! - [`daemon`]: the cron schedules, no overlap, systemd integration;
 //! - [`metrics`]: the daemon's Prometheus metrics and health endpoint;
-//! - [`simulator`]: a simulated Kommo account on 127.0.0.1 for the demo and tests.
+//!
+//! The simulated Kommo account of `--demo` and the tests is a crate of its
+//! own, `kommo-simulator` (crates/kommo-simulator).
 
 pub mod alert;
 pub mod app;
@@ -30,7 +32,6 @@ pub mod metrics;
 pub mod progress;
 pub mod service;
 pub mod signals;
-pub mod simulator;
 pub mod status;
 pub mod store;
 pub mod sync;

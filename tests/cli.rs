@@ -5,7 +5,7 @@
 mod common;
 
 use common::TestEnv;
-use kommo_sync::simulator::SimulatorConfig;
+use kommo_simulator::SimulatorConfig;
 
 fn small() -> SimulatorConfig {
     SimulatorConfig {
@@ -445,9 +445,9 @@ async fn a_backfill_on_a_terminal_shows_progress_and_none_otherwise() {
     // Under a pseudo-terminal (script(1)), the same run draws its progress,
     // and a log line written meanwhile (a retried 500) does not mix with it.
     env.sim.queue_faults(
-        kommo_sync::simulator::FaultScope::Leads,
+        kommo_simulator::FaultScope::Leads,
         8,
-        vec![kommo_sync::simulator::Fault::Status(500)],
+        vec![kommo_simulator::Fault::Status(500)],
     );
     let command = format!(
         "'{}' --config '{}' --backfill",

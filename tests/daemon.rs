@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{TestEnv, stop_daemon, test_token, wait_for};
-use kommo_sync::simulator::SimulatorConfig;
+use kommo_simulator::SimulatorConfig;
 use sqlx::SqlitePool;
 
 async fn count_runs(pool: &SqlitePool, status: &str) -> i64 {
@@ -375,9 +375,9 @@ async fn json_logs_are_one_object_per_line_with_the_run_id_on_every_line_of_an_a
     .await;
     // A retried 500 and a lead without an id: WARN lines from the client and the sync.
     env.sim.queue_faults(
-        kommo_sync::simulator::FaultScope::Leads,
+        kommo_simulator::FaultScope::Leads,
         1,
-        vec![kommo_sync::simulator::Fault::Status(500)],
+        vec![kommo_simulator::Fault::Status(500)],
     );
     env.sim
         .add_raw_lead(serde_json::json!({"name": "no id", "updated_at": 1_000}));

@@ -9,7 +9,7 @@ mod common;
 use std::collections::HashSet;
 
 use common::{TestEnv, change_account, mirror_rows, run_statuses};
-use kommo_sync::simulator::{Fault, FaultScope, SimulatorConfig};
+use kommo_simulator::{Fault, FaultScope, SimulatorConfig};
 use serde_json::json;
 
 fn account(leads: usize, tie_block: usize) -> SimulatorConfig {

@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{RunOutput, TestEnv, run_statuses, stop_daemon};
-use kommo_sync::simulator::{Fault, FaultScope, RetryAfter, SimulatorConfig};
+use kommo_simulator::{Fault, FaultScope, RetryAfter, SimulatorConfig};
 
 fn account(leads: usize) -> SimulatorConfig {
     SimulatorConfig {
@@ -205,7 +205,7 @@ async fn a_blocked_daemon_probes_rarely_and_syncs_again_once_unblocked() {
     // Restarted right after a probe while still blocked (systemd's
     // Restart=, an upgrade): the new process waits out the rest of the
     // period before it probes.
-    let probes = |sim: &kommo_sync::simulator::Simulator| {
+    let probes = |sim: &kommo_simulator::Simulator| {
         sim.request_log().iter().filter(|r| r.status == 403).count()
     };
     let seen = probes(&env.sim);

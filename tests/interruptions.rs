@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{TestEnv, mirror_rows, open_db, run_statuses};
-use kommo_sync::simulator::SimulatorConfig;
+use kommo_simulator::SimulatorConfig;
 
 fn slow_account() -> (SimulatorConfig, &'static str) {
     (

@@ -8,7 +8,7 @@
 mod common;
 
 use common::TestEnv;
-use kommo_sync::simulator::{Fault, FaultScope, SimulatorConfig};
+use kommo_simulator::{Fault, FaultScope, SimulatorConfig};
 
 /// One window walked at a time: the order of lead requests is fixed.
 const ONE_WALK: &str = "[sync]\nparallel_windows = 1\n";

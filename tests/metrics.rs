@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::{RunOutput, TestEnv, wait_for};
-use kommo_sync::simulator::{Fault, FaultScope, RetryAfter, SimulatorConfig, SimulatorStats};
+use kommo_simulator::{Fault, FaultScope, RetryAfter, SimulatorConfig, SimulatorStats};
 use kommo_sync::token::{Secret, fake_jwt, jwt_expiry};
 use serde_json::json;
 use sqlx::SqlitePool;

@@ -6,7 +6,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use common::{TestEnv, mirror_rows, run_statuses};
-use kommo_sync::simulator::SimulatorConfig;
+use kommo_simulator::SimulatorConfig;
 
 fn account(leads: usize, tie_block: usize) -> SimulatorConfig {
     SimulatorConfig {

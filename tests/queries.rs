@@ -9,7 +9,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 
 use common::TestEnv;
-use kommo_sync::simulator::{SimulatorConfig, StatusChange};
+use kommo_simulator::{SimulatorConfig, StatusChange};
 use serde_json::{Value, json};
 use sqlx::{Row, SqlitePool, TypeInfo, ValueRef};
 

@@ -22,7 +22,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use common::TestEnv;
-use kommo_sync::simulator::{Fault, FaultScope, Mutation, RequestRecord, SimulatorConfig};
+use kommo_simulator::{Fault, FaultScope, Mutation, RequestRecord, SimulatorConfig};
 use tokio::sync::Semaphore;
 
 /// The anomalies drawn from (`StringId` becomes `StringEntityId` on events,

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::TestEnv;
-use kommo_sync::simulator::SimulatorConfig;
+use kommo_simulator::SimulatorConfig;
 use serde_json::{Value, json};
 use sqlx::SqlitePool;
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use std::collections::{BTreeSet, HashSet};
 
-use kommo_sync::simulator::{Mutation, Simulator, SimulatorConfig};
+use kommo_simulator::{Mutation, Simulator, SimulatorConfig};
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use tempfile::TempDir;

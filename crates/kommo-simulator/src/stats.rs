@@ -25,7 +25,7 @@ pub struct SimulatorStats {
     pub max_in_flight: u64,
 }
 
-/// One request received, as [`crate::simulator::Simulator::request_log`]
+/// One request received, as [`crate::Simulator::request_log`]
 /// lists it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RequestRecord {
