@@ -344,15 +344,6 @@ pub struct LossReason {
     pub raw: Value,
 }
 
-impl Keyed for LossReason {
-    fn id(&self) -> Option<i64> {
-        self.id
-    }
-    fn set_raw(&mut self, raw: Value) {
-        self.raw = raw;
-    }
-}
-
 /// A lead tag (`/api/v4/leads/tags`).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
@@ -367,14 +358,22 @@ pub struct Tag {
     pub raw: Value,
 }
 
-impl Keyed for Tag {
-    fn id(&self) -> Option<i64> {
-        self.id
-    }
-    fn set_raw(&mut self, raw: Value) {
-        self.raw = raw;
-    }
+/// [`Keyed`] for elements whose `id` and `raw` are plain fields and that
+/// embed nothing.
+macro_rules! keyed_by_fields {
+    ($($element:ty),+) => {$(
+        impl Keyed for $element {
+            fn id(&self) -> Option<i64> {
+                self.id
+            }
+            fn set_raw(&mut self, raw: Value) {
+                self.raw = raw;
+            }
+        }
+    )+};
 }
+
+keyed_by_fields!(LossReason, Tag);
 
 /// Reads one element; `Err` says why it cannot be stored.
 fn read_element<T: Keyed>(item: Value) -> Result<T, String> {

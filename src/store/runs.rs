@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Sqlite, Transaction};
 
 use super::Store;
 use super::StoreError;
@@ -136,17 +136,6 @@ impl<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> for RunRecord {
     }
 }
 
-pub async fn start(pool: &SqlitePool, kind: RunKind, now: i64) -> Result<i64, StoreError> {
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO sync_runs (kind, started_at, status) VALUES (?, ?, 'running') RETURNING id",
-    )
-    .bind(kind.as_str())
-    .bind(now)
-    .fetch_one(pool)
-    .await?;
-    Ok(id)
-}
-
 pub async fn set_counters(
     tx: &mut Transaction<'static, Sqlite>,
     run_id: i64,
@@ -164,98 +153,20 @@ pub async fn set_counters(
     Ok(())
 }
 
-pub async fn finish(
-    pool: &SqlitePool,
-    run_id: i64,
-    status: RunStatus,
-    counters: &RunCounters,
-    error: Option<&str>,
-    alert: Option<Alert>,
-    now: i64,
-) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await?;
-    sqlx::query(
-        "UPDATE sync_runs SET status = ?, finished_at = ?, leads_upserted = ?, leads_skipped = ?, \
-         requests = ?, error = ? WHERE id = ?",
-    )
-    .bind(status.as_str())
-    .bind(now)
-    .bind(counters.leads_upserted)
-    .bind(counters.leads_skipped)
-    .bind(counters.requests)
-    .bind(error)
-    .bind(run_id)
-    .execute(&mut *tx)
-    .await?;
-    if let Some(alert) = alert {
-        sqlx::query("INSERT OR REPLACE INTO run_alerts (run_id, alert) VALUES (?, ?)")
-            .bind(run_id)
-            .bind(alert.name())
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-pub async fn close_abandoned(pool: &SqlitePool, now: i64) -> Result<u64, StoreError> {
-    let result = sqlx::query(
-        "UPDATE sync_runs SET status = 'interrupted', finished_at = ?, \
-         error = 'the process ended before the run finished (killed or crashed); the next run resumed from the last committed page' \
-         WHERE status = 'running'",
-    )
-    .bind(now)
-    .execute(pool)
-    .await?;
-    Ok(result.rows_affected())
-}
-
-pub async fn recent(pool: &SqlitePool, limit: i64) -> Result<Vec<RunRecord>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT id, kind, started_at, finished_at, status, leads_upserted, leads_skipped, requests, \
-         error, alert FROM sync_runs LEFT JOIN run_alerts ON run_alerts.run_id = sync_runs.id \
-         ORDER BY id DESC LIMIT ?",
-    )
-    .bind(limit)
-    .fetch_all(pool)
-    .await?)
-}
-
-/// When the last run of `kind` that ended `ok` started.
-pub async fn last_ok_start(pool: &SqlitePool, kind: RunKind) -> Result<Option<i64>, StoreError> {
-    Ok(
-        sqlx::query_scalar(
-            "SELECT MAX(started_at) FROM sync_runs WHERE kind = ? AND status = 'ok'",
-        )
-        .bind(kind.as_str())
-        .fetch_one(pool)
-        .await?,
-    )
-}
-
-/// The counters of the run still `running`, if any.
-pub async fn running_counters(pool: &SqlitePool) -> Result<Option<RunCounters>, StoreError> {
-    let row: Option<(i64, i64, i64)> = sqlx::query_as(
-        "SELECT leads_upserted, leads_skipped, requests FROM sync_runs \
-         WHERE status = 'running' ORDER BY id DESC LIMIT 1",
-    )
-    .fetch_optional(pool)
-    .await?;
-    Ok(
-        row.map(|(leads_upserted, leads_skipped, requests)| RunCounters {
-            leads_upserted,
-            leads_skipped,
-            requests,
-        }),
-    )
-}
-
 impl Store {
     /// Records the start of a run (a batch lost by an earlier run no longer
     /// refuses pages).
     pub async fn start_run(&self, kind: RunKind, now: i64) -> Result<i64, StoreError> {
         let db = self.db.flushed_for_new_run().await?;
-        start(db.pool(), kind, now).await
+        let pool = db.pool();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO sync_runs (kind, started_at, status) VALUES (?, ?, 'running') RETURNING id",
+        )
+        .bind(kind.as_str())
+        .bind(now)
+        .fetch_one(pool)
+        .await?;
+        Ok(id)
     }
 
     /// Records the end of a run, with the alert it raised.
@@ -269,31 +180,90 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let db = self.db.flushed().await?;
-        finish(db.pool(), run_id, status, counters, error, alert, now).await
+        let pool = db.pool();
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "UPDATE sync_runs SET status = ?, finished_at = ?, leads_upserted = ?, leads_skipped = ?, \
+             requests = ?, error = ? WHERE id = ?",
+        )
+        .bind(status.as_str())
+        .bind(now)
+        .bind(counters.leads_upserted)
+        .bind(counters.leads_skipped)
+        .bind(counters.requests)
+        .bind(error)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(alert) = alert {
+            sqlx::query("INSERT OR REPLACE INTO run_alerts (run_id, alert) VALUES (?, ?)")
+                .bind(run_id)
+                .bind(alert.name())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Marks runs left `running` by a process that died as `interrupted`.
     /// Call only while holding the sync lock, so no live run is touched.
     pub async fn close_abandoned_runs(&self, now: i64) -> Result<u64, StoreError> {
         let db = self.db.flushed().await?;
-        close_abandoned(db.pool(), now).await
+        let pool = db.pool();
+        let result = sqlx::query(
+            "UPDATE sync_runs SET status = 'interrupted', finished_at = ?, \
+             error = 'the process ended before the run finished (killed or crashed); the next run resumed from the last committed page' \
+             WHERE status = 'running'",
+        )
+        .bind(now)
+        .execute(pool)
+        .await?;
+        Ok(result.rows_affected())
     }
 
     /// When the last run of `kind` that ended `ok` started.
     pub async fn last_ok_start(&self, kind: RunKind) -> Result<Option<i64>, StoreError> {
         let db = self.db.flushed().await?;
-        last_ok_start(db.pool(), kind).await
+        let pool = db.pool();
+        Ok(sqlx::query_scalar(
+            "SELECT MAX(started_at) FROM sync_runs WHERE kind = ? AND status = 'ok'",
+        )
+        .bind(kind.as_str())
+        .fetch_one(pool)
+        .await?)
     }
 
     /// The counters of the run in progress as committed (for the progress
     /// line, which must not commit the run's batch early).
     pub async fn running_run_counters(&self) -> Result<Option<RunCounters>, StoreError> {
-        running_counters(self.db.committed()).await
+        let pool = self.db.committed();
+        let row: Option<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT leads_upserted, leads_skipped, requests FROM sync_runs \
+             WHERE status = 'running' ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_optional(pool)
+        .await?;
+        Ok(
+            row.map(|(leads_upserted, leads_skipped, requests)| RunCounters {
+                leads_upserted,
+                leads_skipped,
+                requests,
+            }),
+        )
     }
 
-    /// The most recent runs, newest first.
+    /// The most recent runs, newest first, with the alert each raised.
     pub async fn recent_runs(&self, limit: i64) -> Result<Vec<RunRecord>, StoreError> {
         let db = self.db.flushed().await?;
-        recent(db.pool(), limit).await
+        let pool = db.pool();
+        Ok(sqlx::query_as(
+            "SELECT id, kind, started_at, finished_at, status, leads_upserted, leads_skipped, requests, \
+             error, alert FROM sync_runs LEFT JOIN run_alerts ON run_alerts.run_id = sync_runs.id \
+             ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(pool)
+        .await?)
     }
 }
