@@ -14,7 +14,9 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::StoreError;
 use super::{RunCounters, Store};
-use crate::kommo::structure::{AccountInfo, CustomField, LossReason, Pipeline, Tag, User};
+use crate::kommo::structure::{
+    AccountInfo, CustomField, FieldEnum, LossReason, Pipeline, Status, Tag, User,
+};
 
 /// One part of the structure as fetched.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -61,58 +63,267 @@ pub const TABLES: [&str; 8] = [
 
 type Tx = Transaction<'static, Sqlite>;
 
-fn raw_text(raw: &Value) -> String {
-    raw.to_string()
+/// A value of a structure row, bound by its type.
+enum Cell<'a> {
+    Int(Option<i64>),
+    Text(Option<&'a str>),
+    Bool(Option<bool>),
+}
+
+/// A structure element as a row: its table, key and columns, and its cells
+/// in the order `KEY`, then `COLUMNS`, then `raw` when `WITH_RAW`. Every
+/// structure table is written by [`upsert`] from this one description.
+trait StructureRow {
+    const TABLE: &'static str;
+    const KEY: &'static [&'static str];
+    const COLUMNS: &'static [&'static str];
+    /// The element as received is kept in `raw` (all but the field options).
+    const WITH_RAW: bool = true;
+    fn cells(&self) -> Vec<Cell<'_>>;
+}
+
+fn text(value: &Option<String>) -> Cell<'_> {
+    Cell::Text(value.as_deref())
+}
+
+impl StructureRow for AccountInfo {
+    const TABLE: &'static str = "account";
+    const KEY: &'static [&'static str] = &["id"];
+    const COLUMNS: &'static [&'static str] = &["name", "subdomain", "currency", "timezone"];
+    fn cells(&self) -> Vec<Cell<'_>> {
+        vec![
+            Cell::Int(self.id),
+            text(&self.name),
+            text(&self.subdomain),
+            text(&self.currency),
+            text(&self.timezone),
+        ]
+    }
+}
+
+impl StructureRow for Pipeline {
+    const TABLE: &'static str = "pipelines";
+    const KEY: &'static [&'static str] = &["id"];
+    const COLUMNS: &'static [&'static str] = &["name", "sort", "is_main", "is_archive"];
+    fn cells(&self) -> Vec<Cell<'_>> {
+        vec![
+            Cell::Int(self.id),
+            text(&self.name),
+            Cell::Int(self.sort),
+            Cell::Bool(self.is_main),
+            Cell::Bool(self.is_archive),
+        ]
+    }
+}
+
+impl StructureRow for Status {
+    const TABLE: &'static str = "statuses";
+    const KEY: &'static [&'static str] = &["pipeline_id", "id"];
+    const COLUMNS: &'static [&'static str] = &["name", "sort", "type", "color", "is_editable"];
+    fn cells(&self) -> Vec<Cell<'_>> {
+        vec![
+            Cell::Int(Some(self.pipeline_id)),
+            Cell::Int(self.id),
+            text(&self.name),
+            Cell::Int(self.sort),
+            Cell::Int(self.kind),
+            text(&self.color),
+            Cell::Bool(self.is_editable),
+        ]
+    }
+}
+
+impl StructureRow for User {
+    const TABLE: &'static str = "users";
+    const KEY: &'static [&'static str] = &["id"];
+    const COLUMNS: &'static [&'static str] = &["name", "email", "is_admin", "is_active"];
+    fn cells(&self) -> Vec<Cell<'_>> {
+        vec![
+            Cell::Int(self.id),
+            text(&self.name),
+            text(&self.email),
+            Cell::Bool(self.is_admin),
+            Cell::Bool(self.is_active),
+        ]
+    }
+}
+
+impl StructureRow for CustomField {
+    const TABLE: &'static str = "custom_fields";
+    const KEY: &'static [&'static str] = &["id"];
+    const COLUMNS: &'static [&'static str] =
+        &["name", "type", "code", "sort", "is_api_only", "group_id"];
+    fn cells(&self) -> Vec<Cell<'_>> {
+        vec![
+            Cell::Int(self.id),
+            text(&self.name),
+            text(&self.kind),
+            text(&self.code),
+            Cell::Int(self.sort),
+            Cell::Bool(self.is_api_only),
+            text(&self.group_id),
+        ]
+    }
+}
+
+impl StructureRow for FieldEnum {
+    const TABLE: &'static str = "custom_field_enums";
+    const KEY: &'static [&'static str] = &["field_id", "id"];
+    const COLUMNS: &'static [&'static str] = &["value", "sort", "code"];
+    const WITH_RAW: bool = false;
+    fn cells(&self) -> Vec<Cell<'_>> {
+        vec![
+            Cell::Int(Some(self.field_id)),
+            Cell::Int(self.id),
+            text(&self.value),
+            Cell::Int(self.sort),
+            text(&self.code),
+        ]
+    }
+}
+
+impl StructureRow for LossReason {
+    const TABLE: &'static str = "loss_reasons";
+    const KEY: &'static [&'static str] = &["id"];
+    const COLUMNS: &'static [&'static str] = &["name", "sort"];
+    fn cells(&self) -> Vec<Cell<'_>> {
+        vec![Cell::Int(self.id), text(&self.name), Cell::Int(self.sort)]
+    }
+}
+
+impl StructureRow for Tag {
+    const TABLE: &'static str = "tags";
+    const KEY: &'static [&'static str] = &["id"];
+    const COLUMNS: &'static [&'static str] = &["name", "color"];
+    fn cells(&self) -> Vec<Cell<'_>> {
+        vec![Cell::Int(self.id), text(&self.name), text(&self.color)]
+    }
+}
+
+/// The element as received, for `raw`.
+trait Received {
+    fn raw(&self) -> &Value;
+}
+
+macro_rules! received {
+    ($($row:ty),+) => {$(
+        impl Received for $row {
+            fn raw(&self) -> &Value {
+                &self.raw
+            }
+        }
+    )+};
+}
+
+received!(
+    AccountInfo,
+    Pipeline,
+    Status,
+    User,
+    CustomField,
+    LossReason,
+    Tag
+);
+
+impl Received for FieldEnum {
+    fn raw(&self) -> &Value {
+        &Value::Null
+    }
+}
+
+/// Upserts `rows` into their table, listed (`is_deleted = 0`) as of `now`.
+async fn upsert<R: StructureRow + Received + Sync>(
+    tx: &mut Tx,
+    rows: Vec<&R>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut columns: Vec<&str> = R::KEY.iter().chain(R::COLUMNS).copied().collect();
+    if R::WITH_RAW {
+        columns.push("raw");
+    }
+    let updates: Vec<String> = columns[R::KEY.len()..]
+        .iter()
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    let sql = format!(
+        "INSERT INTO {table} ({columns}, is_deleted, synced_at) VALUES ({marks}0, ?) \
+         ON CONFLICT ({key}) DO UPDATE SET {updates}, is_deleted = 0, synced_at = excluded.synced_at",
+        table = R::TABLE,
+        columns = columns.join(", "),
+        marks = "?, ".repeat(columns.len()),
+        key = R::KEY.join(", "),
+        updates = updates.join(", "),
+    );
+    for row in rows {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+        for cell in row.cells() {
+            query = match cell {
+                Cell::Int(v) => query.bind(v),
+                Cell::Text(v) => query.bind(v),
+                Cell::Bool(v) => query.bind(v),
+            };
+        }
+        if R::WITH_RAW {
+            query = query.bind(row.raw().to_string());
+        }
+        query.bind(now).execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// Writes `snapshot` into `tx`.
 pub async fn write(tx: &mut Tx, snapshot: &StructureSnapshot, now: i64) -> Result<(), StoreError> {
     if let Some(account) = &snapshot.account {
-        write_account(tx, account, now).await?;
+        upsert(tx, vec![account], now).await?;
+        flag_missing(tx, "account", ids([account.id]), now).await?;
     }
     if let Some(part) = &snapshot.pipelines {
-        write_pipelines(tx, part, now).await?;
+        upsert(tx, part.items.iter().collect(), now).await?;
+        upsert(
+            tx,
+            part.items.iter().flat_map(|p| &p.statuses).collect(),
+            now,
+        )
+        .await?;
+        if part.complete {
+            flag_missing(tx, "pipelines", ids(part.items.iter().map(|p| p.id)), now).await?;
+            let pairs = pairs(
+                part.items
+                    .iter()
+                    .flat_map(|p| p.statuses.iter().map(|s| (s.pipeline_id, s.id))),
+            );
+            flag_missing_pairs(tx, "statuses", "pipeline_id", pairs, &[], now).await?;
+        }
     }
     if let Some(part) = &snapshot.users {
-        for u in &part.items {
-            sqlx::query(
-                "INSERT INTO users (id, name, email, is_admin, is_active, raw, is_deleted, synced_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
-                 email = excluded.email, is_admin = excluded.is_admin, is_active = excluded.is_active, \
-                 raw = excluded.raw, is_deleted = 0, synced_at = excluded.synced_at",
-            )
-            .bind(u.id)
-            .bind(&u.name)
-            .bind(&u.email)
-            .bind(u.is_admin)
-            .bind(u.is_active)
-            .bind(raw_text(&u.raw))
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        }
+        upsert(tx, part.items.iter().collect(), now).await?;
         if part.complete {
             flag_missing(tx, "users", ids(part.items.iter().map(|u| u.id)), now).await?;
         }
     }
     if let Some(part) = &snapshot.custom_fields {
-        write_custom_fields(tx, part, now).await?;
+        upsert(tx, part.items.iter().collect(), now).await?;
+        upsert(tx, part.items.iter().flat_map(|f| &f.enums).collect(), now).await?;
+        if part.complete {
+            flag_missing(
+                tx,
+                "custom_fields",
+                ids(part.items.iter().map(|f| f.id)),
+                now,
+            )
+            .await?;
+            let pairs = pairs(
+                part.items
+                    .iter()
+                    .flat_map(|f| f.enums.iter().map(|e| (e.field_id, e.id))),
+            );
+            // A field listed without an `enums` array says nothing of its options.
+            let unlisted = ids(part.items.iter().filter(|f| !f.enums_listed).map(|f| f.id));
+            flag_missing_pairs(tx, "custom_field_enums", "field_id", pairs, &unlisted, now).await?;
+        }
     }
     if let Some(part) = &snapshot.loss_reasons {
-        for r in &part.items {
-            sqlx::query(
-                "INSERT INTO loss_reasons (id, name, sort, raw, is_deleted, synced_at) \
-                 VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
-                 sort = excluded.sort, raw = excluded.raw, is_deleted = 0, synced_at = excluded.synced_at",
-            )
-            .bind(r.id)
-            .bind(&r.name)
-            .bind(r.sort)
-            .bind(raw_text(&r.raw))
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        }
+        upsert(tx, part.items.iter().collect(), now).await?;
         if part.complete {
             flag_missing(
                 tx,
@@ -124,154 +335,10 @@ pub async fn write(tx: &mut Tx, snapshot: &StructureSnapshot, now: i64) -> Resul
         }
     }
     if let Some(part) = &snapshot.tags {
-        for t in &part.items {
-            sqlx::query(
-                "INSERT INTO tags (id, name, color, raw, is_deleted, synced_at) \
-                 VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
-                 color = excluded.color, raw = excluded.raw, is_deleted = 0, synced_at = excluded.synced_at",
-            )
-            .bind(t.id)
-            .bind(&t.name)
-            .bind(&t.color)
-            .bind(raw_text(&t.raw))
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        }
+        upsert(tx, part.items.iter().collect(), now).await?;
         if part.complete {
             flag_missing(tx, "tags", ids(part.items.iter().map(|t| t.id)), now).await?;
         }
-    }
-    Ok(())
-}
-
-async fn write_account(tx: &mut Tx, a: &AccountInfo, now: i64) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO account (id, name, subdomain, currency, timezone, raw, is_deleted, synced_at) \
-         VALUES (?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
-         subdomain = excluded.subdomain, currency = excluded.currency, timezone = excluded.timezone, \
-         raw = excluded.raw, is_deleted = 0, synced_at = excluded.synced_at",
-    )
-    .bind(a.id)
-    .bind(&a.name)
-    .bind(&a.subdomain)
-    .bind(&a.currency)
-    .bind(&a.timezone)
-    .bind(raw_text(&a.raw))
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    flag_missing(tx, "account", ids([a.id]), now).await
-}
-
-async fn write_pipelines(tx: &mut Tx, part: &Part<Pipeline>, now: i64) -> Result<(), StoreError> {
-    for p in &part.items {
-        sqlx::query(
-            "INSERT INTO pipelines (id, name, sort, is_main, is_archive, raw, is_deleted, synced_at) \
-             VALUES (?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
-             sort = excluded.sort, is_main = excluded.is_main, is_archive = excluded.is_archive, \
-             raw = excluded.raw, is_deleted = 0, synced_at = excluded.synced_at",
-        )
-        .bind(p.id)
-        .bind(&p.name)
-        .bind(p.sort)
-        .bind(p.is_main)
-        .bind(p.is_archive)
-        .bind(raw_text(&p.raw))
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-        for s in &p.statuses {
-            sqlx::query(
-                "INSERT INTO statuses (pipeline_id, id, name, sort, type, color, is_editable, raw, \
-                 is_deleted, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?) \
-                 ON CONFLICT (pipeline_id, id) DO UPDATE SET name = excluded.name, sort = excluded.sort, \
-                 type = excluded.type, color = excluded.color, is_editable = excluded.is_editable, \
-                 raw = excluded.raw, is_deleted = 0, synced_at = excluded.synced_at",
-            )
-            .bind(s.pipeline_id)
-            .bind(s.id)
-            .bind(&s.name)
-            .bind(s.sort)
-            .bind(s.kind)
-            .bind(&s.color)
-            .bind(s.is_editable)
-            .bind(raw_text(&s.raw))
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        }
-    }
-    if part.complete {
-        flag_missing(tx, "pipelines", ids(part.items.iter().map(|p| p.id)), now).await?;
-        let pairs = pairs(
-            part.items
-                .iter()
-                .flat_map(|p| p.statuses.iter().map(|s| (s.pipeline_id, s.id))),
-        );
-        flag_missing_pairs(tx, "statuses", "pipeline_id", pairs, &[], now).await?;
-    }
-    Ok(())
-}
-
-async fn write_custom_fields(
-    tx: &mut Tx,
-    part: &Part<CustomField>,
-    now: i64,
-) -> Result<(), StoreError> {
-    for f in &part.items {
-        sqlx::query(
-            "INSERT INTO custom_fields (id, name, type, code, sort, is_api_only, group_id, raw, \
-             is_deleted, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?) \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, type = excluded.type, \
-             code = excluded.code, sort = excluded.sort, is_api_only = excluded.is_api_only, \
-             group_id = excluded.group_id, raw = excluded.raw, is_deleted = 0, \
-             synced_at = excluded.synced_at",
-        )
-        .bind(f.id)
-        .bind(&f.name)
-        .bind(&f.kind)
-        .bind(&f.code)
-        .bind(f.sort)
-        .bind(f.is_api_only)
-        .bind(&f.group_id)
-        .bind(raw_text(&f.raw))
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-        for e in &f.enums {
-            sqlx::query(
-                "INSERT INTO custom_field_enums (field_id, id, value, sort, code, is_deleted, synced_at) \
-                 VALUES (?, ?, ?, ?, ?, 0, ?) ON CONFLICT (field_id, id) DO UPDATE SET \
-                 value = excluded.value, sort = excluded.sort, code = excluded.code, is_deleted = 0, \
-                 synced_at = excluded.synced_at",
-            )
-            .bind(e.field_id)
-            .bind(e.id)
-            .bind(&e.value)
-            .bind(e.sort)
-            .bind(&e.code)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        }
-    }
-    if part.complete {
-        flag_missing(
-            tx,
-            "custom_fields",
-            ids(part.items.iter().map(|f| f.id)),
-            now,
-        )
-        .await?;
-        let pairs = pairs(
-            part.items
-                .iter()
-                .flat_map(|f| f.enums.iter().map(|e| (e.field_id, e.id))),
-        );
-        // A field listed without an `enums` array says nothing of its options.
-        let unlisted = ids(part.items.iter().filter(|f| !f.enums_listed).map(|f| f.id));
-        flag_missing_pairs(tx, "custom_field_enums", "field_id", pairs, &unlisted, now).await?;
     }
     Ok(())
 }
