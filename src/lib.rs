@@ -29,6 +29,7 @@ pub mod demo;
 pub mod exit;
 pub mod kommo;
 pub mod metrics;
+pub mod poison;
 pub mod progress;
 pub mod service;
 pub mod signals;

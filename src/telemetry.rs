@@ -11,6 +11,7 @@ use indicatif::ProgressBar;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
+use crate::poison::LockAnyway;
 
 /// Environment variable overriding `log.format`: `text` or `json`.
 pub const LOG_FORMAT_ENV_VAR: &str = "KOMMO_SYNC_LOG_FORMAT";
@@ -54,7 +55,7 @@ static PROGRESS_LINE: Mutex<Option<ProgressBar>> = Mutex::new(None);
 
 /// Sets (or, with `None`, forgets) the progress line log lines must step around.
 pub fn set_progress_line(bar: Option<ProgressBar>) {
-    *PROGRESS_LINE.lock().unwrap_or_else(|e| e.into_inner()) = bar;
+    *PROGRESS_LINE.lock_anyway() = bar;
 }
 
 /// stderr, stepping around the progress line.
@@ -62,10 +63,7 @@ struct LogWriter;
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let bar = PROGRESS_LINE
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let bar = PROGRESS_LINE.lock_anyway().clone();
         match bar {
             Some(bar) => bar.suspend(|| std::io::stderr().write(buf)),
             None => std::io::stderr().write(buf),

@@ -41,6 +41,7 @@ use crate::config::ScheduleSettings;
 use crate::service::SyncService;
 use crate::store::RunKind;
 
+use crate::poison::LockAnyway;
 use policy::{ClosedAccountGate, FullDebt, RunningSync, start_kind};
 use systemd::{HEARTBEAT_SCHEDULE, Heartbeat, notify_systemd, spawn_watchdog};
 
@@ -84,17 +85,15 @@ struct TickState {
 
 impl TickState {
     fn debt(&self) -> std::sync::MutexGuard<'_, FullDebt> {
-        self.full_debt.lock().unwrap_or_else(|e| e.into_inner())
+        self.full_debt.lock_anyway()
     }
 
     fn gate(&self) -> std::sync::MutexGuard<'_, ClosedAccountGate> {
-        self.closed_account
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.closed_account.lock_anyway()
     }
 
     fn running_sync(&self) -> std::sync::MutexGuard<'_, Option<RunningSync>> {
-        self.running_sync.lock().unwrap_or_else(|e| e.into_inner())
+        self.running_sync.lock_anyway()
     }
 
     async fn on_tick(&self, scheduled: RunKind) {

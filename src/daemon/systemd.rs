@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+use crate::poison::LockAnyway;
 use crate::store::Store;
 
 /// The cron of the scheduler's heartbeat job: every second.
@@ -50,13 +51,13 @@ impl Heartbeat {
     }
 
     fn beat_at(&self, at: Instant, wall: SystemTime) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Beat { at, wall };
+        *self.0.lock_anyway() = Beat { at, wall };
     }
 
     /// Whether the scheduler beat within `stale` of `now` (`wall_now` on the
     /// wall clock), counting only time that both clocks saw pass.
     fn is_alive(&self, now: Instant, wall_now: SystemTime, stale: Duration) -> bool {
-        let last = *self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let last = *self.0.lock_anyway();
         let elapsed = now.saturating_duration_since(last.at);
         // Zero while the wall clock is behind the beat (stepped back).
         let wall_elapsed = wall_now.duration_since(last.wall).unwrap_or_default();

@@ -20,6 +20,7 @@ use super::retry::{Retry, RetryBudget, retry_after};
 use super::server_clock::ServerClock;
 use super::structure::{AccountInfo, Keyed, ListEndpoint, Listed};
 use super::{KommoError, LeadEventsPage, LeadPage, Pacer, ResponseCounts};
+use crate::poison::LockAnyway;
 use crate::token::Secret;
 
 /// How the client behaves; the defaults suit the real Kommo.
@@ -103,14 +104,11 @@ impl KommoClient {
     /// that fails in one of its concurrent walks then sends nothing more,
     /// which matters most after a `403` block. One run at a time per client.
     pub fn send_until(&self, stop: CancellationToken) {
-        *self.run_stop.lock().unwrap_or_else(|e| e.into_inner()) = stop;
+        *self.run_stop.lock_anyway() = stop;
     }
 
     fn run_stopped(&self) -> bool {
-        self.run_stop
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_cancelled()
+        self.run_stop.lock_anyway().is_cancelled()
     }
 
     /// Kommo's now in Unix seconds, from the `Date` header of its last answer

@@ -14,6 +14,7 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::poison::LockAnyway;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
@@ -62,7 +63,7 @@ impl Pacer {
     }
 
     fn paused_until(&self) -> Option<Instant> {
-        *self.paused_until.lock().unwrap_or_else(|e| e.into_inner())
+        *self.paused_until.lock_anyway()
     }
 
     fn is_paused(&self) -> bool {
@@ -79,7 +80,7 @@ impl Pacer {
     /// while another process's requests may still be in Kommo's window).
     pub fn pause_for(&self, delay: Duration) {
         let until = Instant::now() + delay;
-        let mut guard = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.paused_until.lock_anyway();
         if guard.is_none_or(|t| t < until) {
             *guard = Some(until);
         }

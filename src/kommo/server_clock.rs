@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::poison::LockAnyway;
 use reqwest::header::{DATE, HeaderMap};
 
 /// Kommo's clock as its last `Date` header told it.
@@ -22,7 +23,7 @@ impl ServerClock {
     /// Kommo's now in Unix seconds, from the `Date` header of its last answer
     /// plus the time since; `None` before any answer carried one.
     pub(super) fn now(&self) -> Option<i64> {
-        let time = (*self.0.lock().unwrap_or_else(|e| e.into_inner()))?;
+        let time = (*self.0.lock_anyway())?;
         let elapsed = i64::try_from(time.received.elapsed().as_secs()).unwrap_or(i64::MAX);
         Some(time.unix.saturating_add(elapsed))
     }
@@ -30,7 +31,7 @@ impl ServerClock {
     /// Notes the `Date` of an answer, if it has one.
     pub(super) fn note(&self, headers: &HeaderMap) {
         if let Some(unix) = header_date(headers) {
-            *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(ServerTime {
+            *self.0.lock_anyway() = Some(ServerTime {
                 unix,
                 received: tokio::time::Instant::now(),
             });

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::alert::Alert;
 use crate::clock::unix_now;
 use crate::kommo::KommoClient;
+use crate::poison::LockAnyway;
 use crate::store::{RunKind, RunStatus, Store, StoreError};
 use crate::token::{Secret, jwt_expiry};
 
@@ -89,7 +90,7 @@ impl Metrics {
     }
 
     fn live(&self) -> MutexGuard<'_, LiveState> {
-        self.shared.live.lock().unwrap_or_else(|e| e.into_inner())
+        self.shared.live.lock_anyway()
     }
 
     /// The token was read for an attempt (or at daemon start): its expiry

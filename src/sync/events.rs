@@ -35,10 +35,9 @@ impl Syncer {
         events_cursor: Option<i64>,
         until: i64,
     ) -> Result<(), SyncError> {
-        let overlap = i64::from(self.options.overlap_seconds);
         // No cursor yet (no full sync has run): nothing to catch up on
         // before the first sync; deletions are followed from now on.
-        let deletions_from = events_cursor.map(|c| (c - overlap).max(0));
+        let deletions_from = events_cursor.map(|c| self.options.resume_from(c));
         let stages_from = self.stage_history_start().await?;
         let Some(last_event) = self
             .walk_events(progress, deletions_from, stages_from, until)
@@ -103,12 +102,11 @@ impl Syncer {
     /// Where the stage history walk starts: its cursor minus the overlap,
     /// or 0 (the whole history) the first time.
     async fn stage_history_start(&self) -> Result<i64, SyncError> {
-        let overlap = i64::from(self.options.overlap_seconds);
         Ok(self
             .store
             .stage_history_cursor()
             .await?
-            .map_or(0, |c| (c - overlap).max(0)))
+            .map_or(0, |c| self.options.resume_from(c)))
     }
 
     /// Walks the events up to `until`: stage changes from `stages_from`

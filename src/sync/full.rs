@@ -27,6 +27,7 @@ use super::windows::{Assignment, Window, WindowPlan};
 use super::{ById, IDS_PER_REQUEST, MIN_WINDOW_SPLIT_SECONDS, RunProgress, SyncError, Syncer};
 use crate::clock::unix_now;
 use crate::kommo::{Lead, LeadOrder, LeadQuery};
+use crate::poison::LockAnyway;
 use crate::store::PageCommit;
 
 impl Syncer {
@@ -65,7 +66,7 @@ impl Syncer {
         if let Some(e) = first_error {
             return Err(e);
         }
-        let all_done = plan.lock().unwrap_or_else(|e| e.into_inner()).all_done();
+        let all_done = plan.lock_anyway().all_done();
         if !all_done {
             // Only possible if a stop came between windows.
             return Err(SyncError::Interrupted);
@@ -197,13 +198,13 @@ impl Syncer {
                 return Err(SyncError::Interrupted);
             }
             let now = self.kommo_now();
-            let assignment = plan.lock().unwrap_or_else(|e| e.into_inner()).assign(now);
+            let assignment = plan.lock_anyway().assign(now);
             let window = match assignment {
                 Assignment::Idle => return Ok(()),
                 Assignment::Walk(window) => window,
                 Assignment::Split { shortened, new } => {
                     let saved = self.store.save_split(pass, &shortened, &new).await;
-                    let mut plan = plan.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut plan = plan.lock_anyway();
                     if let Err(e) = saved {
                         plan.abandon_split(&shortened);
                         return Err(e.into());
@@ -223,24 +224,16 @@ impl Syncer {
             };
             let mut walked = self.walk(progress, range).await;
             if let (Ok(()), Some(newest)) = (&walked, newest) {
-                let window = plan
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(window.id);
+                let window = plan.lock_anyway().get(window.id);
                 walked = self.check_reached(progress, pass, window, newest).await;
             }
             match walked {
                 Ok(()) => {
-                    let done = plan
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .reached_end(window.id);
+                    let done = plan.lock_anyway().reached_end(window.id);
                     self.save_window(progress, pass, done).await?;
                 }
                 Err(e) => {
-                    plan.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .release(window.id);
+                    plan.lock_anyway().release(window.id);
                     return Err(e);
                 }
             }
@@ -277,7 +270,7 @@ async fn wait_for_first_step(plan: &Mutex<WindowPlan>, progress: &RunProgress) -
     let started = Instant::now();
     loop {
         let (steps, first_step, all_done) = {
-            let plan = plan.lock().unwrap_or_else(|e| e.into_inner());
+            let plan = plan.lock_anyway();
             (plan.steps(), plan.first_step(), plan.all_done())
         };
         if steps > 0 {

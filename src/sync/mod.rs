@@ -46,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::unix_now;
 use crate::kommo::{KommoClient, KommoError, Lead, LeadId, LeadOrder, LeadPage, LeadQuery};
+use crate::poison::LockAnyway;
 use crate::store::{RunCounters, RunKind, Store, StoreError};
 use crate::token::Secret;
 
@@ -118,6 +119,15 @@ pub struct SyncOptions {
     pub parallel_windows: u32,
 }
 
+impl SyncOptions {
+    /// Where a read resumes from a saved `cursor`: `overlap_seconds`
+    /// before it (writes that became visible late are met again), never
+    /// before 0.
+    pub fn resume_from(&self, cursor: i64) -> i64 {
+        (cursor - i64::from(self.overlap_seconds)).max(0)
+    }
+}
+
 /// The state of one run, shared by every walk of the run (several at once
 /// in a full pass).
 pub struct RunProgress {
@@ -163,10 +173,7 @@ impl RunProgress {
 
     /// Whether this is the run's first warning about `id` being stamped in the future.
     fn first_future_warning(&self, id: LeadId) -> bool {
-        self.future_warned
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id)
+        self.future_warned.lock_anyway().insert(id)
     }
 
     fn add_leads(&self, n: usize) -> RunCounters {
@@ -264,11 +271,12 @@ impl Syncer {
             }
             RunKind::Incremental => {
                 let state = self.store.sync_state().await?;
-                let overlap = i64::from(self.options.overlap_seconds);
                 let before = self.store.lead_counts().await?.deleted;
-                let start = state.incremental_cursor.map_or(0, |c| (c - overlap).max(0));
+                let resume =
+                    |cursor: Option<i64>| cursor.map_or(0, |c| self.options.resume_from(c));
+                let start = resume(state.incremental_cursor);
                 self.walk(progress, walk::Range::incremental(start)).await?;
-                let deleted_start = state.deleted_cursor.map_or(0, |c| (c - overlap).max(0));
+                let deleted_start = resume(state.deleted_cursor);
                 self.walk(progress, walk::Range::deleted(deleted_start))
                     .await?;
                 self.sync_structure(progress).await?;

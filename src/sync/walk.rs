@@ -20,6 +20,7 @@ use super::windows::WindowPlan;
 use super::{RunProgress, SyncError, Syncer};
 use crate::clock::unix_now;
 use crate::kommo::{Lead, LeadOrder, LeadPage, LeadQuery};
+use crate::poison::LockAnyway;
 use crate::store::{CursorUpdate, PageCommit};
 
 /// A lead stamped more than this many seconds past Kommo's now is stamped in
@@ -45,7 +46,7 @@ pub(super) struct WindowRef<'a> {
 
 impl WindowRef<'_> {
     fn plan(&self) -> std::sync::MutexGuard<'_, WindowPlan> {
-        self.plan.lock().unwrap_or_else(|e| e.into_inner())
+        self.plan.lock_anyway()
     }
 }
 
