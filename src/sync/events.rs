@@ -55,18 +55,7 @@ impl Syncer {
             // Gone only where the last event was a deletion: a lead restored
             // since is not marked deleted because an answer missed it.
             let gone: Vec<LeadId> = gone.into_iter().filter(|id| last_event[id].1).collect();
-            let counters = progress.add_leads(alive.len());
-            self.store
-                .commit_page(PageCommit {
-                    run_id: progress.run_id,
-                    leads: &alive,
-                    gone: &gone,
-                    cursor: CursorUpdate::default(),
-                    window: None,
-                    counters,
-                    now: unix_now(),
-                })
-                .await?;
+            self.commit_by_id(progress, &alive, &gone).await?;
         }
         self.commit_events_cursor(progress, until).await
     }

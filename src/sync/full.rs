@@ -112,17 +112,7 @@ impl Syncer {
         }
         for chunk in ids.chunks(IDS_PER_REQUEST) {
             let ById { alive, gone } = self.read_by_id(progress, chunk).await?;
-            let counters = progress.add_leads(alive.len());
-            self.store
-                .commit_page(PageCommit {
-                    run_id: progress.run_id,
-                    leads: &alive,
-                    gone: &gone,
-                    counters,
-                    now: unix_now(),
-                    ..PageCommit::default()
-                })
-                .await?;
+            self.commit_by_id(progress, &alive, &gone).await?;
         }
         Ok(())
     }

@@ -47,7 +47,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::unix_now;
 use crate::kommo::{KommoClient, KommoError, Lead, LeadId, LeadOrder, LeadPage, LeadQuery};
 use crate::poison::LockAnyway;
-use crate::store::{RunCounters, RunKind, Store, StoreError};
+use crate::store::{PageCommit, RunCounters, RunKind, Store, StoreError};
 use crate::token::Secret;
 
 pub use listing::{MAX_PAGES_PER_PASS, MAX_PASSES_PER_LISTING};
@@ -213,6 +213,27 @@ pub struct Syncer {
 }
 
 impl Syncer {
+    /// Commits what answers by id said: the leads alive and those gone.
+    async fn commit_by_id(
+        &self,
+        progress: &RunProgress,
+        alive: &[Lead],
+        gone: &[LeadId],
+    ) -> Result<(), SyncError> {
+        let counters = progress.add_leads(alive.len());
+        self.store
+            .commit_page(PageCommit {
+                run_id: progress.run_id,
+                leads: alive,
+                gone,
+                counters,
+                now: unix_now(),
+                ..PageCommit::default()
+            })
+            .await?;
+        Ok(())
+    }
+
     pub fn new(client: KommoClient, store: Store, options: SyncOptions) -> Syncer {
         Syncer {
             client,
