@@ -18,27 +18,61 @@ use super::lenient::{Scalar, lenient_bool, lenient_id, lenient_list};
 /// Kommo's id of a lead.
 pub type LeadId = i64;
 
-/// The scalar columns of `leads`, in table order, each copied from the
-/// lead's field of the same name.
-pub const SCALAR_COLUMNS: [&str; 17] = [
-    "name",
-    "price",
-    "responsible_user_id",
-    "group_id",
-    "status_id",
-    "pipeline_id",
-    "loss_reason_id",
-    "source_id",
-    "created_by",
-    "updated_by",
-    "score",
-    "account_id",
-    "labor_cost",
-    "created_at",
-    "updated_at",
-    "closed_at",
-    "closest_task_at",
-];
+/// Declares the scalar columns of `leads` once: the list
+/// [`SCALAR_COLUMNS`], the fields of the wire lead that carry them and
+/// [`WireLead::scalars`], all in table order.
+macro_rules! lead_scalars {
+    ($($column:ident),+ $(,)?) => {
+        /// The scalar columns of `leads`, in table order, each copied from the
+        /// lead's field of the same name.
+        pub const SCALAR_COLUMNS: [&str; [$(stringify!($column)),+].len()] =
+            [$(stringify!($column)),+];
+
+        /// The fields of a lead the mirror reads; the rest is skipped unread.
+        #[derive(Deserialize)]
+        struct WireLead<'a> {
+            #[serde(default, borrow)]
+            id: Scalar<'a>,
+            $(
+                #[serde(default, borrow)]
+                $column: Scalar<'a>,
+            )+
+            #[serde(default, deserialize_with = "lenient_bool")]
+            is_deleted: Option<bool>,
+            #[serde(default, borrow)]
+            custom_fields_values: Option<&'a RawValue>,
+            #[serde(default, borrow, rename = "_embedded")]
+            embedded: Option<&'a RawValue>,
+        }
+
+        impl<'a> WireLead<'a> {
+            /// The fields of [`SCALAR_COLUMNS`], in the same order.
+            fn scalars(&self) -> [&Scalar<'a>; SCALAR_COLUMNS.len()] {
+                [$(&self.$column),+]
+            }
+        }
+    };
+}
+
+lead_scalars!(
+    name,
+    price,
+    responsible_user_id,
+    group_id,
+    status_id,
+    pipeline_id,
+    loss_reason_id,
+    source_id,
+    created_by,
+    updated_by,
+    score,
+    account_id,
+    labor_cost,
+    created_at,
+    updated_at,
+    closed_at,
+    closest_task_at,
+);
 
 /// The value of one scalar column.
 #[derive(Clone, Debug, PartialEq)]
@@ -238,78 +272,6 @@ pub(crate) fn json_kind(text: &str) -> &'static str {
         Some(b't' | b'f') => "a boolean",
         Some(b'n') => "null",
         _ => "a number",
-    }
-}
-
-/// The fields of a lead the mirror reads; the rest is skipped unread.
-#[derive(Deserialize)]
-struct WireLead<'a> {
-    #[serde(default, borrow)]
-    id: Scalar<'a>,
-    #[serde(default, borrow)]
-    name: Scalar<'a>,
-    #[serde(default, borrow)]
-    price: Scalar<'a>,
-    #[serde(default, borrow)]
-    responsible_user_id: Scalar<'a>,
-    #[serde(default, borrow)]
-    group_id: Scalar<'a>,
-    #[serde(default, borrow)]
-    status_id: Scalar<'a>,
-    #[serde(default, borrow)]
-    pipeline_id: Scalar<'a>,
-    #[serde(default, borrow)]
-    loss_reason_id: Scalar<'a>,
-    #[serde(default, borrow)]
-    source_id: Scalar<'a>,
-    #[serde(default, borrow)]
-    created_by: Scalar<'a>,
-    #[serde(default, borrow)]
-    updated_by: Scalar<'a>,
-    #[serde(default, borrow)]
-    score: Scalar<'a>,
-    #[serde(default, borrow)]
-    account_id: Scalar<'a>,
-    #[serde(default, borrow)]
-    labor_cost: Scalar<'a>,
-    #[serde(default, borrow)]
-    created_at: Scalar<'a>,
-    #[serde(default, borrow)]
-    updated_at: Scalar<'a>,
-    #[serde(default, borrow)]
-    closed_at: Scalar<'a>,
-    #[serde(default, borrow)]
-    closest_task_at: Scalar<'a>,
-    #[serde(default, deserialize_with = "lenient_bool")]
-    is_deleted: Option<bool>,
-    #[serde(default, borrow)]
-    custom_fields_values: Option<&'a RawValue>,
-    #[serde(default, borrow, rename = "_embedded")]
-    embedded: Option<&'a RawValue>,
-}
-
-impl<'a> WireLead<'a> {
-    /// The fields of [`SCALAR_COLUMNS`], in the same order.
-    fn scalars(&self) -> [&Scalar<'a>; 17] {
-        [
-            &self.name,
-            &self.price,
-            &self.responsible_user_id,
-            &self.group_id,
-            &self.status_id,
-            &self.pipeline_id,
-            &self.loss_reason_id,
-            &self.source_id,
-            &self.created_by,
-            &self.updated_by,
-            &self.score,
-            &self.account_id,
-            &self.labor_cost,
-            &self.created_at,
-            &self.updated_at,
-            &self.closed_at,
-            &self.closest_task_at,
-        ]
     }
 }
 
