@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::attempt::AttemptOutcome;
 use crate::clock::unix_now;
-use crate::config::parse_base_url;
+use crate::config::validate::parse_base_url;
 use crate::exit;
 use crate::kommo::ClientOptions;
 use crate::service::{ServiceSpec, SyncService};
