@@ -435,3 +435,40 @@ async fn a_lead_stamped_ahead_does_not_keep_a_slow_walk_going() {
     assert_eq!(out.code, Some(0), "{out:#?}");
     env.assert_mirror_equals_account().await;
 }
+
+/// The full sync leaves the deleted-leads cursor at its start: the next
+/// `--once` lists only the leads deleted since, not the whole trash, and
+/// still marks every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_once_after_a_backfill_lists_only_the_leads_deleted_since_it_began() {
+    let env = TestEnv::start(account(3_000, 0)).await;
+    // A trash of 700 leads (three pages), deleted an hour before the first
+    // backfill.
+    for id in env.sim.alive_ids().iter().step_by(4).take(700) {
+        env.sim.delete_lead(*id);
+    }
+    env.sim.set_clock_offset(3_600);
+    env.run_ok(&["--backfill"]).await;
+    let ids = env.sim.alive_ids();
+    for id in ids.iter().step_by(20).take(100) {
+        env.sim.update_lead(*id);
+    }
+    let deleted: HashSet<i64> = ids.iter().skip(7).step_by(200).take(5).copied().collect();
+    for id in &deleted {
+        env.sim.delete_lead(*id);
+    }
+    let before = env.sim.request_log().len();
+    env.run_ok(&["--once"]).await;
+    let lead_requests: Vec<String> = env.sim.request_log()[before..]
+        .iter()
+        .filter(|r| r.path == "/api/v4/leads")
+        .map(|r| r.query.clone())
+        .collect();
+    assert!(
+        lead_requests.len() <= 4,
+        "a --once after 100 changes sent {} lead requests: {lead_requests:#?}",
+        lead_requests.len()
+    );
+    env.assert_mirror_equals_account().await;
+    env.assert_marked_deleted(&deleted).await;
+}

@@ -1,6 +1,8 @@
 //! The `leads` table: upserting leads exactly as received, and marking
 //! deletions without ever removing a row.
 
+use std::collections::HashMap;
+
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, AssertSqlSafe, Sqlite, SqlitePool, Transaction};
 
@@ -193,6 +195,22 @@ pub async fn seen_in_pass(pool: &SqlitePool, pass: i64, id: LeadId) -> Result<bo
     .await?)
 }
 
+/// Whether each of `ids` the mirror holds is marked deleted (ids it does
+/// not hold are left out).
+pub async fn deleted_flags(
+    pool: &SqlitePool,
+    ids: &[LeadId],
+) -> Result<HashMap<LeadId, bool>, StoreError> {
+    let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned());
+    let rows: Vec<(LeadId, bool)> = sqlx::query_as(
+        "SELECT id, is_deleted != 0 FROM leads WHERE id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// How many leads the mirror holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoredLeadCounts {
@@ -231,6 +249,15 @@ impl Store {
     pub async fn seen_in_pass(&self, pass: i64, id: LeadId) -> Result<bool, StoreError> {
         let db = self.db.flushed().await?;
         seen_in_pass(db.pool(), pass, id).await
+    }
+
+    /// Whether each of `ids` the mirror holds is marked deleted.
+    pub async fn lead_deleted_flags(
+        &self,
+        ids: &[LeadId],
+    ) -> Result<HashMap<LeadId, bool>, StoreError> {
+        let db = self.db.flushed().await?;
+        deleted_flags(db.pool(), ids).await
     }
 
     /// Lead counts (the sync compares them before and after a step).

@@ -130,7 +130,9 @@ pub async fn begin_full_pass(
 /// Closes the pass: forgets its windows, and sets the incremental cursor to
 /// the pass's start (Kommo's clock) minus `overlap`: every change since is
 /// read again by the next incremental sync, whatever the pass met or missed
-/// while it ran.
+/// while it ran. The deleted-leads cursor moves there too (never back): a
+/// lead deleted before the pass was not listed alive, so the pass asked for
+/// it by id; one deleted while the pass ran is listed after that cursor.
 pub async fn close_full_pass(
     tx: &mut Transaction<'static, Sqlite>,
     pass: i64,
@@ -138,7 +140,8 @@ pub async fn close_full_pass(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE sync_state SET full_cursor = NULL, full_pass_started_at = NULL, \
-         incremental_cursor = MAX(full_pass_started_at - ?1, 0) \
+         incremental_cursor = MAX(full_pass_started_at - ?1, 0), \
+         deleted_cursor = MAX(COALESCE(deleted_cursor, 0), full_pass_started_at - ?1, 0) \
          WHERE id = 1 AND full_pass = ?2 AND full_cursor IS NOT NULL",
     )
     .bind(overlap)
@@ -257,8 +260,11 @@ impl Store {
     }
 
     /// Closes the full pass `pass` (its deletions are already confirmed and
-    /// committed): forgets its windows and leaves the incremental cursor at
-    /// the pass's start minus `overlap`.
+    /// committed): forgets its windows and leaves the incremental cursor,
+    /// and the deleted-leads cursor unless it is further on, at the pass's
+    /// start minus `overlap`. Every lead of the mirror deleted before the
+    /// pass began was asked for by id and is marked; one deleted since is
+    /// listed deleted after that cursor.
     pub async fn finish_full_pass(&self, pass: i64, overlap: i64) -> Result<(), StoreError> {
         let db = self.db.flushed().await?;
         let mut tx = db.begin().await?;

@@ -48,7 +48,13 @@ impl Syncer {
             }
             return Ok(());
         };
+        // A lead the mirror already holds as its last event left it (marked
+        // deleted after a deletion, alive after a restore) has nothing to
+        // ask: a restore changes nothing else of it, and a change after
+        // `until` is the next sync's.
         let mut ids: Vec<LeadId> = last_event.keys().copied().collect();
+        let mirrored = self.store.lead_deleted_flags(&ids).await?;
+        ids.retain(|id| mirrored.get(id) != Some(&last_event[id].1));
         ids.sort_unstable();
         for chunk in ids.chunks(IDS_PER_REQUEST) {
             let ById { alive, gone } = self.read_by_id(progress, chunk).await?;
