@@ -39,6 +39,9 @@ struct Case {
     rate: u32,
     windows: u32,
     incremental_after: Option<usize>,
+    /// Leads given one `updated_at` second mid-history (else the
+    /// simulator's bulk-import block of 600).
+    crowded: Option<usize>,
 }
 
 /// One process run against the simulator.
@@ -76,7 +79,7 @@ struct Args {
 fn usage() -> ! {
     eprintln!(
         "usage: cargo bench --bench backfill -- [--quick] | [--leads N] [--latency-ms MS] [--rate N] \
-         [--windows N] [--runs N] [--vs OTHER_BINARY] [--incremental-after N] [--timeline]"
+         [--windows N] [--runs N] [--vs OTHER_BINARY] [--incremental-after N] [--crowded N] [--timeline]"
     );
     std::process::exit(2)
 }
@@ -89,6 +92,7 @@ fn parse_args() -> Args {
             rate: 1000,
             windows: 4,
             incremental_after: None,
+            crowded: None,
         },
         runs: 0,
         vs: None,
@@ -115,6 +119,7 @@ fn parse_args() -> Args {
             "--windows" => args.case.windows = number(value()) as u32,
             "--runs" => args.runs = number(value()) as usize,
             "--incremental-after" => args.case.incremental_after = Some(number(value()) as usize),
+            "--crowded" => args.case.crowded = Some(number(value()) as usize),
             "--vs" => args.vs = Some(PathBuf::from(value())),
             _ => usage(),
         }
@@ -165,7 +170,19 @@ fn seconds(t: libc::timeval) -> f64 {
 async fn run_child(binary: &Path, args: &[&str], sim: &Simulator, token: &str) -> Measured {
     let before = sim.stats();
     let started = Instant::now();
-    let child = std::process::Command::new(binary)
+    // `BENCH_WRAP="heaptrack -o /tmp/ht"` runs the child under a profiler
+    // (its figures then include the profiler's cost).
+    let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    let mut command = match words.next() {
+        Some(wrapper) => {
+            let mut command = std::process::Command::new(wrapper);
+            command.args(words).arg(binary);
+            command
+        }
+        None => std::process::Command::new(binary),
+    };
+    let child = command
         .args(args)
         .env("KOMMO_TOKEN", token)
         .env(
@@ -221,13 +238,16 @@ async fn run_case(binary: &Path, case: Case, dir: &Path, timeline: bool) -> Case
     let token = kommo_sync::token::fake_jwt(kommo_sync::clock::unix_now() + 365 * 86_400);
     let sim = Simulator::start(SimulatorConfig {
         leads: case.leads,
-        tie_block: 600,
+        tie_block: if case.crowded.is_some() { 0 } else { 600 },
         rate_limit_per_second: case.rate,
         token: token.expose().to_string(),
         ..SimulatorConfig::default()
     })
     .await
     .expect("simulator");
+    if let Some(crowded) = case.crowded {
+        sim.crowd_one_second(crowded).expect("a crowded second");
+    }
     sim.set_latency(Duration::from_millis(case.latency_ms));
     let run = tempfile::tempdir_in(dir).expect("temp dir");
     let db = run.path().join("mirror.sqlite");
@@ -336,7 +356,7 @@ fn mib(kib: u64) -> f64 {
 
 fn header() {
     println!(
-        "{:>7} {:>8} {:>5} {:>5} {:>3} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>6} {:>4} {:>7} {:>9} {:>7}",
+        "{:>7} {:>8} {:>5} {:>5} {:>3} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>6} {:>4} {:>7} {:>9} {:>7}",
         "build",
         "leads",
         "rtt",
@@ -347,6 +367,7 @@ fn header() {
         "leads/s",
         "req/s",
         "%limit",
+        "lead/s",
         "paced/s",
         "max/1s",
         "429",
@@ -360,7 +381,7 @@ fn row(build: &str, case: Case, m: &Measured) {
     let leads = case.leads as f64;
     let rate = m.requests as f64 / m.seconds;
     println!(
-        "{:>7} {:>8} {:>3}ms {:>5} {:>3} {:>8} {:>8.2} {:>8.0} {:>8.2} {:>6.1}% {:>7.2} {:>6} {:>4} {:>7.2} {:>9.2} {:>7.1}",
+        "{:>7} {:>8} {:>3}ms {:>5} {:>3} {:>8} {:>8.2} {:>8.0} {:>8.2} {:>6.1}% {:>7.2} {:>7.2} {:>6} {:>4} {:>7.2} {:>9.2} {:>7.1}",
         build,
         case.leads,
         case.latency_ms,
@@ -371,6 +392,7 @@ fn row(build: &str, case: Case, m: &Measured) {
         leads / m.seconds,
         rate,
         rate / f64::from(case.rate) * 100.0,
+        m.lead_requests as f64 / m.seconds,
         m.requests.saturating_sub(1) as f64 / (m.last_request - m.first_request),
         m.max_in_one_second,
         m.responses_429,
@@ -491,6 +513,7 @@ async fn run_suite(quick: bool, dir: &Path) {
         rate,
         windows,
         incremental_after: None,
+        crowded: None,
     };
     let (sizes, limited, big): (&[usize], &[usize], usize) = if quick {
         (&[5_000, 20_000], &[3_000], 20_000)

@@ -30,6 +30,10 @@ use crate::kommo::{Lead, LeadOrder, LeadQuery};
 use crate::poison::LockAnyway;
 use crate::store::PageCommit;
 
+/// How long a worker with nothing to walk waits before it asks the plan
+/// again.
+const IDLE_RETRY: Duration = Duration::from_millis(50);
+
 impl Syncer {
     /// Runs (or resumes) the full pass; returns how many leads it marked deleted.
     pub(super) async fn full_pass(
@@ -190,7 +194,14 @@ impl Syncer {
             let now = self.kommo_now();
             let assignment = plan.lock_anyway().assign(now);
             let window = match assignment {
-                Assignment::Idle => return Ok(()),
+                // Nothing worth splitting now: once the other walks have
+                // gone further, their rest may be (the last window of a
+                // pass would otherwise end one page at a time).
+                Assignment::Idle if plan.lock_anyway().all_done() => return Ok(()),
+                Assignment::Idle => {
+                    tokio::time::sleep(IDLE_RETRY).await;
+                    continue;
+                }
                 Assignment::Walk(window) => window,
                 Assignment::Split { shortened, new } => {
                     let saved = self.store.save_split(pass, &shortened, &new).await;

@@ -21,7 +21,10 @@
 //! - For a listing paged by offset and read whole (a crowded second, a
 //!   structure listing, records asked for by id), the question is the whole
 //!   listing: it is read in passes, page 1 to the page that claims the end,
-//!   until two passes in a row show the same elements.
+//!   until two passes in a row show the same elements. Tiled pages are
+//!   asked one at a time; the overlapping slices of a crowded second
+//!   together, and a pass whose neighbouring slices disagree where they
+//!   overlap is never one of the two (see [`super::slices`]).
 //! - **A listing that a page showed full cannot read empty**: a pass that
 //!   shows nothing is never one of the two that agree.
 //! - **An answer with elements it could not read, or with a `next`, proves
@@ -35,6 +38,9 @@
 
 use std::collections::BTreeSet;
 
+use futures_util::stream::{FuturesOrdered, StreamExt};
+
+use super::slices::{Layout, Slice, overlap_agrees};
 use super::{RunProgress, SyncError, Syncer};
 use crate::kommo::structure::{Keyed, Listed};
 use crate::kommo::{LeadEventsPage, LeadId, LeadPage};
@@ -44,6 +50,13 @@ pub const MAX_PASSES_PER_LISTING: u32 = 8;
 /// Pages of one pass at most: a `_links.next` that never ends must not
 /// hold the sync forever.
 pub const MAX_PAGES_PER_PASS: u32 = 1_000;
+/// Overlapping slices a pass asks for at once where the previous pass
+/// showed they are needed.
+pub const MAX_SLICES_IN_FLIGHT: usize = 4;
+/// Overlapping slices a pass asks for ahead of the answers where it does
+/// not know yet whether they are needed (one past the end is asked for in
+/// vain).
+pub const SPECULATIVE_SLICES: usize = 2;
 
 /// One answer of a listing, whatever it lists.
 pub(super) trait Answer {
@@ -57,6 +70,11 @@ pub(super) trait Answer {
     fn has_next(&self) -> bool;
     /// The keys of the elements shown.
     fn keys(&self) -> Vec<Self::Key>;
+    /// The key at each position of the answer, in order (`None` where an
+    /// element could not be read).
+    fn positions(&self) -> Vec<Option<Self::Key>> {
+        self.keys().into_iter().map(Some).collect()
+    }
 }
 
 /// Whether `answer` says the listing ends with it: no `next`, and fewer
@@ -184,42 +202,44 @@ impl Syncer {
         Err(SyncError::ListingUnsettled { listing: what })
     }
 
-    /// Reads an offset listing whole: passes of pages `1, 2, ...` (each
-    /// page from `page`, numbered from 1) up to the page that claims the
-    /// end, until two passes in a row show the same elements. A listing that
-    /// never settles comes back with `settled` false (what the last pass
-    /// showed, which proves no absence); one expected not empty that never
-    /// showed an element is an error.
+    /// Reads an offset listing whole: passes over its slices (see
+    /// [`Layout`]; `slice` asks for one) up to the one that claims the end,
+    /// until two passes in a row show the same elements. Tiled pages are
+    /// asked one at a time; overlapping slices together (every slice of the
+    /// previous pass at once, then [`SPECULATIVE_SLICES`] ahead), and a pass
+    /// whose neighbouring slices disagree where they overlap is no term of
+    /// comparison. A listing that never settles comes back with `settled`
+    /// false (what the last pass showed, which proves no absence); one
+    /// expected not empty that never showed an element is an error.
     pub(super) async fn read_whole<A: Answer, F: Future<Output = Result<A, SyncError>>>(
         &self,
         progress: &RunProgress,
         what: &'static str,
-        limit: usize,
+        layout: Layout,
+        limit: u32,
         expect: Expect,
-        mut page: impl FnMut(u32) -> F,
+        mut slice: impl FnMut(Slice) -> F,
     ) -> Result<Listing<A>, SyncError> {
         let mut previous: Option<BTreeSet<A::Key>> = None;
         let mut last = None;
+        // Slices known to be needed: a page shown full needs the next one.
+        let mut known = if expect.not_empty { 2 } else { 1 };
         for pass in 1..=MAX_PASSES_PER_LISTING {
-            let mut pages = Vec::new();
-            let mut keys = BTreeSet::new();
-            let mut readable = true;
-            let mut ended = false;
-            for number in 1..=MAX_PAGES_PER_PASS {
-                let answer = page(number).await?;
-                keys.extend(answer.keys());
-                readable &= answer.unreadable() == 0;
-                ended = claims_end(&answer, limit);
-                pages.push(answer);
-                if ended {
-                    break;
-                }
-            }
+            let read = read_pass(layout, limit, known, &mut slice).await?;
+            known = read.pages.len();
+            let Pass {
+                pages,
+                keys,
+                readable,
+                ended,
+                aligned,
+            } = read;
             tracing::debug!(
                 run_id = progress.run_id,
                 listing = what,
                 pass,
                 shown = keys.len(),
+                aligned,
                 "read one pass of a listing"
             );
             if !ended {
@@ -248,9 +268,10 @@ impl Syncer {
                     readable,
                 });
             }
-            let agrees =
-                !(expect.not_empty && empty) && previous.as_ref().is_some_and(|p| *p == keys);
-            if agrees {
+            // A pass that showed nothing where something was due, or whose
+            // slices disagree where they overlap, is no term of comparison.
+            let term = aligned && !(expect.not_empty && empty);
+            if term && previous.as_ref().is_some_and(|p| *p == keys) {
                 return Ok(Listing {
                     pages,
                     keys,
@@ -258,9 +279,7 @@ impl Syncer {
                     readable,
                 });
             }
-            // A pass that showed nothing where something was due is no term
-            // of comparison.
-            previous = (!(expect.not_empty && empty)).then(|| keys.clone());
+            previous = term.then(|| keys.clone());
             last = Some(Listing {
                 pages,
                 keys,
@@ -272,6 +291,85 @@ impl Syncer {
             Some(listing) if !(expect.not_empty && listing.keys.is_empty()) => Ok(listing),
             _ => Err(SyncError::ListingReadEmpty { listing: what }),
         }
+    }
+}
+
+/// One pass over an offset listing.
+struct Pass<A: Answer> {
+    /// Its answers, up to the one that claims the end.
+    pages: Vec<A>,
+    keys: BTreeSet<A::Key>,
+    /// Every element could be read.
+    readable: bool,
+    /// An answer claimed the end (else the most pages were read).
+    ended: bool,
+    /// Overlapping slices: every neighbouring pair agrees where they overlap.
+    aligned: bool,
+}
+
+/// Reads one pass: its slices in order up to the one that claims the end,
+/// `known` of them (and then [`SPECULATIVE_SLICES`]) in flight at once for
+/// overlapping slices, one at a time for tiled pages. Answers to slices
+/// past the end are awaited (never dropped midway) and ignored; on an error
+/// the slices in flight are awaited too, then the error is returned.
+async fn read_pass<A: Answer, F: Future<Output = Result<A, SyncError>>>(
+    layout: Layout,
+    limit: u32,
+    known: usize,
+    slice: &mut impl FnMut(Slice) -> F,
+) -> Result<Pass<A>, SyncError> {
+    let mut pass = Pass {
+        pages: Vec::new(),
+        keys: BTreeSet::new(),
+        readable: true,
+        ended: false,
+        aligned: true,
+    };
+    let mut slices = layout.slices(limit).take(MAX_PAGES_PER_PASS as usize);
+    let mut in_flight = FuturesOrdered::new();
+    let mut asked = 0;
+    let mut failed = None;
+    let mut before: Option<(Slice, Vec<Option<A::Key>>)> = None;
+    loop {
+        let wanted = match layout {
+            Layout::Tiled => 1,
+            Layout::Overlapping if asked < known => MAX_SLICES_IN_FLIGHT,
+            Layout::Overlapping => SPECULATIVE_SLICES,
+        };
+        while !pass.ended && failed.is_none() && in_flight.len() < wanted {
+            let Some(next) = slices.next() else { break };
+            let answer = slice(next);
+            in_flight.push_back(async move { (next, answer.await) });
+            asked += 1;
+        }
+        let Some((asked_for, answer)) = in_flight.next().await else {
+            break;
+        };
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                failed.get_or_insert(e);
+                continue;
+            }
+        };
+        if pass.ended || failed.is_some() {
+            continue;
+        }
+        if layout == Layout::Overlapping {
+            let shown = answer.positions();
+            if let Some((before, before_shown)) = &before {
+                pass.aligned &= overlap_agrees(*before, before_shown, asked_for, &shown);
+            }
+            before = Some((asked_for, shown));
+        }
+        pass.keys.extend(answer.keys());
+        pass.readable &= answer.unreadable() == 0;
+        pass.ended = claims_end(&answer, asked_for.limit as usize);
+        pass.pages.push(answer);
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(pass),
     }
 }
 
@@ -288,6 +386,9 @@ impl Answer for LeadPage {
     }
     fn keys(&self) -> Vec<LeadId> {
         self.leads.iter().map(|l| l.id).collect()
+    }
+    fn positions(&self) -> Vec<Option<LeadId>> {
+        lead_positions(self)
     }
 }
 
@@ -323,22 +424,34 @@ impl<T: Keyed> Answer for Listed<T> {
     }
 }
 
+/// The id at each position of a page of leads (`None` where a lead could
+/// not be read).
+fn lead_positions(page: &LeadPage) -> Vec<Option<LeadId>> {
+    let mut leads = page.leads.iter();
+    (0..page.received())
+        .map(|index| {
+            if page.skipped.iter().any(|s| s.index == index) {
+                None
+            } else {
+                leads.next().map(|l| l.id)
+            }
+        })
+        .collect()
+}
+
 /// What a page of leads showed, once its leads are committed (a crowded
 /// second is read without holding its pages).
 pub(super) struct Shown {
-    pub received: usize,
-    pub unreadable: usize,
     pub has_next: bool,
-    pub ids: Vec<LeadId>,
+    /// The id at each position (`None`: a lead that could not be read).
+    pub positions: Vec<Option<LeadId>>,
 }
 
 impl From<&LeadPage> for Shown {
     fn from(page: &LeadPage) -> Shown {
         Shown {
-            received: page.received(),
-            unreadable: page.skipped.len(),
             has_next: page.has_next,
-            ids: page.leads.iter().map(|l| l.id).collect(),
+            positions: lead_positions(page),
         }
     }
 }
@@ -346,16 +459,19 @@ impl From<&LeadPage> for Shown {
 impl Answer for Shown {
     type Key = LeadId;
     fn received(&self) -> usize {
-        self.received
+        self.positions.len()
     }
     fn unreadable(&self) -> usize {
-        self.unreadable
+        self.positions.iter().filter(|p| p.is_none()).count()
     }
     fn has_next(&self) -> bool {
         self.has_next
     }
     fn keys(&self) -> Vec<LeadId> {
-        self.ids.clone()
+        self.positions.iter().flatten().copied().collect()
+    }
+    fn positions(&self) -> Vec<Option<LeadId>> {
+        self.positions.clone()
     }
 }
 
@@ -365,19 +481,15 @@ mod tests {
 
     fn page(received: usize, has_next: bool) -> Shown {
         Shown {
-            received,
-            unreadable: 0,
             has_next,
-            ids: (0..received as i64).collect(),
+            positions: (0..received as i64).map(Some).collect(),
         }
     }
 
     fn ids(ids: &[i64]) -> Shown {
         Shown {
-            received: ids.len(),
-            unreadable: 0,
             has_next: false,
-            ids: ids.to_vec(),
+            positions: ids.iter().map(|i| Some(*i)).collect(),
         }
     }
 
@@ -393,8 +505,7 @@ mod tests {
         assert!(!agrees(&ids(&[]), &ids(&[1])));
         // An element that cannot be read in the second answer.
         let mut unreadable = ids(&[1, 2, 3]);
-        unreadable.received += 1;
-        unreadable.unreadable = 1;
+        unreadable.positions.push(None);
         assert!(!agrees(&ids(&[1, 2]), &unreadable));
     }
 

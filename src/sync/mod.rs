@@ -32,6 +32,7 @@
 mod events;
 mod full;
 mod listing;
+mod slices;
 mod walk;
 pub mod windows;
 // The account's structure (see `structure.rs`).
@@ -358,12 +359,13 @@ impl Syncer {
             .read_whole(
                 progress,
                 "leads asked for by id",
-                LIMIT as usize,
+                slices::Layout::Tiled,
+                LIMIT,
                 expect,
-                |page| async move {
+                |slice| async move {
                     let query = LeadQuery {
-                        page,
-                        limit: LIMIT,
+                        page: slice.page,
+                        limit: slice.limit,
                         order: LeadOrder::IdAsc,
                         ids: ids.to_vec(),
                         ..LeadQuery::default()

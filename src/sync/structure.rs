@@ -15,6 +15,7 @@
 //! else.
 
 use super::listing::Expect;
+use super::slices::Layout;
 use super::{RunProgress, SyncError, Syncer};
 use crate::clock::unix_now;
 use crate::kommo::KommoError;
@@ -51,19 +52,23 @@ impl Syncer {
         progress: &RunProgress,
         endpoint: &ListEndpoint,
     ) -> Result<Option<Part<T>>, SyncError> {
-        let limit = endpoint.limit.map_or(usize::MAX, |l| l as usize);
+        let limit = endpoint.limit.unwrap_or(u32::MAX);
         let read = self
             .read_whole(
                 progress,
                 endpoint.path,
+                Layout::Tiled,
                 limit,
                 Expect::default(),
-                |page| async move {
+                |slice| async move {
                     let listed = self
                         .stoppable(
                             progress,
-                            self.client
-                                .fetch_structure_page::<T>(&progress.token, endpoint, page),
+                            self.client.fetch_structure_page::<T>(
+                                &progress.token,
+                                endpoint,
+                                slice.page,
+                            ),
                         )
                         .await??;
                     Ok(listed)

@@ -16,6 +16,7 @@ use std::sync::Mutex;
 use tokio::time::Instant;
 
 use super::listing::{Expect, Paging, Said, Shown, claims_end};
+use super::slices::Layout;
 use super::windows::WindowPlan;
 use super::{RunProgress, SyncError, Syncer};
 use crate::clock::unix_now;
@@ -250,7 +251,6 @@ impl Syncer {
         to: Option<i64>,
         range: Range<'_>,
     ) -> Result<(), SyncError> {
-        let limit = self.options.page_size;
         let expect = Expect {
             not_empty: true,
             at_most: None,
@@ -259,10 +259,11 @@ impl Syncer {
             .read_whole(
                 progress,
                 "a crowded second",
-                limit as usize,
+                Layout::Overlapping,
+                self.options.page_size,
                 expect,
-                |number| async move {
-                    let query = range.query(from, to, number, limit, LeadOrder::IdAsc);
+                |slice| async move {
+                    let query = range.query(from, to, slice.page, slice.limit, LeadOrder::IdAsc);
                     let page = self.fetch_listed(progress, &query, range.listing).await?;
                     if !page.leads.is_empty() {
                         self.commit(progress, &page.leads, range, from).await?;

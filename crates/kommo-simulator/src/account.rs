@@ -215,6 +215,26 @@ impl Account {
             .count()
     }
 
+    /// Gives the `n` alive leads in the middle of the history (by
+    /// `updated_at`) one `updated_at`: the newest of theirs, as a bulk edit
+    /// then would have. Returns that second, `None` with no lead.
+    pub(crate) fn crowd_one_second(&mut self, n: usize) -> Option<i64> {
+        let mut by_update: Vec<(i64, i64)> = self
+            .alive
+            .iter()
+            .filter_map(|(id, v)| Some((field(v, "updated_at")?, *id)))
+            .collect();
+        by_update.sort_unstable();
+        let n = n.min(by_update.len());
+        let first = (by_update.len() - n) / 2;
+        let picked = &by_update[first..first + n];
+        let stamp = picked.last()?.0;
+        for (_, id) in picked {
+            self.update_stamped(*id, stamp);
+        }
+        Some(stamp)
+    }
+
     /// Up to `count` distinct alive ids picked at random, ascending.
     pub(crate) fn random_alive(&mut self, count: usize) -> Vec<i64> {
         let mut ids: Vec<i64> = self.alive.keys().copied().collect();

@@ -353,6 +353,13 @@ impl Simulator {
         self.shared.lock().account.now()
     }
 
+    /// Gives the `n` alive leads in the middle of the history one
+    /// `updated_at` second (the newest of theirs: a bulk edit back then, a
+    /// crowded second mid-history) and returns it; `None` with no lead.
+    pub fn crowd_one_second(&self, n: usize) -> Option<i64> {
+        self.shared.lock().account.crowd_one_second(n)
+    }
+
     /// Changes a lead like [`Simulator::update_lead`] but stamps
     /// `updated_at` = server now + `seconds_ahead` (a lead stamped in the
     /// future by a broken integration). False when the lead is not alive.

@@ -589,3 +589,32 @@ async fn hostile_queries_never_panic() {
     assert_eq!(odd.status(), 401);
     assert_eq!(get(&sim, "/api/v4/leads", TOKEN).await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_crowded_second_mid_history_holds_the_leads_given_it_and_keeps_created_before_updated() {
+    let sim = Simulator::start(config(3_000, 0, 1000)).await.unwrap();
+    let second = sim.crowd_one_second(700).expect("a second");
+    let leads = sim.alive_leads();
+    let in_second: Vec<&Value> = leads
+        .iter()
+        .filter(|l| l["updated_at"].as_i64() == Some(second))
+        .collect();
+    assert!(
+        in_second.len() >= 700,
+        "{} leads in the second",
+        in_second.len()
+    );
+    assert!(
+        leads
+            .iter()
+            .all(|l| l["created_at"].as_i64() <= l["updated_at"].as_i64()),
+        "a lead updated before it was created"
+    );
+    // Mid-history: about as many leads updated before it as after it.
+    let before = leads
+        .iter()
+        .filter(|l| l["updated_at"].as_i64() < Some(second))
+        .count();
+    assert!((900..=1_400).contains(&before), "{before} leads before it");
+    sim.shutdown();
+}
