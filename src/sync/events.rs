@@ -23,8 +23,9 @@ const LEAD_DELETED: &str = "lead_deleted";
 const LEAD_RESTORED: &str = "lead_restored";
 
 /// For each lead named by a deletion or restore event: the time of its last
-/// such event and whether it was a deletion.
-type LastEvents = HashMap<LeadId, (i64, bool)>;
+/// such event, whether it was a deletion, and whether its events were all
+/// of that one kind.
+type LastEvents = HashMap<LeadId, (i64, bool, bool)>;
 
 impl Syncer {
     /// The events phase of an incremental sync: deletions and restores from
@@ -48,13 +49,18 @@ impl Syncer {
             }
             return Ok(());
         };
-        // A lead the mirror already holds as its last event left it (marked
-        // deleted after a deletion, alive after a restore) has nothing to
+        // A lead whose events were all deletions (or all restores) and
+        // that the mirror already holds deleted (or alive) has nothing to
         // ask: a restore changes nothing else of it, and a change after
-        // `until` is the next sync's.
+        // `until` is the next sync's. A lead deleted and restored is asked
+        // for: events of one second need not come in the order they
+        // happened.
         let mut ids: Vec<LeadId> = last_event.keys().copied().collect();
         let mirrored = self.store.lead_deleted_flags(&ids).await?;
-        ids.retain(|id| mirrored.get(id) != Some(&last_event[id].1));
+        ids.retain(|id| {
+            let (_, deleted, one_kind) = last_event[id];
+            !(one_kind && mirrored.get(id) == Some(&deleted))
+        });
         ids.sort_unstable();
         for chunk in ids.chunks(IDS_PER_REQUEST) {
             let ById { alive, gone } = self.read_by_id(progress, chunk).await?;
@@ -171,11 +177,16 @@ impl Syncer {
                     {
                         continue;
                     }
-                    let entry = last_event
-                        .entry(event.lead_id)
-                        .or_insert((event.created_at, deleted));
+                    let entry = last_event.entry(event.lead_id).or_insert((
+                        event.created_at,
+                        deleted,
+                        true,
+                    ));
+                    let one_kind = entry.2 && entry.1 == deleted;
                     if event.created_at >= entry.0 {
-                        *entry = (event.created_at, deleted);
+                        *entry = (event.created_at, deleted, one_kind);
+                    } else {
+                        entry.2 = one_kind;
                     }
                 }
             }
