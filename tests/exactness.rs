@@ -472,3 +472,23 @@ async fn a_once_after_a_backfill_lists_only_the_leads_deleted_since_it_began() {
     env.assert_mirror_equals_account().await;
     env.assert_marked_deleted(&deleted).await;
 }
+
+/// A lead deleted and restored within one second: events come newest
+/// first, so the last one read for it is the deletion, which the mirror
+/// already holds; it is asked for by id all the same and stays alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_deleted_and_restored_within_one_second_is_mirrored_alive() {
+    let env = TestEnv::start(account(500, 0)).await;
+    env.run_ok(&["--backfill"]).await;
+    let id = env.sim.alive_ids()[100];
+    env.sim.freeze_clock(true);
+    env.sim.delete_lead(id);
+    env.run_ok(&["--once"]).await;
+    assert!(env.marked_deleted().await.contains(&id));
+    // Restored in the same second: its `updated_at` stays what it was
+    // before, so only the events tell.
+    env.sim.restore_lead(id);
+    env.run_ok(&["--once"]).await;
+    env.sim.freeze_clock(false);
+    env.assert_mirror_equals_account().await;
+}
