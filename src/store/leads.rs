@@ -10,12 +10,16 @@ use super::Store;
 use super::StoreError;
 use crate::kommo::{Column, Lead, LeadId, SCALAR_COLUMNS};
 
-/// Leads per upsert statement: a page of Kommo's maximum size in one, far
-/// below SQLite's limit of 32,766 bound values.
-const ROWS_PER_STATEMENT: usize = 250;
+/// Leads per upsert statement. SQLite keeps, while a statement runs, a copy
+/// of every page it changes (the statement journal, in memory): with 250
+/// leads a statement, that copy grew with the account, as the leads of one
+/// page land on more distinct B-tree pages (heaptrack, 100k leads: 15 MiB
+/// of SQLite's peak; 64 rows: the heap's peak as at 25k). See
+/// docs/performance.md.
+const ROWS_PER_STATEMENT: usize = 64;
 
-/// How many of `remaining` leads the next statement takes: a full page, else
-/// the largest power of two, so that at most nine statement shapes are ever
+/// How many of `remaining` leads the next statement takes: a full statement,
+/// else the largest power of two, so that at most seven statement shapes are ever
 /// compiled and kept prepared (one per count would fill sqlx's cache with
 /// large programs).
 fn next_chunk(remaining: usize) -> usize {
