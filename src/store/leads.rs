@@ -205,11 +205,10 @@ pub async fn deleted_flags(
     pool: &SqlitePool,
     ids: &[LeadId],
 ) -> Result<HashMap<LeadId, bool>, StoreError> {
-    let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned());
     let rows: Vec<(LeadId, bool)> = sqlx::query_as(
         "SELECT id, is_deleted != 0 FROM leads WHERE id IN (SELECT value FROM json_each(?))",
     )
-    .bind(ids)
+    .bind(id_list(ids.iter().copied()))
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().collect())
