@@ -10,7 +10,7 @@ use crate::cli::{Cli, Mode};
 use crate::clock::unix_now;
 use crate::config::{ConfigError, LogFormat, Settings};
 use crate::exit;
-use crate::kommo::{ClientOptions, KommoClient, KommoError, LeadQuery};
+use crate::kommo::{ClientOptions, KommoClient, KommoError, RecordQuery};
 use crate::metrics::MetricsServer;
 use crate::service::{BuildError, ServiceSpec, SyncService};
 use crate::store::{RunKind, Store};
@@ -233,14 +233,14 @@ async fn check(settings: &Settings) -> u8 {
     }
     // A listing that cannot match any lead (updated in the first second of
     // 1970): an account that honours filters answers 204.
-    let probe = LeadQuery {
+    let probe = RecordQuery {
         updated_from: Some(1),
         updated_to: Some(1),
         page: 1,
         limit: 1,
-        ..LeadQuery::default()
+        ..RecordQuery::default()
     };
-    match client.fetch_leads(&token, &probe).await {
+    match client.fetch_records(&token, &probe).await {
         Ok(_) => {
             println!("API filters:   ok (filter[updated_at] is honoured)");
             exit::OK

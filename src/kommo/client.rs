@@ -15,11 +15,11 @@ use reqwest::header::{AUTHORIZATION, HeaderValue};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
-use super::query::{EventQuery, LeadQuery};
+use super::query::{EventQuery, RecordQuery};
 use super::retry::{Retry, RetryBudget, retry_after};
 use super::server_clock::ServerClock;
 use super::structure::{AccountInfo, Keyed, ListEndpoint, Listed};
-use super::{KommoError, LeadEventsPage, LeadPage, Pacer, ResponseCounts};
+use super::{KommoError, LeadEventsPage, Pacer, RecordPage, ResponseCounts};
 use crate::poison::LockAnyway;
 use crate::token::Secret;
 
@@ -144,19 +144,21 @@ impl KommoClient {
         &self.counts
     }
 
-    /// One page of `GET /api/v4/leads`; a 204 is an empty page. A 200
-    /// without leads is retried like any transient failure; an answer that
-    /// does not fit the query (see [`LeadQuery::check_answer`]) is an error.
-    pub async fn fetch_leads(
+    /// One page of `GET /api/v4/{entity}` (`leads`, `contacts`...); a 204
+    /// is an empty page. A 200 without records is retried like any transient
+    /// failure; an answer that does not fit the query (see
+    /// [`RecordQuery::check_answer`]) is an error.
+    pub async fn fetch_records(
         &self,
         token: &Secret,
-        query: &LeadQuery,
-    ) -> Result<LeadPage, KommoError> {
+        query: &RecordQuery,
+    ) -> Result<RecordPage, KommoError> {
+        let path = format!("api/v4/{}", query.entity.plural);
         let (mut page, round_trip) = self
-            .get_bytes_timed(token, "api/v4/leads", &query.to_pairs(), |body| {
+            .get_bytes_timed(token, &path, &query.to_pairs(), |body| {
                 let page = match body {
-                    None => LeadPage::default(),
-                    Some(body) => LeadPage::from_slice(body)?,
+                    None => RecordPage::default(),
+                    Some(body) => RecordPage::from_slice(query.entity, body)?,
                 };
                 query.check_answer(&page)?;
                 Ok(page)

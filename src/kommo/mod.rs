@@ -3,12 +3,13 @@
 
 mod client;
 mod counts;
+pub mod entity;
 mod error;
-mod lead;
 mod lenient;
 mod model;
 mod pacer;
 mod query;
+mod record;
 mod retry;
 mod server_clock;
 mod stage;
@@ -16,11 +17,13 @@ pub mod structure;
 
 pub use client::{ClientOptions, KommoClient};
 pub use counts::ResponseCounts;
+pub use entity::{COMPANIES, CONTACTS, ENTITIES, Entity, LEADS, Link};
 pub use error::KommoError;
 pub use model::{
-    Column, EventPage, FieldValue, Lead, LeadError, LeadEvent, LeadId, LeadPage, SCALAR_COLUMNS,
-    SkippedLead,
+    Column, EventPage, FieldValue, LeadEvent, Record, RecordError, RecordId, RecordPage,
+    SkippedRecord,
 };
 pub use pacer::{Pacer, WINDOW_MARGIN, request_spacing};
-pub use query::{EventQuery, LeadOrder, LeadQuery};
+pub use query::{EventQuery, Order, RecordQuery};
+pub use record::Field;
 pub use stage::{LeadEventsPage, STATUS_CHANGED, StatusChange};

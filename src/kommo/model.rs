@@ -1,11 +1,11 @@
-//! The shapes Kommo sends: a page of leads (`_embedded.leads`, `_links.next`)
-//! and a page of events.
+//! The shapes Kommo sends: a page of records (`_embedded.leads`,
+//! `_embedded.contacts`..., `_links.next`) and a page of events.
 //!
-//! A page is read straight from the response bytes: each lead is cut out as
-//! its JSON text and read once ([`Lead::from_raw`]). Only `id` must be
+//! A page is read straight from the response bytes: each record is cut out
+//! as its JSON text and read once ([`Record::from_raw`]). Only `id` must be
 //! usable: an element without a positive integer id is skipped (and
 //! reported), never a reason to reject its page. A `200` whose
-//! `_embedded.leads` is missing or empty is not a page at all: the end of a
+//! `_embedded.{entity}` is missing or empty is not a page at all: the end of a
 //! listing is a `204` or a short page, so such an answer is a (transient)
 //! decode error.
 
@@ -14,12 +14,16 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::KommoError;
-use super::lead::json_kind;
-pub use super::lead::{Column, FieldValue, Lead, LeadError, LeadId, SCALAR_COLUMNS};
+use super::record::json_kind;
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+pub use super::entity::Entity;
+pub use super::record::{Column, FieldValue, Record, RecordError, RecordId};
 
 /// An element of `_embedded.leads` that cannot be stored, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SkippedLead {
+pub struct SkippedRecord {
     /// Its position in the page.
     pub index: usize,
     /// What is wrong with it, e.g. `id is the string "abc"`.
@@ -28,11 +32,11 @@ pub struct SkippedLead {
 
 /// One page of `GET /api/v4/leads`.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct LeadPage {
+pub struct RecordPage {
     /// The leads that can be stored, in the order received.
-    pub leads: Vec<Lead>,
+    pub records: Vec<Record>,
     /// The elements that cannot (no usable id).
-    pub skipped: Vec<SkippedLead>,
+    pub skipped: Vec<SkippedRecord>,
     /// `_links.next` was present.
     pub has_next: bool,
     /// From sending the request to its answer read and parsed (the try that
@@ -55,24 +59,19 @@ struct WireLinks<'a> {
     next: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
-struct WireEmbeddedLeads<'a> {
-    #[serde(default, borrow)]
-    leads: Option<&'a RawValue>,
-}
-
-impl LeadPage {
+impl RecordPage {
     /// Parses a 200 body. A body without `_embedded.leads`, or with an empty
     /// list, is an error: only a `204` or a short page ends a listing.
-    pub fn from_slice(body: &[u8]) -> Result<LeadPage, KommoError> {
+    pub fn from_slice(entity: &Entity, body: &[u8]) -> Result<RecordPage, KommoError> {
+        let key = entity.plural;
         let decode = |message: String| KommoError::Decode { message };
         let text = std::str::from_utf8(body)
-            .map_err(|e| decode(format!("the leads response is not UTF-8 ({e})")))?;
+            .map_err(|e| decode(format!("the {key} response is not UTF-8 ({e})")))?;
         if json_kind(text) != "an object" {
-            return Err(decode("the leads response is not a JSON object".into()));
+            return Err(decode(format!("the {key} response is not a JSON object")));
         }
         let top: WirePage<'_> = serde_json::from_str(text)
-            .map_err(|e| decode(format!("the leads response is not valid JSON ({e})")))?;
+            .map_err(|e| decode(format!("the {key} response is not valid JSON ({e})")))?;
         let has_next = match top.links {
             Some(links) if json_kind(links.get()) == "an object" => {
                 serde_json::from_str::<WireLinks<'_>>(links.get())
@@ -83,59 +82,59 @@ impl LeadPage {
             _ => false,
         };
         let embedded = match top.embedded {
-            None => return Err(no_leads("_embedded is missing")),
+            None => return Err(no_records(key, "is missing: _embedded")),
             Some(raw) => match json_kind(raw.get()) {
-                "null" => return Err(no_leads("_embedded is missing")),
+                "null" => return Err(no_records(key, "is missing: _embedded")),
                 "an object" => raw,
                 other => return Err(decode(format!("_embedded is {other}, not an object"))),
             },
         };
-        let leads = serde_json::from_str::<WireEmbeddedLeads<'_>>(embedded.get())
+        let listed = serde_json::from_str::<HashMap<Cow<'_, str>, &RawValue>>(embedded.get())
             .map_err(|e| decode(format!("_embedded cannot be read ({e})")))?
-            .leads;
-        let items: Vec<&RawValue> = match leads {
-            None => return Err(no_leads("_embedded.leads is missing")),
+            .remove(key);
+        let items: Vec<&RawValue> = match listed {
+            None => return Err(no_records(key, "is missing")),
             Some(raw) => match json_kind(raw.get()) {
-                "null" => return Err(no_leads("_embedded.leads is missing")),
+                "null" => return Err(no_records(key, "is missing")),
                 "an array" => serde_json::from_str(raw.get())
-                    .map_err(|e| decode(format!("_embedded.leads cannot be read ({e})")))?,
+                    .map_err(|e| decode(format!("_embedded.{key} cannot be read ({e})")))?,
                 other => {
-                    return Err(decode(format!("_embedded.leads is {other}, not an array")));
+                    return Err(decode(format!("_embedded.{key} is {other}, not an array")));
                 }
             },
         };
         if items.is_empty() {
-            return Err(no_leads("_embedded.leads is empty"));
+            return Err(no_records(key, "is empty"));
         }
-        let mut page = LeadPage {
-            leads: Vec::with_capacity(items.len()),
+        let mut page = RecordPage {
+            records: Vec::with_capacity(items.len()),
             skipped: Vec::new(),
             has_next,
             round_trip: std::time::Duration::ZERO,
         };
         for (index, item) in items.into_iter().enumerate() {
-            match Lead::from_raw(item) {
-                Ok(lead) => page.leads.push(lead),
-                Err(LeadError::Unusable(reason)) => {
-                    page.skipped.push(SkippedLead { index, reason })
+            match Record::from_raw(entity, item) {
+                Ok(lead) => page.records.push(lead),
+                Err(RecordError::Unusable(reason)) => {
+                    page.skipped.push(SkippedRecord { index, reason })
                 }
-                Err(LeadError::Unreadable(reason)) => {
-                    return Err(decode(format!("_embedded.leads[{index}]: {reason}")));
+                Err(RecordError::Unreadable(reason)) => {
+                    return Err(decode(format!("_embedded.{key}[{index}]: {reason}")));
                 }
             }
         }
         Ok(page)
     }
 
-    /// Like [`LeadPage::from_slice`], from a parsed value.
+    /// Like [`RecordPage::from_slice`], from a parsed value.
     #[cfg(test)]
-    pub fn from_json(body: Value) -> Result<LeadPage, KommoError> {
-        LeadPage::from_slice(body.to_string().as_bytes())
+    pub fn from_json(entity: &Entity, body: Value) -> Result<RecordPage, KommoError> {
+        RecordPage::from_slice(entity, body.to_string().as_bytes())
     }
 
     /// Elements received, stored or skipped.
     pub fn received(&self) -> usize {
-        self.leads.len() + self.skipped.len()
+        self.records.len() + self.skipped.len()
     }
 
     /// Whether the answer was `204 No Content`.
@@ -144,11 +143,11 @@ impl LeadPage {
     }
 }
 
-/// A `200` that holds no lead: not an answer a listing can end on.
-fn no_leads(what: &str) -> KommoError {
+/// A `200` that holds no record: not an answer a listing can end on.
+fn no_records(key: &str, what: &str) -> KommoError {
     KommoError::Decode {
         message: format!(
-            "HTTP 200 without leads ({what}); a listing ends only with 204 No Content or a short page"
+            "HTTP 200 without {key} (_embedded.{key} {what}); a listing ends only with 204 No Content or a short page"
         ),
     }
 }
@@ -159,7 +158,7 @@ pub struct LeadEvent {
     /// `type`, e.g. `lead_deleted`, `lead_restored`.
     pub kind: String,
     /// The lead it concerns (`entity_id`).
-    pub lead_id: LeadId,
+    pub lead_id: RecordId,
     /// `created_at`, Unix seconds.
     pub created_at: i64,
 }
@@ -258,39 +257,43 @@ impl EventPage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kommo::entity::LEADS;
     use serde_json::json;
 
     #[test]
     fn parses_a_page_with_unknown_fields() {
-        let page = LeadPage::from_json(json!({
-            "_page": 1,
-            "_links": {"self": {"href": "x"}, "next": {"href": "y"}},
-            "_embedded": {"leads": [
-                {"id": 5, "updated_at": 10, "price_with_minor_units": 1.5, "new": {"a": 1}},
-                {"id": 6, "updated_at": null, "is_deleted": true}
-            ]}
-        }))
+        let page = RecordPage::from_json(
+            &LEADS,
+            json!({
+                "_page": 1,
+                "_links": {"self": {"href": "x"}, "next": {"href": "y"}},
+                "_embedded": {"leads": [
+                    {"id": 5, "updated_at": 10, "price_with_minor_units": 1.5, "new": {"a": 1}},
+                    {"id": 6, "updated_at": null, "is_deleted": true}
+                ]}
+            }),
+        )
         .unwrap();
         assert!(page.has_next);
-        assert_eq!(page.leads.len(), 2);
-        assert_eq!(page.leads[0].to_value()["new"], json!({"a": 1}));
-        assert!(page.leads[1].is_deleted);
-        assert_eq!(page.leads[0].updated_at, Some(10));
+        assert_eq!(page.records.len(), 2);
+        assert_eq!(page.records[0].to_value()["new"], json!({"a": 1}));
+        assert!(page.records[1].is_deleted);
+        assert_eq!(page.records[0].updated_at, Some(10));
     }
 
     #[test]
     fn a_key_given_twice_keeps_the_lead_and_an_unreadable_one_fails_the_page() {
         let body = br#"{"_embedded":{"leads":[{"id":5,"price":1,"price":2,"updated_at":9}]}}"#;
-        let page = LeadPage::from_slice(body).unwrap();
+        let page = RecordPage::from_slice(&LEADS, body).unwrap();
         assert!(page.skipped.is_empty());
-        assert_eq!(page.leads[0].id, 5);
+        assert_eq!(page.records[0].id, 5);
         assert_eq!(
-            page.leads[0].columns[1],
+            page.records[0].columns[1],
             Column::Integer(2),
             "the last one counts"
         );
         let body = br#"{"_embedded":{"leads":[{"id":6},{"id":7,"price":1e400}]}}"#;
-        let e = LeadPage::from_slice(body).unwrap_err();
+        let e = RecordPage::from_slice(&LEADS, body).unwrap_err();
         assert!(e.is_transient(), "{e}");
     }
 
@@ -317,23 +320,26 @@ mod tests {
             json!({"_embedded": {"leads": {}}}),
             json!([1]),
         ] {
-            let e = LeadPage::from_json(body.clone()).unwrap_err();
+            let e = RecordPage::from_json(&LEADS, body.clone()).unwrap_err();
             assert!(e.is_transient(), "{body}: {e}");
         }
     }
 
     #[test]
     fn leads_without_a_usable_id_are_skipped_with_the_reason() {
-        let page = LeadPage::from_json(json!({"_embedded": {"leads": [
-            {"name": "no id"},
-            {"id": "abc"},
-            {"id": -3},
-            7,
-            {"id": 8, "price": "12"}
-        ]}}))
+        let page = RecordPage::from_json(
+            &LEADS,
+            json!({"_embedded": {"leads": [
+                {"name": "no id"},
+                {"id": "abc"},
+                {"id": -3},
+                7,
+                {"id": 8, "price": "12"}
+            ]}}),
+        )
         .unwrap();
-        assert_eq!(page.leads.len(), 1);
-        assert_eq!(page.leads[0].id, 8);
+        assert_eq!(page.records.len(), 1);
+        assert_eq!(page.records[0].id, 8);
         let reasons: Vec<&str> = page.skipped.iter().map(|s| s.reason.as_str()).collect();
         assert_eq!(
             reasons,

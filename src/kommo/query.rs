@@ -1,11 +1,12 @@
-//! The questions the client asks Kommo: which leads or events, in which
+//! The questions the client asks Kommo: which records or events, in which
 //! order, as query pairs; and the check that an answer fits its question.
 
-use super::{KommoError, LeadId, LeadPage};
+use super::entity::{Entity, LEADS};
+use super::{KommoError, RecordId, RecordPage};
 
 /// The order of a listing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum LeadOrder {
+pub enum Order {
     /// `order[updated_at]=asc`: keyset walks.
     #[default]
     UpdatedAsc,
@@ -15,9 +16,11 @@ pub enum LeadOrder {
     IdAsc,
 }
 
-/// Which leads to ask for.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct LeadQuery {
+/// Which records to ask for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordQuery {
+    /// The kind of record, whose listing is asked.
+    pub entity: &'static Entity,
     /// `filter[updated_at][from]` (inclusive).
     pub updated_from: Option<i64>,
     /// `filter[updated_at][to]` (inclusive).
@@ -29,25 +32,37 @@ pub struct LeadQuery {
     /// List the deleted (restorable) leads instead (`with=only_deleted`).
     pub only_deleted: bool,
     /// The order asked for.
-    pub order: LeadOrder,
+    pub order: Order,
     /// Only these ids (`filter[id][]`); empty for no id filter.
-    pub ids: Vec<LeadId>,
+    pub ids: Vec<RecordId>,
 }
 
-impl LeadQuery {
+impl Default for RecordQuery {
+    fn default() -> Self {
+        RecordQuery {
+            entity: &LEADS,
+            updated_from: None,
+            updated_to: None,
+            page: 0,
+            limit: 0,
+            only_deleted: false,
+            order: Order::default(),
+            ids: Vec::new(),
+        }
+    }
+}
+
+impl RecordQuery {
     pub(super) fn to_pairs(&self) -> Vec<(&'static str, String)> {
         let mut q = vec![
             ("page", self.page.to_string()),
             ("limit", self.limit.to_string()),
         ];
-        // `contacts`: the lead's contact links (`_embedded.contacts`), which
-        // Kommo leaves out unless asked.
-        let with = if self.only_deleted {
-            "only_deleted,source_id"
-        } else {
-            "contacts,source_id"
-        };
-        q.push(("with", with.to_string()));
+        if self.only_deleted {
+            q.push(("with", "only_deleted,source_id".to_string()));
+        } else if let Some(with) = self.entity.with {
+            q.push(("with", with.to_string()));
+        }
         if let Some(from) = self.updated_from {
             q.push(("filter[updated_at][from]", from.to_string()));
         }
@@ -58,21 +73,21 @@ impl LeadQuery {
             q.push(("filter[id][]", id.to_string()));
         }
         q.push(match self.order {
-            LeadOrder::UpdatedAsc => ("order[updated_at]", "asc".into()),
-            LeadOrder::UpdatedDesc => ("order[updated_at]", "desc".into()),
-            LeadOrder::IdAsc => ("order[id]", "asc".into()),
+            Order::UpdatedAsc => ("order[updated_at]", "asc".into()),
+            Order::UpdatedDesc => ("order[updated_at]", "desc".into()),
+            Order::IdAsc => ("order[id]", "asc".into()),
         });
         q
     }
 }
 
-impl LeadQuery {
+impl RecordQuery {
     /// Fails with [`KommoError::FilterIgnored`] when `page` holds a lead this
     /// query's filter excludes: Kommo did not apply it, and no answer of the
     /// account can be trusted to mean what was asked.
-    pub fn check_answer(&self, page: &LeadPage) -> Result<(), KommoError> {
+    pub fn check_answer(&self, page: &RecordPage) -> Result<(), KommoError> {
         let ignored = |detail: String| Err(KommoError::FilterIgnored { detail });
-        for lead in &page.leads {
+        for lead in &page.records {
             if !self.ids.is_empty() && !self.ids.contains(&lead.id) {
                 return ignored(format!(
                     "asked for {} lead(s) by id, it answered with lead {}, not among them",

@@ -11,7 +11,7 @@
 use serde_json::Value;
 
 use super::structure::lenient_i64;
-use super::{EventPage, KommoError, LeadId};
+use super::{EventPage, KommoError, RecordId};
 
 /// The event type of a stage change.
 pub const STATUS_CHANGED: &str = "lead_status_changed";
@@ -21,7 +21,7 @@ pub const STATUS_CHANGED: &str = "lead_status_changed";
 pub struct StatusChange {
     /// The event's id (a string at Kommo), unique: the deduplication key.
     pub event_id: String,
-    pub lead_id: LeadId,
+    pub lead_id: RecordId,
     pub from_pipeline_id: Option<i64>,
     pub from_status_id: Option<i64>,
     pub to_pipeline_id: Option<i64>,

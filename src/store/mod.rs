@@ -16,11 +16,11 @@
 //! All SQL lives in these modules; each adds the [`Store`] methods of its job.
 
 mod error;
-mod lead_details;
-mod leads;
 mod lock;
 mod open;
 mod page;
+mod record_details;
+mod records;
 mod run_stats;
 mod runs;
 mod stage_history;
@@ -33,10 +33,10 @@ use std::path::{Path, PathBuf};
 use sqlx::SqlitePool;
 
 pub use error::StoreError;
-pub use leads::StoredLeadCounts;
 pub use lock::SyncLock;
 pub use open::BUSY_TIMEOUT;
 pub use page::PageCommit;
+pub use records::StoredLeadCounts;
 pub use run_stats::RunGroup;
 pub use runs::{RunCounters, RunKind, RunRecord, RunStatus};
 pub use state::{CursorUpdate, SyncState, Window};
@@ -109,11 +109,15 @@ impl Store {
 mod tests {
     use super::writer::PAGES_PER_COMMIT;
     use super::*;
-    use crate::kommo::{Lead, LeadId};
+    use crate::kommo::{LEADS, Record, RecordId};
     use serde_json::json;
 
-    fn lead(id: i64, updated_at: serde_json::Value) -> Lead {
-        Lead::from_json(json!({"id": id, "name": "x", "updated_at": updated_at})).unwrap()
+    fn lead(id: i64, updated_at: serde_json::Value) -> Record {
+        Record::from_json(
+            &LEADS,
+            json!({"id": id, "name": "x", "updated_at": updated_at}),
+        )
+        .unwrap()
     }
 
     /// Commits `leads` (alive) and `gone` as a page of run `run_id`; with
@@ -122,8 +126,8 @@ mod tests {
         store: &Store,
         run_id: i64,
         pass: Option<i64>,
-        leads: &[Lead],
-        gone: &[LeadId],
+        leads: &[Record],
+        gone: &[RecordId],
     ) {
         let window = Window {
             id: 0,
@@ -134,7 +138,7 @@ mod tests {
         store
             .commit_page(PageCommit {
                 run_id,
-                leads,
+                records: leads,
                 gone,
                 window: pass.map(|pass| (pass, window)),
                 counters: RunCounters::default(),
@@ -147,11 +151,11 @@ mod tests {
     }
 
     /// Hands `leads` to the writer as a page of run `run_id`, without flushing.
-    async fn gather_page(store: &Store, run_id: i64, leads: &[Lead]) -> Result<(), StoreError> {
+    async fn gather_page(store: &Store, run_id: i64, leads: &[Record]) -> Result<(), StoreError> {
         store
             .commit_page(PageCommit {
                 run_id,
-                leads,
+                records: leads,
                 now: 1,
                 ..PageCommit::default()
             })
@@ -170,11 +174,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("m.sqlite")).await.unwrap();
         let run = store.start_run(RunKind::Full, 1).await.unwrap();
-        let first = Lead::from_json(json!({"id": 4, "name": "old", "updated_at": 1,
-            "_embedded": {"tags": [{"id": 1}]}}))
+        let first = Record::from_json(
+            &LEADS,
+            json!({"id": 4, "name": "old", "updated_at": 1,
+            "_embedded": {"tags": [{"id": 1}]}}),
+        )
         .unwrap();
-        let last = Lead::from_json(json!({"id": 4, "name": "new", "updated_at": 2,
-            "_embedded": {"tags": [{"id": 2}]}}))
+        let last = Record::from_json(
+            &LEADS,
+            json!({"id": 4, "name": "new", "updated_at": 2,
+            "_embedded": {"tags": [{"id": 2}]}}),
+        )
         .unwrap();
         commit_page_of(&store, run, None, &[first, last], &[]).await;
         let (name, tags): (String, String) = sqlx::query_as(
@@ -187,6 +197,139 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn contacts_and_companies_are_stored_with_their_phones_links_and_the_lead_view() {
+        use crate::kommo::{COMPANIES, CONTACTS, Entity};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.sqlite")).await.unwrap();
+        let run = store.start_run(RunKind::Full, 1).await.unwrap();
+        let phone = |v: &str, code: &str| json!({"value": v, "enum_code": code});
+        let page = |entity: &'static Entity, records: Vec<serde_json::Value>| {
+            records
+                .into_iter()
+                .map(|r| Record::from_json(entity, r).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let companies = page(
+            &COMPANIES,
+            vec![
+                json!({"id": 50, "name": "Acme", "updated_at": 3, "first_name": "ignored",
+                "_embedded": {"tags": [{"id": 7}]}}),
+            ],
+        );
+        let contacts = page(
+            &CONTACTS,
+            vec![
+                json!({"id": 30, "name": "Ann Lee", "first_name": "Ann", "last_name": "Lee",
+                    "updated_at": 2, "custom_fields_values": [
+                        {"field_id": 1, "field_code": "PHONE", "field_type": "multitext",
+                         "values": [phone("+100", "WORK"), phone("+101", "MOB")]},
+                        {"field_id": 2, "field_code": "EMAIL", "field_type": "multitext",
+                         "values": [phone("ann@acme.test", "PRIV")]}],
+                    "_embedded": {"companies": [{"id": 50}]}}),
+                json!({"id": 31, "name": "Bob", "updated_at": 2}),
+            ],
+        );
+        let leads = page(
+            &LEADS,
+            vec![
+                json!({"id": 1, "name": "Deal", "price": 10, "updated_at": 1,
+                "_embedded": {"contacts": [{"id": 31, "is_main": false}, {"id": 30, "is_main": true}],
+                              "companies": [{"id": 50}]}}),
+                json!({"id": 2, "name": "Lonely", "updated_at": 1}),
+            ],
+        );
+        for (entity, records) in [
+            (&COMPANIES, &companies),
+            (&CONTACTS, &contacts),
+            (&LEADS, &leads),
+        ] {
+            store
+                .commit_page(PageCommit {
+                    run_id: run,
+                    entity,
+                    records,
+                    now: 1,
+                    ..PageCommit::default()
+                })
+                .await
+                .unwrap();
+        }
+        store.flush().await.unwrap();
+        let contact: (String, String, String, i64) = sqlx::query_as(
+            "SELECT first_name, last_name, raw ->> '$.name', \
+             (SELECT company_id FROM contact_companies WHERE contact_id = 30) FROM contacts WHERE id = 30",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(contact, ("Ann".into(), "Lee".into(), "Ann Lee".into(), 50));
+        let phones: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT phone, phone_type, position FROM contact_phones ORDER BY position",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            phones,
+            vec![
+                ("+100".into(), "WORK".into(), 0),
+                ("+101".into(), "MOB".into(), 1)
+            ]
+        );
+        let company_tag: i64 =
+            sqlx::query_scalar("SELECT tag_id FROM company_tags WHERE company_id = 50")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(company_tag, 7);
+        type Row = (
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let people: Vec<Row> = sqlx::query_as(
+            "SELECT id, main_contact_name, main_contact_phone, main_contact_email, company_name \
+             FROM leads_with_people ORDER BY id",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            people,
+            vec![
+                (
+                    1,
+                    Some("Ann Lee".into()),
+                    Some("+100".into()),
+                    Some("ann@acme.test".into()),
+                    Some("Acme".into())
+                ),
+                (2, None, None, None, None),
+            ]
+        );
+        store
+            .commit_page(PageCommit {
+                run_id: run,
+                entity: &CONTACTS,
+                gone: &[30],
+                now: 2,
+                ..PageCommit::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.record_counts(&CONTACTS).await.unwrap().deleted, 1);
+        assert_eq!(store.record_counts(&LEADS).await.unwrap().deleted, 0);
+        let name: Option<String> =
+            sqlx::query_scalar("SELECT main_contact_name FROM leads_with_people WHERE id = 1")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(name, None, "a deleted contact is no lead's main contact");
+    }
+
+    #[tokio::test]
     async fn after_a_batch_is_lost_the_run_writes_no_later_page() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_limited(&dir.path().join("m.sqlite"), Some(1))
@@ -194,7 +337,7 @@ mod tests {
             .unwrap();
         let run = store.start_run(RunKind::Full, 1).await.unwrap();
         let big = |id: i64| {
-            vec![Lead::from_json(json!({"id": id, "name": "x".repeat(600_000)})).unwrap()]
+            vec![Record::from_json(&LEADS, json!({"id": id, "name": "x".repeat(600_000)})).unwrap()]
         };
         let mut failed = false;
         for id in 1..=4 {
@@ -283,18 +426,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, run) = mirror_of_two_leads(&dir).await;
         let (pass, _) = store.begin_full_pass(1_000).await.unwrap();
-        assert_eq!(store.unseen_alive_leads(pass).await.unwrap(), vec![1, 2]);
+        assert_eq!(store.unseen_alive(&LEADS, pass).await.unwrap(), vec![1, 2]);
         // During the pass, lead 1 comes from another run (say, a --once),
         // and the pass's own walk lists lead 3.
         commit_page_of(&store, run, None, &[lead(1, json!(30))], &[]).await;
         commit_page_of(&store, run, Some(pass), &[lead(3, json!(40))], &[]).await;
-        assert_eq!(store.unseen_alive_leads(pass).await.unwrap(), vec![2]);
-        assert!(store.seen_in_pass(pass, 3).await.unwrap());
-        assert!(!store.seen_in_pass(pass, 2).await.unwrap());
+        assert_eq!(store.unseen_alive(&LEADS, pass).await.unwrap(), vec![2]);
+        assert!(store.seen_in_pass(&LEADS, pass, 3).await.unwrap());
+        assert!(!store.seen_in_pass(&LEADS, pass, 2).await.unwrap());
         // Confirmed gone by id: marked deleted, no longer unseen-alive.
         commit_page_of(&store, run, Some(pass), &[], &[2]).await;
         assert_eq!(deleted_ids(&store).await, vec![2]);
-        assert!(store.unseen_alive_leads(pass).await.unwrap().is_empty());
+        assert!(store.unseen_alive(&LEADS, pass).await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -323,7 +466,7 @@ mod tests {
         store.close().await;
         let store = Store::open(&path).await.unwrap();
         assert_eq!(store.begin_full_pass(2_000).await.unwrap().0, pass);
-        assert_eq!(store.unseen_alive_leads(pass).await.unwrap(), vec![2]);
+        assert_eq!(store.unseen_alive(&LEADS, pass).await.unwrap(), vec![2]);
         store.finish_full_pass(pass, 0).await.unwrap();
         assert_eq!(
             store.sync_state().await.unwrap().incremental_cursor,
@@ -336,10 +479,13 @@ mod tests {
     async fn odd_types_are_stored_null_with_raw_as_received() {
         let dir = tempfile::tempdir().unwrap();
         let (store, run) = mirror_of_two_leads(&dir).await;
-        let odd = Lead::from_json(json!({
-            "id": 5, "name": "nul\u{0}and 𝄞", "price": "12", "status_id": 1.5,
-            "updated_at": 50, "custom_fields_values": {"a": 1}
-        }))
+        let odd = Record::from_json(
+            &LEADS,
+            json!({
+                "id": 5, "name": "nul\u{0}and 𝄞", "price": "12", "status_id": 1.5,
+                "updated_at": 50, "custom_fields_values": {"a": 1}
+            }),
+        )
         .unwrap();
         commit_page_of(&store, run, None, std::slice::from_ref(&odd), &[]).await;
         let (name, price, status, cf, raw): (

@@ -1,4 +1,4 @@
-//! One page of a walk as one unit of change: its leads upserted or marked
+//! One page of a walk as one unit of change: its records upserted or marked
 //! deleted, their detail rows, the cursors and the run's counters, written
 //! together in the batch's transaction.
 
@@ -7,18 +7,20 @@ use std::collections::HashMap;
 use sqlx::{Sqlite, Transaction};
 
 use super::{CursorUpdate, RunCounters, StoreError, Window};
-use super::{lead_details, leads, runs, state};
-use crate::kommo::{Lead, LeadId};
+use super::{record_details, records, runs, state};
+use crate::kommo::{Entity, LEADS, Record, RecordId};
 
 /// What one page changes, committed together.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PageCommit<'a> {
     /// The run this page belongs to.
     pub run_id: i64,
-    /// Leads to upsert (or, with `is_deleted`, to mark deleted).
-    pub leads: &'a [Lead],
-    /// Leads known to be gone: marked deleted when the mirror has them alive.
-    pub gone: &'a [LeadId],
+    /// The kind of `records` and `gone`.
+    pub entity: &'static Entity,
+    /// Records to upsert (or, with `is_deleted`, to mark deleted).
+    pub records: &'a [Record],
+    /// Records known to be gone: marked deleted when the mirror has them alive.
+    pub gone: &'a [RecordId],
     /// Cursors to move.
     pub cursor: CursorUpdate,
     /// The full-pass window this page advances, as it stands after the page.
@@ -29,31 +31,48 @@ pub struct PageCommit<'a> {
     pub now: i64,
 }
 
+impl Default for PageCommit<'_> {
+    /// A commit of nothing but what its fields set; its entity (leads)
+    /// matters only with records or ids.
+    fn default() -> Self {
+        PageCommit {
+            run_id: 0,
+            entity: &LEADS,
+            records: &[],
+            gone: &[],
+            cursor: CursorUpdate::default(),
+            window: None,
+            counters: RunCounters::default(),
+            now: 0,
+        }
+    }
+}
+
 /// The statements of one page.
 pub(super) async fn write(
     tx: &mut Transaction<'static, Sqlite>,
     commit: &PageCommit<'_>,
 ) -> Result<(), StoreError> {
     // A lead listed twice in one page counts as its last listing.
-    let mut last: HashMap<LeadId, &Lead> = HashMap::with_capacity(commit.leads.len());
-    for lead in commit.leads {
+    let mut last: HashMap<RecordId, &Record> = HashMap::with_capacity(commit.records.len());
+    for lead in commit.records {
         last.insert(lead.id, lead);
     }
-    let (deleted, mut alive): (Vec<&Lead>, Vec<&Lead>) =
+    let (deleted, mut alive): (Vec<&Record>, Vec<&Record>) =
         last.into_values().partition(|lead| lead.is_deleted);
     for lead in deleted {
-        leads::mark_deleted_from_listing(tx, lead, commit.now).await?;
+        records::mark_deleted_from_listing(tx, commit.entity, lead, commit.now).await?;
     }
     if !alive.is_empty() {
         // In id order: each B-tree is walked forward, not jumped about.
         alive.sort_unstable_by_key(|lead| lead.id);
-        leads::upsert_alive(tx, &alive, commit.now).await?;
-        lead_details::replace(tx, &alive).await?;
-        let ids: Vec<LeadId> = alive.iter().map(|lead| lead.id).collect();
-        leads::mark_seen(tx, &ids).await?;
+        records::upsert_alive(tx, commit.entity, &alive, commit.now).await?;
+        record_details::replace(tx, commit.entity, &alive).await?;
+        let ids: Vec<RecordId> = alive.iter().map(|lead| lead.id).collect();
+        records::mark_seen(tx, commit.entity, &ids).await?;
     }
     for id in commit.gone {
-        leads::mark_gone(tx, *id, commit.now).await?;
+        records::mark_gone(tx, commit.entity, *id, commit.now).await?;
     }
     state::apply(tx, &commit.cursor).await?;
     if let Some((pass, window)) = &commit.window {

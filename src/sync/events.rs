@@ -16,16 +16,13 @@ use std::collections::HashMap;
 use super::listing::{Paging, Said};
 use super::{ById, EVENTS_PER_PAGE, IDS_PER_REQUEST, RunProgress, SyncError, Syncer};
 use crate::clock::unix_now;
-use crate::kommo::{EventQuery, KommoError, LeadId, STATUS_CHANGED};
+use crate::kommo::{EventQuery, KommoError, LEADS, RecordId, STATUS_CHANGED};
 use crate::store::{CursorUpdate, PageCommit};
-
-const LEAD_DELETED: &str = "lead_deleted";
-const LEAD_RESTORED: &str = "lead_restored";
 
 /// For each lead named by a deletion or restore event: the time of its last
 /// such event, whether it was a deletion, and whether its events were all
 /// of that one kind.
-type LastEvents = HashMap<LeadId, (i64, bool, bool)>;
+type LastEvents = HashMap<RecordId, (i64, bool, bool)>;
 
 impl Syncer {
     /// The events phase of an incremental sync: deletions and restores from
@@ -55,19 +52,19 @@ impl Syncer {
         // `until` is the next sync's. A lead deleted and restored is asked
         // for: events of one second need not come in the order they
         // happened.
-        let mut ids: Vec<LeadId> = last_event.keys().copied().collect();
-        let mirrored = self.store.lead_deleted_flags(&ids).await?;
+        let mut ids: Vec<RecordId> = last_event.keys().copied().collect();
+        let mirrored = self.store.deleted_flags(&LEADS, &ids).await?;
         ids.retain(|id| {
             let (_, deleted, one_kind) = last_event[id];
             !(one_kind && mirrored.get(id) == Some(&deleted))
         });
         ids.sort_unstable();
         for chunk in ids.chunks(IDS_PER_REQUEST) {
-            let ById { alive, gone } = self.read_by_id(progress, chunk).await?;
+            let ById { alive, gone } = self.read_by_id(progress, &LEADS, chunk).await?;
             // Gone only where the last event was a deletion: a lead restored
             // since is not marked deleted because an answer missed it.
-            let gone: Vec<LeadId> = gone.into_iter().filter(|id| last_event[id].1).collect();
-            self.commit_by_id(progress, &alive, &gone).await?;
+            let gone: Vec<RecordId> = gone.into_iter().filter(|id| last_event[id].1).collect();
+            self.commit_by_id(progress, &LEADS, &alive, &gone).await?;
         }
         self.commit_events_cursor(progress, until).await
     }
@@ -124,7 +121,7 @@ impl Syncer {
         until: i64,
     ) -> Result<Option<LastEvents>, SyncError> {
         let types = match deletions_from {
-            Some(_) => vec![LEAD_DELETED, LEAD_RESTORED, STATUS_CHANGED],
+            Some(_) => vec![LEADS.deleted_event, LEADS.restored_event, STATUS_CHANGED],
             None => vec![STATUS_CHANGED],
         };
         let from = deletions_from.map_or(stages_from, |d| d.min(stages_from));
@@ -171,8 +168,8 @@ impl Syncer {
             };
             if let Some(deletions_from) = deletions_from {
                 for event in &answer.page.events {
-                    let deleted = event.kind == LEAD_DELETED;
-                    if !(deleted || event.kind == LEAD_RESTORED)
+                    let deleted = event.kind == LEADS.deleted_event;
+                    if !(deleted || event.kind == LEADS.restored_event)
                         || event.created_at < deletions_from
                     {
                         continue;
@@ -230,15 +227,13 @@ impl Syncer {
         self.store
             .commit_page(PageCommit {
                 run_id: progress.run_id,
-                leads: &[],
-                gone: &[],
                 cursor: CursorUpdate {
                     events: Some(until),
                     ..CursorUpdate::default()
                 },
-                window: None,
                 counters: progress.counters(),
                 now: unix_now(),
+                ..PageCommit::default()
             })
             .await?;
         Ok(())

@@ -26,7 +26,7 @@ use super::walk::{Listing, Range, WindowRef};
 use super::windows::{Assignment, Window, WindowPlan};
 use super::{ById, IDS_PER_REQUEST, MIN_WINDOW_SPLIT_SECONDS, RunProgress, SyncError, Syncer};
 use crate::clock::unix_now;
-use crate::kommo::{Lead, LeadOrder, LeadQuery};
+use crate::kommo::{Entity, Order, Record, RecordQuery};
 use crate::poison::LockAnyway;
 use crate::store::PageCommit;
 
@@ -35,11 +35,13 @@ use crate::store::PageCommit;
 const IDLE_RETRY: Duration = Duration::from_millis(50);
 
 impl Syncer {
-    /// Runs (or resumes) the full pass; returns how many leads it marked deleted.
+    /// Runs (or resumes) the full pass over `entity`; returns how many
+    /// records it marked deleted.
     pub(super) async fn full_pass(
         &self,
         progress: &RunProgress,
-        newest: Option<&Lead>,
+        entity: &'static Entity,
+        newest: Option<&Record>,
     ) -> Result<u64, SyncError> {
         let (pass, resumed_from) = self.store.begin_full_pass(self.kommo_now()).await?;
         if resumed_from > 0 {
@@ -55,7 +57,7 @@ impl Syncer {
         let workers = self.options.parallel_windows.max(1);
         let mut running = FuturesUnordered::new();
         for worker in 0..workers {
-            running.push(self.full_pass_worker(progress, pass, &plan, newest, worker));
+            running.push(self.full_pass_worker(progress, entity, pass, &plan, newest, worker));
         }
         let mut first_error = None;
         while let Some(result) = running.next().await {
@@ -75,48 +77,58 @@ impl Syncer {
             // Only possible if a stop came between windows.
             return Err(SyncError::Interrupted);
         }
-        let before = self.store.lead_counts().await?.deleted;
-        self.confirm_unseen(progress, pass).await?;
+        let before = self.store.record_counts(entity).await?.deleted;
+        self.confirm_unseen(progress, entity, pass).await?;
         self.store
             .finish_full_pass(pass, i64::from(self.options.overlap_seconds))
             .await?;
-        let after = self.store.lead_counts().await?.deleted;
+        let after = self.store.record_counts(entity).await?.deleted;
         Ok(u64::try_from(after - before).unwrap_or(0))
     }
 
-    /// Kommo's newest lead (`order[updated_at]=desc&limit=1`), if any.
-    pub(super) async fn newest_lead(
+    /// Kommo's newest record of `entity` (`order[updated_at]=desc&limit=1`),
+    /// if any.
+    pub(super) async fn newest_record(
         &self,
         progress: &RunProgress,
-    ) -> Result<Option<Lead>, SyncError> {
-        let query = LeadQuery {
+        entity: &'static Entity,
+    ) -> Result<Option<Record>, SyncError> {
+        let query = RecordQuery {
+            entity,
             page: 1,
             limit: 1,
-            order: LeadOrder::UpdatedDesc,
-            ..LeadQuery::default()
+            order: Order::UpdatedDesc,
+            ..RecordQuery::default()
         };
         let (Said::More(page) | Said::End(page)) = self
-            .settle(progress, "the newest lead", Paging::ByKey, 1, || {
+            .settle(progress, "the newest record", Paging::ByKey, 1, || {
                 self.fetch(progress, &query)
             })
             .await?;
-        Ok(page.leads.into_iter().next())
+        Ok(page.records.into_iter().next())
     }
 
-    /// Asks Kommo by id for every alive lead of the mirror the pass did not
-    /// see: mirrors those alive, marks deleted those it proves gone.
-    async fn confirm_unseen(&self, progress: &RunProgress, pass: i64) -> Result<(), SyncError> {
-        let ids = self.store.unseen_alive_leads(pass).await?;
+    /// Asks Kommo by id for every alive record of the mirror the pass did
+    /// not see: mirrors those alive, marks deleted those it proves gone.
+    async fn confirm_unseen(
+        &self,
+        progress: &RunProgress,
+        entity: &'static Entity,
+        pass: i64,
+    ) -> Result<(), SyncError> {
+        let ids = self.store.unseen_alive(entity, pass).await?;
         if !ids.is_empty() {
             tracing::info!(
                 run_id = progress.run_id,
-                leads = ids.len(),
-                "asking Kommo by id for the mirrored leads this full sync did not list"
+                entity = entity.plural,
+                records = ids.len(),
+                "asking Kommo by id for the mirrored {} this full sync did not list",
+                entity.plural
             );
         }
         for chunk in ids.chunks(IDS_PER_REQUEST) {
-            let ById { alive, gone } = self.read_by_id(progress, chunk).await?;
-            self.commit_by_id(progress, &alive, &gone).await?;
+            let ById { alive, gone } = self.read_by_id(progress, entity, chunk).await?;
+            self.commit_by_id(progress, entity, &alive, &gone).await?;
         }
         Ok(())
     }
@@ -128,28 +140,30 @@ impl Syncer {
     async fn check_reached(
         &self,
         progress: &RunProgress,
+        entity: &'static Entity,
         pass: i64,
         walked: Window,
-        newest: &Lead,
+        newest: &Record,
     ) -> Result<(), SyncError> {
         let Some(updated_at) = newest.updated_at else {
             return Ok(());
         };
         let target = updated_at.min(self.kommo_now());
         let in_range = walked.cursor < target && walked.end.is_none_or(|end| target <= end);
-        if !in_range || self.store.seen_in_pass(pass, newest.id).await? {
+        if !in_range || self.store.seen_in_pass(entity, pass, newest.id).await? {
             return Ok(());
         }
         // Unchanged, it should have been listed where it was. Changed, it
         // moved to a later second, inside the open window's range, which
         // should have listed it there.
-        let alive = self.read_by_id(progress, &[newest.id]).await?.alive;
+        let alive = self.read_by_id(progress, entity, &[newest.id]).await?.alive;
         if alive
             .iter()
             .any(|l| walked.end.is_none() || l.updated_at == newest.updated_at)
         {
             return Err(SyncError::ListingCutShort {
-                lead_id: newest.id,
+                entity: entity.singular,
+                id: newest.id,
                 updated_at,
             });
         }
@@ -160,9 +174,10 @@ impl Syncer {
     async fn full_pass_worker(
         &self,
         progress: &RunProgress,
+        entity: &'static Entity,
         pass: i64,
         plan: &Mutex<WindowPlan>,
-        newest: Option<&Lead>,
+        newest: Option<&Record>,
         worker: u32,
     ) -> Result<(), SyncError> {
         if worker > 0 {
@@ -215,6 +230,7 @@ impl Syncer {
                 }
             };
             let range = Range {
+                entity,
                 listing: Listing::Alive,
                 start: window.cursor,
                 window: Some(WindowRef {
@@ -226,7 +242,9 @@ impl Syncer {
             let mut walked = self.walk(progress, range).await;
             if let (Ok(()), Some(newest)) = (&walked, newest) {
                 let window = plan.lock_anyway().get(window.id);
-                walked = self.check_reached(progress, pass, window, newest).await;
+                walked = self
+                    .check_reached(progress, entity, pass, window, newest)
+                    .await;
             }
             match walked {
                 Ok(()) => {

@@ -43,7 +43,7 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 use super::slices::{Layout, Slice, overlap_agrees};
 use super::{RunProgress, SyncError, Syncer};
 use crate::kommo::structure::{Keyed, Listed};
-use crate::kommo::{LeadEventsPage, LeadId, LeadPage};
+use crate::kommo::{LeadEventsPage, RecordId, RecordPage};
 
 /// Passes over one offset listing before giving up on reading it whole.
 pub const MAX_PASSES_PER_LISTING: u32 = 8;
@@ -373,10 +373,10 @@ async fn read_pass<A: Answer, F: Future<Output = Result<A, SyncError>>>(
     }
 }
 
-impl Answer for LeadPage {
-    type Key = LeadId;
+impl Answer for RecordPage {
+    type Key = RecordId;
     fn received(&self) -> usize {
-        LeadPage::received(self)
+        RecordPage::received(self)
     }
     fn unreadable(&self) -> usize {
         self.skipped.len()
@@ -384,10 +384,10 @@ impl Answer for LeadPage {
     fn has_next(&self) -> bool {
         self.has_next
     }
-    fn keys(&self) -> Vec<LeadId> {
-        self.leads.iter().map(|l| l.id).collect()
+    fn keys(&self) -> Vec<RecordId> {
+        self.records.iter().map(|l| l.id).collect()
     }
-    fn positions(&self) -> Vec<Option<LeadId>> {
+    fn positions(&self) -> Vec<Option<RecordId>> {
         lead_positions(self)
     }
 }
@@ -426,8 +426,8 @@ impl<T: Keyed> Answer for Listed<T> {
 
 /// The id at each position of a page of leads (`None` where a lead could
 /// not be read).
-fn lead_positions(page: &LeadPage) -> Vec<Option<LeadId>> {
-    let mut leads = page.leads.iter();
+fn lead_positions(page: &RecordPage) -> Vec<Option<RecordId>> {
+    let mut leads = page.records.iter();
     (0..page.received())
         .map(|index| {
             if page.skipped.iter().any(|s| s.index == index) {
@@ -444,11 +444,11 @@ fn lead_positions(page: &LeadPage) -> Vec<Option<LeadId>> {
 pub(super) struct Shown {
     pub has_next: bool,
     /// The id at each position (`None`: a lead that could not be read).
-    pub positions: Vec<Option<LeadId>>,
+    pub positions: Vec<Option<RecordId>>,
 }
 
-impl From<&LeadPage> for Shown {
-    fn from(page: &LeadPage) -> Shown {
+impl From<&RecordPage> for Shown {
+    fn from(page: &RecordPage) -> Shown {
         Shown {
             has_next: page.has_next,
             positions: lead_positions(page),
@@ -457,7 +457,7 @@ impl From<&LeadPage> for Shown {
 }
 
 impl Answer for Shown {
-    type Key = LeadId;
+    type Key = RecordId;
     fn received(&self) -> usize {
         self.positions.len()
     }
@@ -467,10 +467,10 @@ impl Answer for Shown {
     fn has_next(&self) -> bool {
         self.has_next
     }
-    fn keys(&self) -> Vec<LeadId> {
+    fn keys(&self) -> Vec<RecordId> {
         self.positions.iter().flatten().copied().collect()
     }
-    fn positions(&self) -> Vec<Option<LeadId>> {
+    fn positions(&self) -> Vec<Option<RecordId>> {
         self.positions.clone()
     }
 }

@@ -46,7 +46,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::unix_now;
-use crate::kommo::{KommoClient, KommoError, Lead, LeadId, LeadOrder, LeadPage, LeadQuery};
+use crate::kommo::{
+    Entity, KommoClient, KommoError, LEADS, Order, Record, RecordId, RecordPage, RecordQuery,
+};
 use crate::poison::LockAnyway;
 use crate::store::{PageCommit, RunCounters, RunKind, Store, StoreError};
 use crate::token::Secret;
@@ -72,11 +74,15 @@ pub enum SyncError {
     #[error("interrupted by a stop request; progress up to the last committed page is kept")]
     Interrupted,
     #[error(
-        "the listing of leads ended before Kommo's newest lead {lead_id} (updated_at {updated_at}), \
-         which is alive: an answer was cut short; progress is kept and the next full sync walks \
-         on from where the listing stopped"
+        "the listing of {entity} records ended before Kommo's newest {entity} {id} (updated_at \
+         {updated_at}), which is alive: an answer was cut short; progress is kept and the next \
+         full sync walks on from where the listing stopped"
     )]
-    ListingCutShort { lead_id: LeadId, updated_at: i64 },
+    ListingCutShort {
+        entity: &'static str,
+        id: RecordId,
+        updated_at: i64,
+    },
     #[error(
         "{listing} read empty at each pass though a full page had shown it; nothing was concluded \
          from it, progress is kept and the next sync reads it again"
@@ -104,9 +110,9 @@ pub struct SyncReport {
 /// What Kommo said of leads asked for by id.
 struct ById {
     /// Returned alive.
-    alive: Vec<Lead>,
+    alive: Vec<Record>,
     /// Proven gone: shown deleted, or absent from a listing read whole.
-    gone: Vec<LeadId>,
+    gone: Vec<RecordId>,
 }
 
 /// The settings the algorithm needs.
@@ -145,7 +151,7 @@ pub struct RunProgress {
     /// The client's request count when the run started.
     requests_before: AtomicU64,
     /// Leads already warned about as stamped in the future.
-    future_warned: Mutex<HashSet<LeadId>>,
+    future_warned: Mutex<HashSet<RecordId>>,
 }
 
 impl RunProgress {
@@ -173,7 +179,7 @@ impl RunProgress {
     }
 
     /// Whether this is the run's first warning about `id` being stamped in the future.
-    fn first_future_warning(&self, id: LeadId) -> bool {
+    fn first_future_warning(&self, id: RecordId) -> bool {
         self.future_warned.lock_anyway().insert(id)
     }
 
@@ -214,18 +220,20 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    /// Commits what answers by id said: the leads alive and those gone.
+    /// Commits what answers by id said: the records alive and those gone.
     async fn commit_by_id(
         &self,
         progress: &RunProgress,
-        alive: &[Lead],
-        gone: &[LeadId],
+        entity: &'static Entity,
+        alive: &[Record],
+        gone: &[RecordId],
     ) -> Result<(), SyncError> {
         let counters = progress.add_leads(alive.len());
         self.store
             .commit_page(PageCommit {
                 run_id: progress.run_id,
-                leads: alive,
+                entity,
+                records: alive,
                 gone,
                 counters,
                 now: unix_now(),
@@ -272,12 +280,15 @@ impl Syncer {
             RunKind::Full => {
                 // One request first: a blocked or unpaid account, or a
                 // rejected token, is met by one request, not by one per walk.
-                let newest = self.newest_lead(progress).await?;
+                let newest = self.newest_record(progress, &LEADS).await?;
                 // The structure and the stage history are walked alongside
                 // the pass, not after it: with long round trips their chain
                 // of requests fills pacer slots the lead walks leave empty.
                 let (pass, account) = tokio::join!(
-                    stop_others_on_error(progress, self.full_pass(progress, newest.as_ref())),
+                    stop_others_on_error(
+                        progress,
+                        self.full_pass(progress, &LEADS, newest.as_ref())
+                    ),
                     stop_others_on_error(progress, async {
                         self.sync_structure(progress).await?;
                         self.follow_stage_history(progress).await
@@ -297,9 +308,10 @@ impl Syncer {
                 let resume =
                     |cursor: Option<i64>| cursor.map_or(0, |c| self.options.resume_from(c));
                 let start = resume(state.incremental_cursor);
-                self.walk(progress, walk::Range::incremental(start)).await?;
+                self.walk(progress, walk::Range::incremental(&LEADS, start))
+                    .await?;
                 let deleted_start = resume(state.deleted_cursor);
-                self.walk(progress, walk::Range::deleted(deleted_start))
+                self.walk(progress, walk::Range::deleted(&LEADS, deleted_start))
                     .await?;
                 self.sync_structure(progress).await?;
                 self.follow_events(progress, state.events_cursor, self.kommo_now())
@@ -326,10 +338,10 @@ impl Syncer {
     async fn fetch(
         &self,
         progress: &RunProgress,
-        query: &LeadQuery,
-    ) -> Result<LeadPage, SyncError> {
+        query: &RecordQuery,
+    ) -> Result<RecordPage, SyncError> {
         let page = self
-            .stoppable(progress, self.client.fetch_leads(&progress.token, query))
+            .stoppable(progress, self.client.fetch_records(&progress.token, query))
             .await??;
         for skipped in &page.skipped {
             tracing::warn!(
@@ -349,7 +361,12 @@ impl Syncer {
     /// [`listing`]): those it returns alive, and those it proves gone (shown
     /// deleted, or absent from an answer read whole twice in a row). An
     /// answer with a lead it could not read proves no absence.
-    async fn read_by_id(&self, progress: &RunProgress, ids: &[LeadId]) -> Result<ById, SyncError> {
+    async fn read_by_id(
+        &self,
+        progress: &RunProgress,
+        entity: &'static Entity,
+        ids: &[RecordId],
+    ) -> Result<ById, SyncError> {
         const LIMIT: u32 = 250;
         let expect = listing::Expect {
             not_empty: false,
@@ -363,22 +380,23 @@ impl Syncer {
                 LIMIT,
                 expect,
                 |slice| async move {
-                    let query = LeadQuery {
+                    let query = RecordQuery {
+                        entity,
                         page: slice.page,
                         limit: slice.limit,
-                        order: LeadOrder::IdAsc,
+                        order: Order::IdAsc,
                         ids: ids.to_vec(),
-                        ..LeadQuery::default()
+                        ..RecordQuery::default()
                     };
                     self.fetch(progress, &query).await
                 },
             )
             .await?;
         let absence_proven = listing.proves_absence();
-        let (deleted, alive): (Vec<Lead>, Vec<Lead>) = listing
+        let (deleted, alive): (Vec<Record>, Vec<Record>) = listing
             .pages
             .into_iter()
-            .flat_map(|page| page.leads)
+            .flat_map(|page| page.records)
             .partition(|lead| lead.is_deleted);
         let gone = ids
             .iter()

@@ -20,7 +20,7 @@ use super::slices::Layout;
 use super::windows::WindowPlan;
 use super::{RunProgress, SyncError, Syncer};
 use crate::clock::unix_now;
-use crate::kommo::{Lead, LeadOrder, LeadPage, LeadQuery};
+use crate::kommo::{Entity, Order, Record, RecordPage, RecordQuery};
 use crate::poison::LockAnyway;
 use crate::store::{CursorUpdate, PageCommit};
 
@@ -28,12 +28,13 @@ use crate::store::{CursorUpdate, PageCommit};
 /// the future (a warning), rather than by a clock a little ahead.
 pub const FUTURE_TOLERANCE_SECONDS: i64 = 60;
 
-/// Which listing a walk reads.
+/// Which listing of its entity a walk reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Listing {
-    /// Alive leads.
+    /// Alive records.
     Alive,
-    /// Deleted, restorable leads (`with=only_deleted`).
+    /// Deleted, restorable records (`with=only_deleted`, leads only: see
+    /// [`Entity::lists_deleted`]).
     Deleted,
 }
 
@@ -54,37 +55,43 @@ impl WindowRef<'_> {
 /// What a walk covers.
 #[derive(Clone, Copy)]
 pub(super) struct Range<'a> {
+    pub entity: &'static Entity,
     pub listing: Listing,
     pub start: i64,
     pub window: Option<WindowRef<'a>>,
 }
 
-impl Listing {
-    /// What the listing is, for messages.
-    fn name(self) -> &'static str {
-        match self {
-            Listing::Alive => "the leads",
-            Listing::Deleted => "the deleted leads",
-        }
-    }
-}
-
 impl Range<'_> {
-    /// Every alive lead changed since `start` (moves the incremental cursor).
-    pub fn incremental(start: i64) -> Range<'static> {
+    /// Every alive record of `entity` changed since `start` (moves the
+    /// incremental cursor).
+    pub fn incremental(entity: &'static Entity, start: i64) -> Range<'static> {
         Range {
+            entity,
             listing: Listing::Alive,
             start,
             window: None,
         }
     }
 
-    /// Every deleted lead listed since `start` (moves the deleted cursor).
-    pub fn deleted(start: i64) -> Range<'static> {
+    /// Every deleted record of `entity` listed since `start` (moves the
+    /// deleted cursor).
+    pub fn deleted(entity: &'static Entity, start: i64) -> Range<'static> {
         Range {
+            entity,
             listing: Listing::Deleted,
             start,
             window: None,
+        }
+    }
+
+    /// What the listing is, for messages: `the leads`, `the deleted leads`.
+    fn name(&self) -> &'static str {
+        match (self.listing, self.entity.plural) {
+            (Listing::Alive, "leads") => "the leads",
+            (Listing::Alive, "contacts") => "the contacts",
+            (Listing::Alive, "companies") => "the companies",
+            (Listing::Alive, _) => "the records",
+            (Listing::Deleted, _) => "the deleted leads",
         }
     }
 
@@ -100,9 +107,10 @@ impl Range<'_> {
         to: Option<i64>,
         page: u32,
         limit: u32,
-        order: LeadOrder,
-    ) -> LeadQuery {
-        LeadQuery {
+        order: Order,
+    ) -> RecordQuery {
+        RecordQuery {
+            entity: self.entity,
             updated_from: Some(from),
             updated_to: to,
             page,
@@ -136,11 +144,11 @@ impl Syncer {
             if end.is_some_and(|end| cursor > end) {
                 return Ok(());
             }
-            let query = range.query(cursor, end, 1, limit, LeadOrder::UpdatedAsc);
+            let query = range.query(cursor, end, 1, limit, Order::UpdatedAsc);
             let said = self
                 .settle(
                     progress,
-                    range.listing.name(),
+                    range.name(),
                     Paging::ByKey,
                     limit as usize,
                     || self.fetch_listed(progress, &query, range.listing),
@@ -170,7 +178,7 @@ impl Syncer {
                 continue;
             }
             let committing = Instant::now();
-            self.commit(progress, &page.leads, range, reached.top)
+            self.commit(progress, &page.records, range, reached.top)
                 .await?;
             if let Some(w) = range.window {
                 w.plan().note_step(page.round_trip + committing.elapsed());
@@ -187,12 +195,12 @@ impl Syncer {
     async fn fetch_listed(
         &self,
         progress: &RunProgress,
-        query: &LeadQuery,
+        query: &RecordQuery,
         listing: Listing,
-    ) -> Result<LeadPage, SyncError> {
+    ) -> Result<RecordPage, SyncError> {
         let mut page = self.fetch(progress, query).await?;
         if listing == Listing::Deleted {
-            for lead in &mut page.leads {
+            for lead in &mut page.records {
                 lead.is_deleted = true;
             }
         }
@@ -203,12 +211,12 @@ impl Syncer {
     /// Kommo's `now` (never back before `cursor`); leads stamped past now are
     /// mirrored but not followed. Warns once per run about each lead stamped
     /// more than a minute in the future.
-    fn reached(&self, progress: &RunProgress, page: &LeadPage, cursor: i64, now: i64) -> Reached {
+    fn reached(&self, progress: &RunProgress, page: &RecordPage, cursor: i64, now: i64) -> Reached {
         let mut reached = Reached {
             top: cursor,
             past_now: false,
         };
-        for lead in &page.leads {
+        for lead in &page.records {
             let Some(updated_at) = lead.updated_at else {
                 continue;
             };
@@ -263,10 +271,10 @@ impl Syncer {
                 self.options.page_size,
                 expect,
                 |slice| async move {
-                    let query = range.query(from, to, slice.page, slice.limit, LeadOrder::IdAsc);
+                    let query = range.query(from, to, slice.page, slice.limit, Order::IdAsc);
                     let page = self.fetch_listed(progress, &query, range.listing).await?;
-                    if !page.leads.is_empty() {
-                        self.commit(progress, &page.leads, range, from).await?;
+                    if !page.records.is_empty() {
+                        self.commit(progress, &page.records, range, from).await?;
                     }
                     Ok(Shown::from(&page))
                 },
@@ -287,7 +295,7 @@ impl Syncer {
     async fn commit(
         &self,
         progress: &RunProgress,
-        leads: &[Lead],
+        leads: &[Record],
         range: Range<'_>,
         reached: i64,
     ) -> Result<(), SyncError> {
@@ -309,7 +317,8 @@ impl Syncer {
         self.store
             .commit_page(PageCommit {
                 run_id: progress.run_id,
-                leads,
+                entity: range.entity,
+                records: leads,
                 gone: &[],
                 cursor,
                 window,

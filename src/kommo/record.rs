@@ -1,41 +1,54 @@
-//! One lead as received, read once: its JSON text kept whole (unknown fields
+//! One record (a lead, a contact, a company: see [`super::entity`]) as
+//! received, read once: its JSON text kept whole (unknown fields
 //! included, so a new field in the API never breaks anything), the columns
-//! of the `leads` table, its custom field values typed, and its links to
+//! of its entity's table, its custom field values typed, and its links to
 //! tags, contacts and companies.
 //!
 //! Reading borrows from the page's bytes: nothing is copied but what is
 //! kept. Only `id` must be usable; any other field of an unexpected type is
 //! noted as a misfit (its column stays NULL, `raw` keeps it) rather than a
-//! reason to drop the lead.
+//! reason to drop the record.
 
 use std::borrow::Cow;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::entity::Entity;
 use super::lenient::{Scalar, lenient_bool, lenient_id, lenient_list};
 
-/// Kommo's id of a lead.
-pub type LeadId = i64;
+/// Kommo's id of a record (ids are unique within one entity).
+pub type RecordId = i64;
 
-/// Declares the scalar columns of `leads` once: the list
-/// [`SCALAR_COLUMNS`], the fields of the wire lead that carry them and
-/// [`WireLead::scalars`], all in table order.
-macro_rules! lead_scalars {
-    ($($column:ident),+ $(,)?) => {
-        /// The scalar columns of `leads`, in table order, each copied from the
-        /// lead's field of the same name.
-        pub const SCALAR_COLUMNS: [&str; [$(stringify!($column)),+].len()] =
-            [$(stringify!($column)),+];
+/// Declares every scalar field a record may carry once: the enum
+/// [`Field`] (each entity lists its columns from it, see
+/// [`super::entity`]), the fields of the wire record that carry them, and
+/// [`WireRecord::scalar`].
+macro_rules! record_fields {
+    ($($variant:ident: $field:ident),+ $(,)?) => {
+        /// A scalar field of a record, copied into the column of the same name.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Field {
+            $($variant),+
+        }
 
-        /// The fields of a lead the mirror reads; the rest is skipped unread.
+        impl Field {
+            /// The field's (and its column's) name.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Field::$variant => stringify!($field)),+
+                }
+            }
+        }
+
+        /// The fields of a record the mirror reads; the rest is skipped unread.
         #[derive(Deserialize)]
-        struct WireLead<'a> {
+        struct WireRecord<'a> {
             #[serde(default, borrow)]
             id: Scalar<'a>,
             $(
                 #[serde(default, borrow)]
-                $column: Scalar<'a>,
+                $field: Scalar<'a>,
             )+
             #[serde(default, deserialize_with = "lenient_bool")]
             is_deleted: Option<bool>,
@@ -45,34 +58,45 @@ macro_rules! lead_scalars {
             embedded: Option<&'a RawValue>,
         }
 
-        impl<'a> WireLead<'a> {
-            /// The fields of [`SCALAR_COLUMNS`], in the same order.
-            fn scalars(&self) -> [&Scalar<'a>; SCALAR_COLUMNS.len()] {
-                [$(&self.$column),+]
+        impl<'a> WireRecord<'a> {
+            /// The value of `field`.
+            fn scalar(&self, field: Field) -> &Scalar<'a> {
+                match field {
+                    $(Field::$variant => &self.$field),+
+                }
             }
         }
     };
 }
 
-lead_scalars!(
-    name,
-    price,
-    responsible_user_id,
-    group_id,
-    status_id,
-    pipeline_id,
-    loss_reason_id,
-    source_id,
-    created_by,
-    updated_by,
-    score,
-    account_id,
-    labor_cost,
-    created_at,
-    updated_at,
-    closed_at,
-    closest_task_at,
+record_fields!(
+    Name: name,
+    FirstName: first_name,
+    LastName: last_name,
+    Price: price,
+    ResponsibleUserId: responsible_user_id,
+    GroupId: group_id,
+    StatusId: status_id,
+    PipelineId: pipeline_id,
+    LossReasonId: loss_reason_id,
+    SourceId: source_id,
+    CreatedBy: created_by,
+    UpdatedBy: updated_by,
+    Score: score,
+    AccountId: account_id,
+    LaborCost: labor_cost,
+    CreatedAt: created_at,
+    UpdatedAt: updated_at,
+    ClosedAt: closed_at,
+    ClosestTaskAt: closest_task_at,
 );
+
+impl Field {
+    /// Text columns; every other scalar column holds integers.
+    fn is_text(self) -> bool {
+        matches!(self, Field::Name | Field::FirstName | Field::LastName)
+    }
+}
 
 /// The value of one scalar column.
 #[derive(Clone, Debug, PartialEq)]
@@ -96,20 +120,22 @@ pub struct FieldValue {
     pub date: Option<i64>,
     pub enum_id: Option<i64>,
     pub enum_code: Option<String>,
+    /// The field's `field_code` (`PHONE`, `EMAIL`...), when it has one.
+    pub field_code: Option<String>,
 }
 
-/// One lead as received.
+/// One record as received.
 #[derive(Clone, Debug)]
-pub struct Lead {
-    /// Kommo's lead id.
-    pub id: LeadId,
+pub struct Record {
+    /// Kommo's id.
+    pub id: RecordId,
     /// `updated_at`, Unix seconds, when it is an integer.
     pub updated_at: Option<i64>,
     /// `is_deleted` is `true` (leads listed with `with=only_deleted`).
     pub is_deleted: bool,
     /// The whole object as received.
     pub raw: Box<RawValue>,
-    /// [`SCALAR_COLUMNS`], in order.
+    /// Its entity's scalar columns ([`Entity::columns`]), in order.
     pub columns: Vec<Column>,
     /// `custom_fields_values` as received, when it is an array.
     pub custom_fields_json: Option<String>,
@@ -125,70 +151,69 @@ pub struct Lead {
     pub misfits: Vec<String>,
 }
 
-/// Why an element of `_embedded.leads` is not a lead.
+/// Why an element of `_embedded.{entity}` is not a record.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LeadError {
+pub enum RecordError {
     /// It cannot be stored (no usable id): skipped and reported, the page
     /// stands.
     Unusable(String),
     /// It cannot be read at all (a number out of range, a broken string):
     /// the page is not trusted, like a body that does not parse, since the
-    /// element may be a lead that exists.
+    /// element may be a record that exists.
     Unreadable(String),
 }
 
-impl PartialEq for Lead {
-    fn eq(&self, other: &Lead) -> bool {
+impl PartialEq for Record {
+    fn eq(&self, other: &Record) -> bool {
         self.raw.get() == other.raw.get()
     }
 }
 
-impl Lead {
-    /// Reads a lead out of one element of `_embedded.leads`.
-    pub fn from_raw(raw: &RawValue) -> Result<Lead, LeadError> {
+impl Record {
+    /// Reads a record of `entity` out of one element of `_embedded.{entity}`.
+    pub fn from_raw(entity: &Entity, raw: &RawValue) -> Result<Record, RecordError> {
         let text = raw.get();
         let kind = json_kind(text);
         if kind != "an object" {
-            return Err(LeadError::Unusable(format!(
+            return Err(RecordError::Unusable(format!(
                 "it is not an object but {kind}"
             )));
         }
         let normalized;
-        let wire: WireLead<'_> = match serde_json::from_str(text) {
+        let wire: WireRecord<'_> = match serde_json::from_str(text) {
             Ok(wire) => wire,
             // A key given twice: read it as any JSON reader here does (the
             // last one counts); `raw` keeps the text as received.
             Err(first) => {
                 let value: serde_json::Value = serde_json::from_str(text)
-                    .map_err(|e| LeadError::Unreadable(format!("it is not valid JSON ({e})")))?;
+                    .map_err(|e| RecordError::Unreadable(format!("it is not valid JSON ({e})")))?;
                 normalized = value.to_string();
                 serde_json::from_str(&normalized)
-                    .map_err(|_| LeadError::Unreadable(format!("it cannot be read ({first})")))?
+                    .map_err(|_| RecordError::Unreadable(format!("it cannot be read ({first})")))?
             }
         };
         let id = match &wire.id {
             Scalar::Absent | Scalar::Null => {
-                return Err(LeadError::Unusable("it has no id".into()));
+                return Err(RecordError::Unusable("it has no id".into()));
             }
             Scalar::Integer(id) if *id > 0 => *id,
             other => {
-                return Err(LeadError::Unusable(format!(
+                return Err(RecordError::Unusable(format!(
                     "its id is not a positive integer but {}",
                     other.describe()
                 )));
             }
         };
         let mut misfits = Vec::new();
-        let scalars = wire.scalars();
-        let columns = SCALAR_COLUMNS
+        let columns = entity
+            .columns
             .iter()
-            .zip(scalars)
-            .map(|(name, value)| match (*name, value) {
-                (_, Scalar::Absent | Scalar::Null) => Column::Null,
-                ("name", Scalar::Text(text)) => Column::Text(text.to_string()),
-                (name, Scalar::Integer(n)) if name != "name" => Column::Integer(*n),
-                (name, other) => {
-                    misfits.push(format!("{name} is {}", other.kind()));
+            .map(|&field| match wire.scalar(field) {
+                Scalar::Absent | Scalar::Null => Column::Null,
+                Scalar::Text(text) if field.is_text() => Column::Text(text.to_string()),
+                Scalar::Integer(n) if !field.is_text() => Column::Integer(*n),
+                other => {
+                    misfits.push(format!("{} is {}", field.name(), other.kind()));
                     Column::Null
                 }
             })
@@ -209,7 +234,7 @@ impl Lead {
                         match serde_json::from_str::<WireField<'_>>(item.get()) {
                             Ok(field) => fields.push(field),
                             Err(e) => misfits.push(format!(
-                                "custom_fields_values[{i}] cannot be read ({e}); its values are not in lead_field_values"
+                                "custom_fields_values[{i}] cannot be read ({e}); its values are not in the field values table"
                             )),
                         }
                     }
@@ -229,7 +254,7 @@ impl Lead {
                 WireEmbedded::default()
             }),
         };
-        Ok(Lead {
+        Ok(Record {
             id,
             updated_at,
             is_deleted: wire.is_deleted == Some(true),
@@ -248,15 +273,15 @@ impl Lead {
         })
     }
 
-    /// Like [`Lead::from_raw`], from a parsed value.
+    /// Like [`Record::from_raw`], from a parsed value.
     #[cfg(test)]
-    pub fn from_json(value: serde_json::Value) -> Result<Lead, LeadError> {
+    pub fn from_json(entity: &Entity, value: serde_json::Value) -> Result<Record, RecordError> {
         let raw = RawValue::from_string(value.to_string())
-            .map_err(|e| LeadError::Unreadable(e.to_string()))?;
-        Lead::from_raw(&raw)
+            .map_err(|e| RecordError::Unreadable(e.to_string()))?;
+        Record::from_raw(entity, &raw)
     }
 
-    /// The lead as a JSON value.
+    /// The record as a JSON value.
     #[cfg(test)]
     pub fn to_value(&self) -> serde_json::Value {
         serde_json::from_str(self.raw.get()).unwrap_or(serde_json::Value::Null)
@@ -303,6 +328,8 @@ struct WireField<'a> {
     #[serde(default, borrow)]
     field_type: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
+    field_code: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
     values: Option<Vec<WireFieldValue<'a>>>,
 }
 
@@ -317,7 +344,7 @@ struct WireFieldValue<'a> {
     enum_code: Option<Cow<'a, str>>,
 }
 
-/// The typed rows of a lead's custom field values.
+/// The typed rows of a record's custom field values.
 fn typed_values(fields: &[WireField<'_>]) -> Vec<FieldValue> {
     let mut out = Vec::new();
     for field in fields {
@@ -331,6 +358,7 @@ fn typed_values(fields: &[WireField<'_>]) -> Vec<FieldValue> {
                 field_type: field.field_type.as_deref().map(str::to_string),
                 enum_id: v.enum_id,
                 enum_code: v.enum_code.as_deref().map(str::to_string),
+                field_code: field.field_code.as_deref().map(str::to_string),
                 ..FieldValue::default()
             };
             if let Some(raw) = v.value {
@@ -442,10 +470,11 @@ fn parse_date(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kommo::entity::LEADS;
     use serde_json::json;
 
-    fn lead(v: serde_json::Value) -> Lead {
-        Lead::from_json(v).unwrap()
+    fn lead(v: serde_json::Value) -> Record {
+        Record::from_json(&LEADS, v).unwrap()
     }
 
     #[test]
