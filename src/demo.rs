@@ -14,6 +14,7 @@ use crate::clock::unix_now;
 use crate::config::validate::parse_base_url;
 use crate::exit;
 use crate::kommo::ClientOptions;
+use crate::kommo::EntitySet;
 use crate::service::{ServiceSpec, SyncService};
 use crate::store::{RunKind, Store};
 use crate::sync::SyncOptions;
@@ -60,6 +61,7 @@ async fn demo() -> Result<u8, String> {
             page_size: 250,
             overlap_seconds: 300,
             parallel_windows: 4,
+            entities: EntitySet::LEADS,
         },
         token: TokenSource::fixed(token),
         token_expiry_warning_days: 14,

@@ -21,7 +21,14 @@ pub async fn print(store: &Store, settings: &Settings) -> Result<(), StoreError>
     for line in entity_lines(store).await? {
         println!("{line}");
     }
-    println!("incremental cursor:  {}", when(state.incremental_cursor));
+    for entity in settings.sync.entities.iter() {
+        let cursor = store.entity_state(entity).await?.incremental_cursor;
+        println!(
+            "{:<21}{}",
+            format!("{} cursor:", entity.plural),
+            when(cursor)
+        );
+    }
     match state.full_cursor {
         Some(cursor) => println!(
             "full sync:           pass {} unfinished, started {}, reached {} (the next full sync resumes there)",

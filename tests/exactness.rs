@@ -281,10 +281,11 @@ async fn a_lead_stamped_a_year_ahead_moves_no_cursor_past_now() {
         .filter(|l| l.contains("WARN") && l.contains(&format!("lead {ahead} is stamped")))
         .collect();
     assert_eq!(warnings.len(), 1, "{}", out.stderr);
-    let (cursor,): (i64,) = sqlx::query_as("SELECT incremental_cursor FROM sync_state")
-        .fetch_one(&env.db().await)
-        .await
-        .unwrap();
+    let (cursor,): (i64,) =
+        sqlx::query_as("SELECT incremental_cursor FROM entity_sync_state WHERE entity = 'leads'")
+            .fetch_one(&env.db().await)
+            .await
+            .unwrap();
     assert!(
         cursor <= env.sim.server_now(),
         "the cursor {cursor} is past Kommo's now"

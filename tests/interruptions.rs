@@ -285,19 +285,16 @@ async fn a_pass_killed_after_its_last_window_finishes_without_a_request() {
     // the pass open, every window done.
     {
         let pool = open_db(&env.db).await;
-        sqlx::query(
-            "UPDATE sync_state SET full_cursor = incremental_cursor, full_pass_started_at = 1",
-        )
-        .execute(&pool)
-        .await
-        .unwrap();
-        sqlx::query(
+        for sql in [
+            "UPDATE sync_state SET full_pass_started_at = 1, full_cursor = \
+             (SELECT incremental_cursor FROM entity_sync_state WHERE entity = 'leads')",
+            "UPDATE entity_sync_state SET full_pass_done = full_pass_done - 1 WHERE entity = 'leads'",
             "INSERT INTO full_pass_windows (full_pass, window_id, cursor, end_at, done) \
-             SELECT full_pass, 0, incremental_cursor, NULL, 1 FROM sync_state",
-        )
-        .execute(&pool)
-        .await
-        .unwrap();
+             SELECT s.full_pass, 0, e.incremental_cursor, NULL, 1 \
+             FROM sync_state AS s, entity_sync_state AS e WHERE e.entity = 'leads'",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
         pool.close().await;
     }
     env.sim.reset_stats();

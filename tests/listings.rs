@@ -252,10 +252,12 @@ async fn a_crowded_second_that_is_kommos_now_moves_no_cursor_past_it() {
     let ids = env.sim.alive_ids();
     assert_eq!(env.sim.bulk_update(&ids[..40]), 40);
     env.run_ok(&["--once"]).await;
-    let cursor: i64 = sqlx::query_scalar("SELECT incremental_cursor FROM sync_state")
-        .fetch_one(&env.db().await)
-        .await
-        .unwrap();
+    let cursor: i64 = sqlx::query_scalar(
+        "SELECT incremental_cursor FROM entity_sync_state WHERE entity = 'leads'",
+    )
+    .fetch_one(&env.db().await)
+    .await
+    .unwrap();
     assert!(
         cursor <= now,
         "the cursor {cursor} stepped past Kommo's current second {now}"

@@ -250,3 +250,72 @@ async fn a_migration_failing_on_a_full_database_names_the_cause_and_not_a_newer_
     }
     assert!(!message.contains("newer"), "{message}");
 }
+
+/// A mirror migrated by a build that stopped at migration `last`, at `path`.
+async fn mirror_up_to(path: &Path, last: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, _) in migration_files(Path::new(MIGRATIONS)) {
+        if name.as_str() <= last {
+            std::fs::copy(Path::new(MIGRATIONS).join(&name), dir.path().join(&name)).unwrap();
+        }
+    }
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true),
+        )
+        .await
+        .unwrap();
+    sqlx::migrate::Migrator::new(dir.path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn the_leads_cursors_and_an_unfinished_pass_survive_the_move_to_per_entity_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.sqlite");
+    mirror_up_to(&path, "0010_contacts_companies.sql").await;
+    // A pass left unfinished by a build before windows: its cursor, no window.
+    tamper(
+        &path,
+        "UPDATE sync_state SET incremental_cursor = 500, deleted_cursor = 400, full_pass = 3, \
+         full_cursor = 450, full_pass_started_at = 600, events_cursor = 700",
+        None,
+    )
+    .await;
+    let store = Store::open(&path).await.expect("migration 0011 applies");
+    let pool = store.pool();
+    let rows: Vec<(String, Option<i64>, Option<i64>, i64)> = sqlx::query_as(
+        "SELECT entity, incremental_cursor, deleted_cursor, full_pass_done \
+         FROM entity_sync_state ORDER BY entity",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            ("companies".into(), None, None, 0),
+            ("contacts".into(), None, None, 0),
+            ("leads".into(), Some(500), Some(400), 2),
+        ]
+    );
+    let windows: Vec<(i64, String, i64, i64, bool)> =
+        sqlx::query_as("SELECT full_pass, entity, window_id, cursor, done FROM full_pass_windows")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert_eq!(windows, vec![(3, "leads".into(), 0, 450, false)]);
+    let state = store.sync_state().await.unwrap();
+    assert_eq!(
+        (state.full_pass, state.full_cursor, state.events_cursor),
+        (3, Some(450), Some(700))
+    );
+}

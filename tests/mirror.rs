@@ -198,7 +198,7 @@ async fn more_than_three_pages_in_one_second_are_all_mirrored() {
     // An incremental sync that starts just before the crowded second (its
     // cursor on it, minus the smallest overlap) walks through it again and
     // terminates.
-    sqlx::query("UPDATE sync_state SET incremental_cursor = ?")
+    sqlx::query("UPDATE entity_sync_state SET incremental_cursor = ? WHERE entity = 'leads'")
         .bind(second)
         .execute(&pool)
         .await

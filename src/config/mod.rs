@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 
+use crate::kommo::EntitySet;
 use crate::token::TokenSource;
 
 mod raw;
@@ -165,6 +166,8 @@ pub struct SyncSettings {
     /// While the account is blocked or unpaid, the daemon sends one probing
     /// attempt at most this often (seconds; 900 = 15 minutes).
     pub blocked_retry_seconds: u32,
+    /// The entities mirrored (`["leads"]` for now; see README).
+    pub entities: EntitySet,
 }
 
 /// The metrics and health endpoint of the daemon.

@@ -10,6 +10,7 @@ use reqwest::Url;
 
 use super::raw::RawSettings;
 use super::*;
+use crate::kommo::{ENTITIES, Entity, EntitySet, LEADS};
 use crate::token::TokenSource;
 
 impl Settings {
@@ -102,6 +103,7 @@ impl Settings {
             86_400,
             "use a number of seconds, e.g. 900 (15 minutes); probing a blocked account often keeps it blocked",
         )?;
+        let entities = entity_set(&raw.sync.entities)?;
         let max_size_mib = match raw.database.max_size_mib {
             None => None,
             Some(mib) => Some(in_range(
@@ -142,6 +144,7 @@ impl Settings {
                 overlap_seconds,
                 parallel_windows,
                 blocked_retry_seconds,
+                entities,
             },
             metrics: MetricsSettings {
                 listen: raw
@@ -320,6 +323,31 @@ mod tests {
     }
 
     #[test]
+    fn entities_are_leads_by_default_and_must_be_known_unique_and_include_leads() {
+        let s = Settings::validate(RawSettings::default(), None).unwrap();
+        assert_eq!(s.sync.entities, EntitySet::LEADS);
+        let with = |names: &[&str]| {
+            let mut raw = RawSettings::default();
+            raw.sync.entities = names.iter().map(|n| n.to_string()).collect();
+            Settings::validate(raw, None)
+        };
+        let s = with(&["companies", "leads", "contacts"]).unwrap();
+        assert_eq!(s.sync.entities, EntitySet::ALL);
+        for (bad, says) in [
+            (&["leads", "tasks"][..], "\"tasks\" is not an entity"),
+            (&["leads", "leads"][..], "twice"),
+            (&["contacts"][..], "must include \"leads\""),
+            (&[][..], "must include \"leads\""),
+        ] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(
+                err.starts_with("sync.entities") && err.contains(says),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn rejects_bad_cron() {
         assert!(CronSchedule::parse("schedule.full", "0 17 3 * * *").is_ok());
         let err = CronSchedule::parse("schedule.full", "every day")
@@ -327,4 +355,46 @@ mod tests {
             .to_string();
         assert!(err.starts_with("schedule.full"), "{err}");
     }
+}
+
+/// `sync.entities`: known names, leads among them (every other entity hangs
+/// off the leads' links), each once.
+fn entity_set(names: &[String]) -> Result<EntitySet, ConfigError> {
+    let key = "sync.entities";
+    let known = || {
+        ENTITIES
+            .iter()
+            .map(|e| format!("\"{}\"", e.plural))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut set = EntitySet::NONE;
+    for name in names {
+        let Some(entity) = Entity::named(name) else {
+            return Err(invalid(
+                key,
+                format!(
+                    "{name:?} is not an entity kommo-sync mirrors; use some of {}",
+                    known()
+                ),
+            ));
+        };
+        if set.contains(entity) {
+            return Err(invalid(
+                key,
+                format!("names {name:?} twice; list each entity once"),
+            ));
+        }
+        set = set.with(entity);
+    }
+    if !set.contains(&LEADS) {
+        return Err(invalid(
+            key,
+            format!(
+                "must include \"leads\" (the mirror is of leads first); e.g. [{}]",
+                known()
+            ),
+        ));
+    }
+    Ok(set)
 }

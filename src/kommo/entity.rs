@@ -138,7 +138,53 @@ pub static COMPANIES: Entity = Entity {
 /// Every kind, in the order a sync reads them.
 pub static ENTITIES: [&Entity; 3] = [&LEADS, &CONTACTS, &COMPANIES];
 
+/// A set of entities (what `sync.entities` names), met in [`ENTITIES`]
+/// order whatever order it was named in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntitySet(u8);
+
+impl EntitySet {
+    /// Leads alone.
+    pub const LEADS: EntitySet = EntitySet(1);
+    /// Every entity.
+    pub const ALL: EntitySet = EntitySet((1 << ENTITIES.len()) - 1);
+    /// None.
+    pub const NONE: EntitySet = EntitySet(0);
+
+    fn bit(entity: &Entity) -> u8 {
+        let index = ENTITIES
+            .iter()
+            .position(|e| e.plural == entity.plural)
+            .unwrap_or(0);
+        1 << index
+    }
+
+    /// This set and `entity`.
+    pub fn with(self, entity: &Entity) -> EntitySet {
+        EntitySet(self.0 | Self::bit(entity))
+    }
+
+    pub fn contains(self, entity: &Entity) -> bool {
+        self.0 & Self::bit(entity) != 0
+    }
+
+    /// Its entities, in [`ENTITIES`] order.
+    pub fn iter(self) -> impl Iterator<Item = &'static Entity> {
+        ENTITIES.into_iter().filter(move |e| self.contains(e))
+    }
+}
+
 impl Entity {
+    /// The kind whose deletion or restore events have type `kind`, and
+    /// whether `kind` is its deletion.
+    pub fn of_event(kind: &str) -> Option<(&'static Entity, bool)> {
+        ENTITIES.iter().find_map(|e| {
+            (e.deleted_event == kind)
+                .then_some((*e, true))
+                .or((e.restored_event == kind).then_some((*e, false)))
+        })
+    }
+
     /// The kind named `name` in `sync.entities`.
     pub fn named(name: &str) -> Option<&'static Entity> {
         ENTITIES.iter().copied().find(|e| e.plural == name)
@@ -161,6 +207,22 @@ mod tests {
             assert_eq!(Entity::named(e.plural), Some(e));
         }
         assert_eq!(Entity::named("tasks"), None);
+    }
+
+    #[test]
+    fn a_set_lists_its_entities_in_sync_order_and_events_name_their_entity() {
+        let set = EntitySet::NONE.with(&COMPANIES).with(&LEADS);
+        let names: Vec<&str> = set.iter().map(|e| e.plural).collect();
+        assert_eq!(names, ["leads", "companies"]);
+        assert!(!set.contains(&CONTACTS));
+        assert_eq!(EntitySet::ALL.iter().count(), 3);
+        assert_eq!(EntitySet::LEADS.iter().next(), Some(&LEADS));
+        assert_eq!(Entity::of_event("contact_deleted"), Some((&CONTACTS, true)));
+        assert_eq!(
+            Entity::of_event("company_restored"),
+            Some((&COMPANIES, false))
+        );
+        assert_eq!(Entity::of_event("lead_status_changed"), None);
     }
 
     #[test]

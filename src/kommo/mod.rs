@@ -17,10 +17,10 @@ pub mod structure;
 
 pub use client::{ClientOptions, KommoClient};
 pub use counts::ResponseCounts;
-pub use entity::{COMPANIES, CONTACTS, ENTITIES, Entity, LEADS, Link};
+pub use entity::{COMPANIES, CONTACTS, ENTITIES, Entity, EntitySet, LEADS, Link};
 pub use error::KommoError;
 pub use model::{
-    Column, EventPage, FieldValue, LeadEvent, Record, RecordError, RecordId, RecordPage,
+    Column, EventPage, FieldValue, Record, RecordError, RecordEvent, RecordId, RecordPage,
     SkippedRecord,
 };
 pub use pacer::{Pacer, WINDOW_MARGIN, request_spacing};

@@ -152,13 +152,14 @@ fn no_records(key: &str, what: &str) -> KommoError {
     }
 }
 
-/// One entry of `GET /api/v4/events` about a lead.
+/// One entry of `GET /api/v4/events` about a record (a lead, a contact,
+/// a company).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LeadEvent {
-    /// `type`, e.g. `lead_deleted`, `lead_restored`.
+pub struct RecordEvent {
+    /// `type`, e.g. `lead_deleted`, `contact_restored`.
     pub kind: String,
-    /// The lead it concerns (`entity_id`).
-    pub lead_id: RecordId,
+    /// The record it concerns (`entity_id`; its entity is told by `kind`).
+    pub entity_id: RecordId,
     /// `created_at`, Unix seconds.
     pub created_at: i64,
 }
@@ -166,8 +167,9 @@ pub struct LeadEvent {
 /// One page of `GET /api/v4/events`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EventPage {
-    /// The lead events of the page; events about other entities are skipped.
-    pub events: Vec<LeadEvent>,
+    /// The events of the page about leads, contacts and companies; events
+    /// about other entities are skipped.
+    pub events: Vec<RecordEvent>,
     /// Events received, read or not: what tells a full page from a short one.
     pub received: usize,
     /// The `id` of every event received, in order (empty where it has
@@ -219,12 +221,12 @@ impl EventPage {
             if item
                 .get("entity_type")
                 .and_then(Value::as_str)
-                .is_some_and(|t| t != "lead")
+                .is_some_and(|t| !matches!(t, "lead" | "contact" | "company"))
             {
                 continue;
             }
             let field = |k: &str| item.get(k).and_then(Value::as_i64);
-            let (Some(lead_id), Some(created_at), Some(kind)) = (
+            let (Some(entity_id), Some(created_at), Some(kind)) = (
                 field("entity_id"),
                 field("created_at"),
                 item.get("type").and_then(Value::as_str),
@@ -238,9 +240,9 @@ impl EventPage {
                 ));
                 continue;
             };
-            events.push(LeadEvent {
+            events.push(RecordEvent {
                 kind: kind.to_string(),
-                lead_id,
+                entity_id,
                 created_at,
             });
         }
@@ -307,7 +309,7 @@ mod tests {
         assert_eq!(page.received, 2);
         assert_eq!(page.skipped.len(), 1);
         assert_eq!(page.events.len(), 1);
-        assert_eq!(page.events[0].lead_id, 8);
+        assert_eq!(page.events[0].entity_id, 8);
     }
 
     #[test]

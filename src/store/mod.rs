@@ -39,7 +39,7 @@ pub use page::PageCommit;
 pub use records::StoredLeadCounts;
 pub use run_stats::RunGroup;
 pub use runs::{RunCounters, RunKind, RunRecord, RunStatus};
-pub use state::{CursorUpdate, SyncState, Window};
+pub use state::{CursorUpdate, EntityState, SyncState, Window};
 pub use structure::{EntityCount, Part, StructureSnapshot};
 
 use writer::Database;
@@ -109,7 +109,7 @@ impl Store {
 mod tests {
     use super::writer::PAGES_PER_COMMIT;
     use super::*;
-    use crate::kommo::{LEADS, Record, RecordId};
+    use crate::kommo::{CONTACTS, LEADS, Record, RecordId};
     use serde_json::json;
 
     fn lead(id: i64, updated_at: serde_json::Value) -> Record {
@@ -447,11 +447,26 @@ mod tests {
         let (pass, _) = store.begin_full_pass(1_000).await.unwrap();
         // A lead stamped far ahead is mirrored, and moves no cursor.
         commit_page_of(&store, run, Some(pass), &[lead(3, json!(999_999))], &[]).await;
-        store.finish_full_pass(pass, 300).await.unwrap();
+        store.finish_entity_pass(pass, &LEADS, 300).await.unwrap();
+        store.finish_full_pass(pass).await.unwrap();
         let state = store.sync_state().await.unwrap();
-        assert_eq!(state.incremental_cursor, Some(700));
+        let leads = store.entity_state(&LEADS).await.unwrap();
+        assert_eq!(leads.incremental_cursor, Some(700));
+        assert_eq!(leads.full_pass_done, pass);
         assert_eq!(state.full_cursor, None);
-        assert!(store.full_pass_windows(pass).await.unwrap().is_empty());
+        assert!(
+            store
+                .full_pass_windows(pass, &LEADS)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let contacts = store.entity_state(&CONTACTS).await.unwrap();
+        assert_eq!(
+            (contacts.incremental_cursor, contacts.full_pass_done),
+            (None, 0),
+            "an entity the pass did not walk keeps its cursor"
+        );
     }
 
     #[tokio::test]
@@ -467,9 +482,9 @@ mod tests {
         let store = Store::open(&path).await.unwrap();
         assert_eq!(store.begin_full_pass(2_000).await.unwrap().0, pass);
         assert_eq!(store.unseen_alive(&LEADS, pass).await.unwrap(), vec![2]);
-        store.finish_full_pass(pass, 0).await.unwrap();
+        store.finish_entity_pass(pass, &LEADS, 0).await.unwrap();
         assert_eq!(
-            store.sync_state().await.unwrap().incremental_cursor,
+            store.entity_state(&LEADS).await.unwrap().incremental_cursor,
             Some(1_000),
             "the resumed pass keeps the start it had"
         );

@@ -74,9 +74,9 @@ pub(super) async fn write(
     for id in commit.gone {
         records::mark_gone(tx, commit.entity, *id, commit.now).await?;
     }
-    state::apply(tx, &commit.cursor).await?;
+    state::apply(tx, commit.entity, &commit.cursor).await?;
     if let Some((pass, window)) = &commit.window {
-        state::save_window(tx, *pass, window).await?;
+        state::save_window(tx, *pass, commit.entity, window).await?;
     }
     runs::set_counters(tx, commit.run_id, &commit.counters).await?;
     Ok(())

@@ -1,10 +1,13 @@
-//! The `sync_state` row: the cursors from which syncs resume, and the number
-//! and progress of the full pass.
+//! Where the syncs stand: each entity's cursors and the last full pass that
+//! walked it whole (`entity_sync_state`), and the `sync_state` row (the
+//! number, start and progress of the full pass, the events cursor); the
+//! windows of an unfinished full pass, per entity (`full_pass_windows`).
 
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::Store;
 use super::StoreError;
+use crate::kommo::Entity;
 
 /// One window of `updated_at` of a full pass, as stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,24 +22,35 @@ pub struct Window {
     pub done: bool,
 }
 
-/// Where the syncs stand.
+/// Where the syncs stand, for the whole account.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct SyncState {
-    /// Largest `updated_at` mirrored; incremental syncs start here minus the overlap.
-    pub incremental_cursor: Option<i64>,
-    /// Largest deletion time seen in `with=only_deleted` listings.
-    pub deleted_cursor: Option<i64>,
     /// Number of the current or last full pass.
     pub full_pass: i64,
-    /// `updated_at` reached by the unfinished full pass; `None` when none is unfinished.
+    /// `updated_at` reached by the unfinished full pass (the smallest cursor
+    /// of its open windows); `None` when none is unfinished.
     pub full_cursor: Option<i64>,
     /// When the unfinished full pass started.
     pub full_pass_started_at: Option<i64>,
-    /// `created_at` up to which lead events have been followed.
+    /// `created_at` up to which deletion and restore events have been followed.
     pub events_cursor: Option<i64>,
 }
 
-/// Cursor moves that go with a page. Each cursor only ever moves forward.
+/// Where one entity's syncs stand.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct EntityState {
+    /// Largest `updated_at` mirrored; incremental syncs start here minus the overlap.
+    pub incremental_cursor: Option<i64>,
+    /// Largest deletion time seen in `with=only_deleted` listings (leads).
+    pub deleted_cursor: Option<i64>,
+    /// The last full pass that walked the entity whole and confirmed its
+    /// deletions.
+    pub full_pass_done: i64,
+}
+
+/// Cursor moves that go with a page: `incremental` and `deleted` are the
+/// page's entity's, `events` the account's. Each cursor only ever moves
+/// forward.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CursorUpdate {
     pub incremental: Option<i64>,
@@ -46,35 +60,55 @@ pub struct CursorUpdate {
 
 pub async fn read(pool: &SqlitePool) -> Result<SyncState, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT incremental_cursor, deleted_cursor, full_pass, full_cursor, full_pass_started_at, \
-         events_cursor FROM sync_state WHERE id = 1",
+        "SELECT full_pass, full_cursor, full_pass_started_at, events_cursor FROM sync_state WHERE id = 1",
     )
     .fetch_one(pool)
     .await?)
 }
 
+pub async fn read_entity(pool: &SqlitePool, entity: &Entity) -> Result<EntityState, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT incremental_cursor, deleted_cursor, full_pass_done FROM entity_sync_state WHERE entity = ?",
+    )
+    .bind(entity.plural)
+    .fetch_optional(pool)
+    .await?
+    .unwrap_or_default())
+}
+
+/// Moves the cursors of `update` (see [`CursorUpdate`]).
 pub async fn apply(
     tx: &mut Transaction<'static, Sqlite>,
+    entity: &Entity,
     update: &CursorUpdate,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE sync_state SET \
-         incremental_cursor = CASE WHEN ?1 IS NULL THEN incremental_cursor ELSE MAX(COALESCE(incremental_cursor, ?1), ?1) END, \
-         deleted_cursor = CASE WHEN ?2 IS NULL THEN deleted_cursor ELSE MAX(COALESCE(deleted_cursor, ?2), ?2) END, \
-         events_cursor = CASE WHEN ?3 IS NULL THEN events_cursor ELSE MAX(COALESCE(events_cursor, ?3), ?3) END \
-         WHERE id = 1",
-    )
-    .bind(update.incremental)
-    .bind(update.deleted)
-    .bind(update.events)
-    .execute(&mut **tx)
-    .await?;
+    if update.incremental.is_some() || update.deleted.is_some() {
+        sqlx::query(
+            "INSERT INTO entity_sync_state (entity, incremental_cursor, deleted_cursor) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (entity) DO UPDATE SET \
+             incremental_cursor = CASE WHEN ?2 IS NULL THEN incremental_cursor ELSE MAX(COALESCE(incremental_cursor, ?2), ?2) END, \
+             deleted_cursor = CASE WHEN ?3 IS NULL THEN deleted_cursor ELSE MAX(COALESCE(deleted_cursor, ?3), ?3) END",
+        )
+        .bind(entity.plural)
+        .bind(update.incremental)
+        .bind(update.deleted)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if update.events.is_some() {
+        sqlx::query(
+            "UPDATE sync_state SET events_cursor = MAX(COALESCE(events_cursor, ?1), ?1) WHERE id = 1",
+        )
+        .bind(update.events)
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(())
 }
 
-/// Continues the unfinished full pass, or opens a new one from cursor 0.
-/// The first pass also starts the event cursor: events before it are
-/// covered by the pass itself.
+/// Starts a full pass, or continues the unfinished one: its number and the
+/// cursor it had reached (0 for a new pass). The first pass also starts the
+/// events cursor (earlier deletions are caught by the pass itself).
 pub async fn begin_full_pass(
     tx: &mut Transaction<'static, Sqlite>,
     now: i64,
@@ -84,24 +118,6 @@ pub async fn begin_full_pass(
             .fetch_one(&mut **tx)
             .await?;
     if let Some(cursor) = cursor {
-        let windows: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM full_pass_windows WHERE full_pass = ?")
-                .bind(pass)
-                .fetch_one(&mut **tx)
-                .await?;
-        if windows == 0 {
-            save_window(
-                tx,
-                pass,
-                &Window {
-                    id: 0,
-                    cursor,
-                    end: None,
-                    done: false,
-                },
-            )
-            .await?;
-        }
         return Ok((pass, cursor));
     }
     let pass = pass + 1;
@@ -113,38 +129,80 @@ pub async fn begin_full_pass(
     .bind(now)
     .execute(&mut **tx)
     .await?;
-    save_window(
-        tx,
-        pass,
-        &Window {
+    Ok((pass, 0))
+}
+
+/// The windows of `entity` in pass `pass`, the first one opened when its
+/// walk begins; `None` when the pass has already walked it whole.
+pub async fn entity_windows(
+    tx: &mut Transaction<'static, Sqlite>,
+    pass: i64,
+    entity: &Entity,
+) -> Result<Option<Vec<Window>>, StoreError> {
+    let done: Option<i64> =
+        sqlx::query_scalar("SELECT full_pass_done FROM entity_sync_state WHERE entity = ?")
+            .bind(entity.plural)
+            .fetch_optional(&mut **tx)
+            .await?;
+    if done.is_some_and(|done| done >= pass) {
+        return Ok(None);
+    }
+    let mut windows = windows(&mut **tx, pass, entity).await?;
+    if windows.is_empty() {
+        let first = Window {
             id: 0,
             cursor: 0,
             end: None,
             done: false,
-        },
-    )
-    .await?;
-    Ok((pass, 0))
+        };
+        save_window(tx, pass, entity, &first).await?;
+        windows.push(first);
+    }
+    Ok(Some(windows))
 }
 
-/// Closes the pass: forgets its windows, and sets the incremental cursor to
-/// the pass's start (Kommo's clock) minus `overlap`: every change since is
-/// read again by the next incremental sync, whatever the pass met or missed
-/// while it ran. The deleted-leads cursor moves there too (never back): a
-/// lead deleted before the pass was not listed alive, so the pass asked for
-/// it by id; one deleted while the pass ran is listed after that cursor.
-pub async fn close_full_pass(
+/// Ends `entity`'s part of pass `pass` (its deletions are confirmed and
+/// committed): forgets its windows, notes the pass done for it, and leaves
+/// its incremental cursor, and its deleted cursor unless it is further on,
+/// at the pass's start minus `overlap`. Every record of the mirror deleted
+/// before the pass began was asked for by id and is marked; one deleted
+/// since is met after that cursor.
+pub async fn finish_entity_pass(
     tx: &mut Transaction<'static, Sqlite>,
     pass: i64,
+    entity: &Entity,
     overlap: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE sync_state SET full_cursor = NULL, full_pass_started_at = NULL, \
-         incremental_cursor = MAX(full_pass_started_at - ?1, 0), \
-         deleted_cursor = MAX(COALESCE(deleted_cursor, 0), full_pass_started_at - ?1, 0) \
-         WHERE id = 1 AND full_pass = ?2 AND full_cursor IS NOT NULL",
+        "INSERT INTO entity_sync_state (entity, incremental_cursor, deleted_cursor, full_pass_done) \
+         SELECT ?1, MAX(full_pass_started_at - ?2, 0), MAX(full_pass_started_at - ?2, 0), ?3 \
+         FROM sync_state WHERE id = 1 AND full_pass = ?3 AND full_cursor IS NOT NULL \
+         ON CONFLICT (entity) DO UPDATE SET incremental_cursor = excluded.incremental_cursor, \
+         deleted_cursor = MAX(COALESCE(deleted_cursor, 0), excluded.deleted_cursor), \
+         full_pass_done = excluded.full_pass_done",
     )
+    .bind(entity.plural)
     .bind(overlap)
+    .bind(pass)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM full_pass_windows WHERE full_pass = ? AND entity = ?")
+        .bind(pass)
+        .bind(entity.plural)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Closes the full pass `pass`, every entity of it finished.
+pub async fn close_full_pass(
+    tx: &mut Transaction<'static, Sqlite>,
+    pass: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE sync_state SET full_cursor = NULL, full_pass_started_at = NULL \
+         WHERE id = 1 AND full_pass = ?1 AND full_cursor IS NOT NULL",
+    )
     .bind(pass)
     .execute(&mut **tx)
     .await?;
@@ -155,13 +213,22 @@ pub async fn close_full_pass(
     Ok(())
 }
 
-/// The windows of a pass.
-pub async fn windows(pool: &SqlitePool, pass: i64) -> Result<Vec<Window>, StoreError> {
+/// The windows of `entity` in a full pass, by id.
+pub async fn windows<'e, E>(
+    executor: E,
+    pass: i64,
+    entity: &Entity,
+) -> Result<Vec<Window>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = Sqlite>,
+{
     let rows: Vec<(i64, i64, Option<i64>, bool)> = sqlx::query_as(
-        "SELECT window_id, cursor, end_at, done FROM full_pass_windows WHERE full_pass = ? ORDER BY window_id",
+        "SELECT window_id, cursor, end_at, done FROM full_pass_windows \
+         WHERE full_pass = ? AND entity = ? ORDER BY window_id",
     )
     .bind(pass)
-    .fetch_all(pool)
+    .bind(entity.plural)
+    .fetch_all(executor)
     .await?;
     Ok(rows
         .into_iter()
@@ -174,37 +241,42 @@ pub async fn windows(pool: &SqlitePool, pass: i64) -> Result<Vec<Window>, StoreE
         .collect())
 }
 
-/// Cuts a window short and adds the window that takes the rest of its range.
-/// Only this moves a window's end: a page committed meanwhile by the window's
-/// walk writes its cursor and `done`, never its end.
+/// Records a split: the shortened window's new end and the new window.
 pub async fn save_split(
     tx: &mut Transaction<'static, Sqlite>,
     pass: i64,
+    entity: &Entity,
     shortened: &Window,
     new: &Window,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE full_pass_windows SET end_at = ? WHERE full_pass = ? AND window_id = ?")
-        .bind(shortened.end)
-        .bind(pass)
-        .bind(shortened.id)
-        .execute(&mut **tx)
-        .await?;
-    save_window(tx, pass, new).await
+    sqlx::query(
+        "UPDATE full_pass_windows SET end_at = ? WHERE full_pass = ? AND entity = ? AND window_id = ?",
+    )
+    .bind(shortened.end)
+    .bind(pass)
+    .bind(entity.plural)
+    .bind(shortened.id)
+    .execute(&mut **tx)
+    .await?;
+    save_window(tx, pass, entity, new).await
 }
 
-/// Writes a window's cursor and `done` (a new window: all of it), and the pass's lowest pending cursor into
-/// `sync_state.full_cursor` (what `--status` shows).
+/// Saves a window's progress (its cursor only moves forward) and the pass's
+/// `full_cursor` (the smallest cursor of its open windows).
 pub async fn save_window(
     tx: &mut Transaction<'static, Sqlite>,
     pass: i64,
+    entity: &Entity,
     window: &Window,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO full_pass_windows (full_pass, window_id, cursor, end_at, done) VALUES (?, ?, ?, ?, ?) \
-         ON CONFLICT (full_pass, window_id) DO UPDATE SET cursor = MAX(cursor, excluded.cursor), \
+        "INSERT INTO full_pass_windows (full_pass, entity, window_id, cursor, end_at, done) \
+         VALUES (?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (full_pass, entity, window_id) DO UPDATE SET cursor = MAX(cursor, excluded.cursor), \
          done = excluded.done",
     )
     .bind(pass)
+    .bind(entity.plural)
     .bind(window.id)
     .bind(window.cursor)
     .bind(window.end)
@@ -222,10 +294,16 @@ pub async fn save_window(
 }
 
 impl Store {
-    /// The sync cursors.
+    /// Where the syncs stand, for the whole account.
     pub async fn sync_state(&self) -> Result<SyncState, StoreError> {
         let db = self.db.flushed().await?;
         read(db.pool()).await
+    }
+
+    /// Where `entity`'s syncs stand.
+    pub async fn entity_state(&self, entity: &Entity) -> Result<EntityState, StoreError> {
+        let db = self.db.flushed().await?;
+        read_entity(db.pool(), entity).await
     }
 
     /// Starts a full pass, or continues the unfinished one: its number and the
@@ -238,10 +316,27 @@ impl Store {
         Ok(result)
     }
 
-    /// The windows of a full pass.
-    pub async fn full_pass_windows(&self, pass: i64) -> Result<Vec<Window>, StoreError> {
+    /// The windows of `entity` in the pass (see [`entity_windows`]).
+    pub async fn entity_windows(
+        &self,
+        pass: i64,
+        entity: &Entity,
+    ) -> Result<Option<Vec<Window>>, StoreError> {
         let db = self.db.flushed().await?;
-        windows(db.pool(), pass).await
+        let mut tx = db.begin().await?;
+        let result = entity_windows(&mut tx, pass, entity).await?;
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    /// The windows of `entity` in a full pass, as stored.
+    pub async fn full_pass_windows(
+        &self,
+        pass: i64,
+        entity: &Entity,
+    ) -> Result<Vec<Window>, StoreError> {
+        let db = self.db.flushed().await?;
+        windows(db.pool(), pass, entity).await
     }
 
     /// Records a split of a window in two, atomically: the window's new end
@@ -249,26 +344,36 @@ impl Store {
     pub async fn save_split(
         &self,
         pass: i64,
+        entity: &Entity,
         shortened: &Window,
         new: &Window,
     ) -> Result<(), StoreError> {
         let db = self.db.flushed().await?;
         let mut tx = db.begin().await?;
-        save_split(&mut tx, pass, shortened, new).await?;
+        save_split(&mut tx, pass, entity, shortened, new).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Closes the full pass `pass` (its deletions are already confirmed and
-    /// committed): forgets its windows and leaves the incremental cursor,
-    /// and the deleted-leads cursor unless it is further on, at the pass's
-    /// start minus `overlap`. Every lead of the mirror deleted before the
-    /// pass began was asked for by id and is marked; one deleted since is
-    /// listed deleted after that cursor.
-    pub async fn finish_full_pass(&self, pass: i64, overlap: i64) -> Result<(), StoreError> {
+    /// Ends `entity`'s part of the pass (see [`finish_entity_pass`]).
+    pub async fn finish_entity_pass(
+        &self,
+        pass: i64,
+        entity: &Entity,
+        overlap: i64,
+    ) -> Result<(), StoreError> {
         let db = self.db.flushed().await?;
         let mut tx = db.begin().await?;
-        close_full_pass(&mut tx, pass, overlap).await?;
+        finish_entity_pass(&mut tx, pass, entity, overlap).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Closes the full pass `pass`, every entity of it finished.
+    pub async fn finish_full_pass(&self, pass: i64) -> Result<(), StoreError> {
+        let db = self.db.flushed().await?;
+        let mut tx = db.begin().await?;
+        close_full_pass(&mut tx, pass).await?;
         tx.commit().await?;
         Ok(())
     }

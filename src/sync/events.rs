@@ -16,13 +16,13 @@ use std::collections::HashMap;
 use super::listing::{Paging, Said};
 use super::{ById, EVENTS_PER_PAGE, IDS_PER_REQUEST, RunProgress, SyncError, Syncer};
 use crate::clock::unix_now;
-use crate::kommo::{EventQuery, KommoError, LEADS, RecordId, STATUS_CHANGED};
+use crate::kommo::{Entity, EventQuery, KommoError, RecordId, STATUS_CHANGED};
 use crate::store::{CursorUpdate, PageCommit};
 
-/// For each lead named by a deletion or restore event: the time of its last
-/// such event, whether it was a deletion, and whether its events were all
-/// of that one kind.
-type LastEvents = HashMap<RecordId, (i64, bool, bool)>;
+/// For each record named by a deletion or restore event (by its entity's
+/// name and its id): the time of its last such event, whether it was a
+/// deletion, and whether its events were all of that one kind.
+type LastEvents = HashMap<(&'static str, RecordId), (i64, bool, bool)>;
 
 impl Syncer {
     /// The events phase of an incremental sync: deletions and restores from
@@ -52,19 +52,27 @@ impl Syncer {
         // `until` is the next sync's. A lead deleted and restored is asked
         // for: events of one second need not come in the order they
         // happened.
-        let mut ids: Vec<RecordId> = last_event.keys().copied().collect();
-        let mirrored = self.store.deleted_flags(&LEADS, &ids).await?;
-        ids.retain(|id| {
-            let (_, deleted, one_kind) = last_event[id];
-            !(one_kind && mirrored.get(id) == Some(&deleted))
-        });
-        ids.sort_unstable();
-        for chunk in ids.chunks(IDS_PER_REQUEST) {
-            let ById { alive, gone } = self.read_by_id(progress, &LEADS, chunk).await?;
-            // Gone only where the last event was a deletion: a lead restored
-            // since is not marked deleted because an answer missed it.
-            let gone: Vec<RecordId> = gone.into_iter().filter(|id| last_event[id].1).collect();
-            self.commit_by_id(progress, &LEADS, &alive, &gone).await?;
+        for entity in self.options.entities.iter() {
+            let last = |id: &RecordId| last_event[&(entity.plural, *id)];
+            let mut ids: Vec<RecordId> = last_event
+                .keys()
+                .filter(|(of, _)| *of == entity.plural)
+                .map(|(_, id)| *id)
+                .collect();
+            let mirrored = self.store.deleted_flags(entity, &ids).await?;
+            ids.retain(|id| {
+                let (_, deleted, one_kind) = last(id);
+                !(one_kind && mirrored.get(id) == Some(&deleted))
+            });
+            ids.sort_unstable();
+            for chunk in ids.chunks(IDS_PER_REQUEST) {
+                let ById { alive, gone } = self.read_by_id(progress, entity, chunk).await?;
+                // Gone only where the last event was a deletion: a record
+                // restored since is not marked deleted because an answer
+                // missed it.
+                let gone: Vec<RecordId> = gone.into_iter().filter(|id| last(id).1).collect();
+                self.commit_by_id(progress, entity, &alive, &gone).await?;
+            }
         }
         self.commit_events_cursor(progress, until).await
     }
@@ -120,10 +128,13 @@ impl Syncer {
         stages_from: i64,
         until: i64,
     ) -> Result<Option<LastEvents>, SyncError> {
-        let types = match deletions_from {
-            Some(_) => vec![LEADS.deleted_event, LEADS.restored_event, STATUS_CHANGED],
-            None => vec![STATUS_CHANGED],
-        };
+        let mut types = Vec::new();
+        if deletions_from.is_some() {
+            for entity in self.options.entities.iter() {
+                types.extend([entity.deleted_event, entity.restored_event]);
+            }
+        }
+        types.push(STATUS_CHANGED);
         let from = deletions_from.map_or(stages_from, |d| d.min(stages_from));
         let mut last_event = LastEvents::new();
         for page_number in 1.. {
@@ -168,17 +179,17 @@ impl Syncer {
             };
             if let Some(deletions_from) = deletions_from {
                 for event in &answer.page.events {
-                    let deleted = event.kind == LEADS.deleted_event;
-                    if !(deleted || event.kind == LEADS.restored_event)
-                        || event.created_at < deletions_from
+                    let Some((entity, deleted)) = Entity::of_event(&event.kind) else {
+                        continue;
+                    };
+                    if !self.options.entities.contains(entity) || event.created_at < deletions_from
                     {
                         continue;
                     }
-                    let entry = last_event.entry(event.lead_id).or_insert((
-                        event.created_at,
-                        deleted,
-                        true,
-                    ));
+                    let key = (entity.plural, event.entity_id);
+                    let entry = last_event
+                        .entry(key)
+                        .or_insert((event.created_at, deleted, true));
                     let one_kind = entry.2 && entry.1 == deleted;
                     if event.created_at >= entry.0 {
                         *entry = (event.created_at, deleted, one_kind);

@@ -1,7 +1,9 @@
-//! A full pass: every alive lead, walked in several `updated_at` windows at
-//! once (see [`super::windows`]), then the deletions, each confirmed by id.
+//! A full pass: every alive record of each synced entity (leads, then
+//! contacts, then companies), walked in several `updated_at` windows at once
+//! (see [`super::windows`]), then its deletions, each confirmed by id; one
+//! entity after the other, each through the same code.
 //!
-//! The run begins by asking for Kommo's newest lead: a window whose walk
+//! Each entity's walk begins by asking for Kommo's newest record: a window whose walk
 //! ends before it, without having met it, while it is alive (unchanged, or
 //! for the open window at all), was cut short (an end said twice by a
 //! faulty server); the window stays unfinished (the next attempt walks on
@@ -11,8 +13,9 @@
 //! alive are mirrored (and count as seen), and only those it proves gone are
 //! marked deleted.
 //!
-//! A killed or interrupted pass resumes with the same pass number and every
-//! window where it stopped; leads seen before the kill still count as seen.
+//! A killed or interrupted pass resumes with the same pass number, skips the
+//! entities it finished, and resumes every window where it stopped; records
+//! seen before the kill still count as seen.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -35,13 +38,14 @@ use crate::store::PageCommit;
 const IDLE_RETRY: Duration = Duration::from_millis(50);
 
 impl Syncer {
-    /// Runs (or resumes) the full pass over `entity`; returns how many
-    /// records it marked deleted.
+    /// Runs (or resumes) the full pass: each synced entity in turn (those
+    /// the pass has already walked whole are skipped), `first`'s newest
+    /// record already asked for. Returns how many records it marked deleted.
     pub(super) async fn full_pass(
         &self,
         progress: &RunProgress,
-        entity: &'static Entity,
-        newest: Option<&Record>,
+        first: &'static Entity,
+        first_newest: Option<Record>,
     ) -> Result<u64, SyncError> {
         let (pass, resumed_from) = self.store.begin_full_pass(self.kommo_now()).await?;
         if resumed_from > 0 {
@@ -52,7 +56,37 @@ impl Syncer {
                 "resuming the unfinished full sync"
             );
         }
-        let windows = self.store.full_pass_windows(pass).await?;
+        let before = self.deleted_count().await?;
+        let mut first_newest = Some(first_newest);
+        for entity in self.options.entities.iter() {
+            let Some(windows) = self.store.entity_windows(pass, entity).await? else {
+                continue;
+            };
+            let newest = match first_newest.take() {
+                Some(newest) if std::ptr::eq(entity, first) => newest,
+                _ => self.newest_record(progress, entity).await?,
+            };
+            self.walk_windows(progress, entity, pass, windows, newest.as_ref())
+                .await?;
+            self.confirm_unseen(progress, entity, pass).await?;
+            self.store
+                .finish_entity_pass(pass, entity, i64::from(self.options.overlap_seconds))
+                .await?;
+        }
+        self.store.finish_full_pass(pass).await?;
+        Ok(u64::try_from(self.deleted_count().await? - before).unwrap_or(0))
+    }
+
+    /// Walks `entity`'s `windows` of the pass with up to
+    /// `sync.parallel_windows` workers, until every window is done.
+    async fn walk_windows(
+        &self,
+        progress: &RunProgress,
+        entity: &'static Entity,
+        pass: i64,
+        windows: Vec<Window>,
+        newest: Option<&Record>,
+    ) -> Result<(), SyncError> {
         let plan = Mutex::new(WindowPlan::new(windows, MIN_WINDOW_SPLIT_SECONDS));
         let workers = self.options.parallel_windows.max(1);
         let mut running = FuturesUnordered::new();
@@ -72,18 +106,11 @@ impl Syncer {
         if let Some(e) = first_error {
             return Err(e);
         }
-        let all_done = plan.lock_anyway().all_done();
-        if !all_done {
+        if !plan.lock_anyway().all_done() {
             // Only possible if a stop came between windows.
             return Err(SyncError::Interrupted);
         }
-        let before = self.store.record_counts(entity).await?.deleted;
-        self.confirm_unseen(progress, entity, pass).await?;
-        self.store
-            .finish_full_pass(pass, i64::from(self.options.overlap_seconds))
-            .await?;
-        let after = self.store.record_counts(entity).await?.deleted;
-        Ok(u64::try_from(after - before).unwrap_or(0))
+        Ok(())
     }
 
     /// Kommo's newest record of `entity` (`order[updated_at]=desc&limit=1`),
@@ -219,7 +246,7 @@ impl Syncer {
                 }
                 Assignment::Walk(window) => window,
                 Assignment::Split { shortened, new } => {
-                    let saved = self.store.save_split(pass, &shortened, &new).await;
+                    let saved = self.store.save_split(pass, entity, &shortened, &new).await;
                     let mut plan = plan.lock_anyway();
                     if let Err(e) = saved {
                         plan.abandon_split(&shortened);
@@ -249,7 +276,7 @@ impl Syncer {
             match walked {
                 Ok(()) => {
                     let done = plan.lock_anyway().reached_end(window.id);
-                    self.save_window(progress, pass, done).await?;
+                    self.save_window(progress, entity, pass, done).await?;
                 }
                 Err(e) => {
                     plan.lock_anyway().release(window.id);
@@ -263,12 +290,14 @@ impl Syncer {
     async fn save_window(
         &self,
         progress: &RunProgress,
+        entity: &'static Entity,
         pass: i64,
         window: Window,
     ) -> Result<(), SyncError> {
         self.store
             .commit_page(PageCommit {
                 run_id: progress.run_id,
+                entity,
                 window: Some((pass, window)),
                 counters: progress.counters(),
                 now: unix_now(),

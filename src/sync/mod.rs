@@ -47,7 +47,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::unix_now;
 use crate::kommo::{
-    Entity, KommoClient, KommoError, LEADS, Order, Record, RecordId, RecordPage, RecordQuery,
+    Entity, EntitySet, KommoClient, KommoError, LEADS, Order, Record, RecordId, RecordPage,
+    RecordQuery,
 };
 use crate::poison::LockAnyway;
 use crate::store::{PageCommit, RunCounters, RunKind, Store, StoreError};
@@ -102,8 +103,8 @@ pub struct SyncReport {
     pub leads_upserted: i64,
     /// Requests sent, retries included.
     pub requests: i64,
-    /// Leads newly marked deleted (by a full pass's reconciliation, the
-    /// deleted-leads listing or the events).
+    /// Records (leads, contacts, companies) newly marked deleted (by a full
+    /// pass's reconciliation, the deleted-leads listing or the events).
     pub marked_deleted: u64,
 }
 
@@ -124,6 +125,8 @@ pub struct SyncOptions {
     pub overlap_seconds: u32,
     /// Windows a full pass walks at once (1 = one sequential walk).
     pub parallel_windows: u32,
+    /// The entities mirrored (`sync.entities`).
+    pub entities: EntitySet,
 }
 
 impl SyncOptions {
@@ -280,15 +283,13 @@ impl Syncer {
             RunKind::Full => {
                 // One request first: a blocked or unpaid account, or a
                 // rejected token, is met by one request, not by one per walk.
-                let newest = self.newest_record(progress, &LEADS).await?;
+                let first = self.options.entities.iter().next().unwrap_or(&LEADS);
+                let newest = self.newest_record(progress, first).await?;
                 // The structure and the stage history are walked alongside
                 // the pass, not after it: with long round trips their chain
                 // of requests fills pacer slots the lead walks leave empty.
                 let (pass, account) = tokio::join!(
-                    stop_others_on_error(
-                        progress,
-                        self.full_pass(progress, &LEADS, newest.as_ref())
-                    ),
+                    stop_others_on_error(progress, self.full_pass(progress, first, newest)),
                     stop_others_on_error(progress, async {
                         self.sync_structure(progress).await?;
                         self.follow_stage_history(progress).await
@@ -304,20 +305,24 @@ impl Syncer {
             }
             RunKind::Incremental => {
                 let state = self.store.sync_state().await?;
-                let before = self.store.lead_counts().await?.deleted;
+                let before = self.deleted_count().await?;
                 let resume =
                     |cursor: Option<i64>| cursor.map_or(0, |c| self.options.resume_from(c));
-                let start = resume(state.incremental_cursor);
-                self.walk(progress, walk::Range::incremental(&LEADS, start))
-                    .await?;
-                let deleted_start = resume(state.deleted_cursor);
-                self.walk(progress, walk::Range::deleted(&LEADS, deleted_start))
-                    .await?;
+                for entity in self.options.entities.iter() {
+                    let cursors = self.store.entity_state(entity).await?;
+                    let start = resume(cursors.incremental_cursor);
+                    self.walk(progress, walk::Range::incremental(entity, start))
+                        .await?;
+                    if entity.lists_deleted {
+                        let deleted_start = resume(cursors.deleted_cursor);
+                        self.walk(progress, walk::Range::deleted(entity, deleted_start))
+                            .await?;
+                    }
+                }
                 self.sync_structure(progress).await?;
                 self.follow_events(progress, state.events_cursor, self.kommo_now())
                     .await?;
-                let after = self.store.lead_counts().await?.deleted;
-                u64::try_from(after - before).unwrap_or(0)
+                u64::try_from(self.deleted_count().await? - before).unwrap_or(0)
             }
         };
         let counters = progress.counters();
@@ -326,6 +331,15 @@ impl Syncer {
             requests: counters.requests,
             marked_deleted,
         })
+    }
+
+    /// Records of every synced entity the mirror holds deleted.
+    async fn deleted_count(&self) -> Result<i64, SyncError> {
+        let mut deleted = 0;
+        for entity in self.options.entities.iter() {
+            deleted += self.store.record_counts(entity).await?.deleted;
+        }
+        Ok(deleted)
     }
 
     /// Kommo's now: its last `Date` header, else (before any answer) ours.
