@@ -259,6 +259,48 @@ pub(super) fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
     })
 }
 
+/// `sync.entities`: known names, leads among them (every other entity hangs
+/// off the leads' links), each once.
+fn entity_set(names: &[String]) -> Result<EntitySet, ConfigError> {
+    let key = "sync.entities";
+    let known = || {
+        ENTITIES
+            .iter()
+            .map(|e| format!("\"{}\"", e.plural))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut set = EntitySet::NONE;
+    for name in names {
+        let Some(entity) = Entity::named(name) else {
+            return Err(invalid(
+                key,
+                format!(
+                    "{name:?} is not an entity kommo-sync mirrors; use some of {}",
+                    known()
+                ),
+            ));
+        };
+        if set.contains(entity) {
+            return Err(invalid(
+                key,
+                format!("names {name:?} twice; list each entity once"),
+            ));
+        }
+        set = set.with(entity);
+    }
+    if !set.contains(&LEADS) {
+        return Err(invalid(
+            key,
+            format!(
+                "must include \"leads\" (the mirror is of leads first); e.g. [{}]",
+                known()
+            ),
+        ));
+    }
+    Ok(set)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,46 +397,4 @@ mod tests {
             .to_string();
         assert!(err.starts_with("schedule.full"), "{err}");
     }
-}
-
-/// `sync.entities`: known names, leads among them (every other entity hangs
-/// off the leads' links), each once.
-fn entity_set(names: &[String]) -> Result<EntitySet, ConfigError> {
-    let key = "sync.entities";
-    let known = || {
-        ENTITIES
-            .iter()
-            .map(|e| format!("\"{}\"", e.plural))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mut set = EntitySet::NONE;
-    for name in names {
-        let Some(entity) = Entity::named(name) else {
-            return Err(invalid(
-                key,
-                format!(
-                    "{name:?} is not an entity kommo-sync mirrors; use some of {}",
-                    known()
-                ),
-            ));
-        };
-        if set.contains(entity) {
-            return Err(invalid(
-                key,
-                format!("names {name:?} twice; list each entity once"),
-            ));
-        }
-        set = set.with(entity);
-    }
-    if !set.contains(&LEADS) {
-        return Err(invalid(
-            key,
-            format!(
-                "must include \"leads\" (the mirror is of leads first); e.g. [{}]",
-                known()
-            ),
-        ));
-    }
-    Ok(set)
 }
