@@ -1,27 +1,33 @@
-//! The simulated account: the alive and deleted lead sets, the raw objects
-//! a test injects, its structure (pipelines, users, fields, tags...), the
-//! mutations a test (or the churn hook) applies to them (the edits of links,
-//! tags, fields and stages are in `edits`),
-//! the server clock (with its offset) those mutations stamp, changes that
-//! stay invisible for a while (replication lag), and the live
-//! filter/sort/offset query the list endpoint answers from. Everything here
-//! is synchronous; callers hold the state mutex.
+//! The simulated account: one [`Table`] per kind of record (leads,
+//! contacts, companies), its structure (pipelines, users, fields, tags...),
+//! the server clock (with its offset) every change stamps, the event log,
+//! and the mutations a test (or the churn hook) applies to records of any
+//! kind: updates, bulk edits, crowded seconds, changes that stay invisible
+//! for a while (replication lag), deletions and restores (each writing its
+//! event), additions, raw objects. What an update changes in a record is
+//! `generator`'s for leads and `records`' for contacts and companies; the
+//! edits of a lead's links, tags, fields and stage are in `edits`. Every
+//! listing answers from [`Account::page`]. Everything here is synchronous;
+//! callers hold the state mutex.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fastrand::Rng;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
+use super::SimulatorConfig;
 use super::events::{self, Event, EventQuery, Move};
-use super::generator;
+use super::generator::{self, AccountRefs};
 use super::history::{self, StatusChange};
+use super::kind::RecordKind;
 use super::links;
-use super::query::{ListQuery, SortField};
+use super::query::ListQuery;
+use super::records::{self, Deferred, Plan};
 use super::structure::Structure;
+use super::table::{Table, page_of};
 
-/// One change applied to the account, in the order applied.
+/// One change applied to the records of a kind, in the order applied.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Mutation {
     Updated(i64),
@@ -31,7 +37,7 @@ pub enum Mutation {
 }
 
 impl Mutation {
-    /// The lead it changed.
+    /// The record it changed.
     pub fn id(&self) -> i64 {
         match self {
             Mutation::Updated(id)
@@ -50,74 +56,84 @@ pub(crate) fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-/// Sort keys extracted once per request: (id, created_at, updated_at, lead).
-type Row<'a> = (Option<i64>, Option<i64>, Option<i64>, &'a Value);
-
-/// A deleted lead: its full object (restored as is) and the deletion time.
-struct Deleted {
-    lead: Value,
-    deleted_at: i64,
-}
-
-/// The object a lead served before a change that is not visible yet.
-struct Hidden {
-    old: Value,
-    visible_at: Instant,
-}
+/// Salts deriving each rng stream from the seed.
+const LEAD_CHANGES: u64 = 0x9E37_79B9_7F4A_7C15;
+const LEAD_LINKS: u64 = 0x00C0_A7AC_7500_0008;
+const CONTACTS: u64 = 0x5EED_C0DE_C047_AC75;
+const COMPANIES: u64 = 0x5EED_C0DE_C0B4_A41E;
 
 pub(crate) struct Account {
-    pub(super) alive: BTreeMap<i64, Value>,
-    deleted: BTreeMap<i64, Deleted>,
-    /// objects added as given without a positive integer id: listed (a
-    /// missing or non-integer sort field sorts before every integer when
-    /// ascending, after when descending) but not leads
-    unkeyed: Vec<Value>,
-    /// alive leads whose latest change is not visible yet
-    hidden: BTreeMap<i64, Hidden>,
+    pub(super) leads: Table,
+    /// generated on first use
+    contacts: Deferred,
+    companies: Deferred,
     /// seconds the server clock runs ahead of this machine's
     clock_offset: i64,
     /// the second the server clock stands still at, if it does
     frozen_at: Option<i64>,
-    next_id: i64,
-    pub(super) rng: Rng,
     /// draws the contacts of new leads (generation uses it first), so the
-    /// leads themselves come out of `rng` as before links existed
+    /// leads themselves come out of the lead rng as before links existed
     aux_rng: Rng,
-    pub(super) mutations: Vec<Mutation>,
     events: Vec<Event>,
     pub(super) structure: Structure,
     base_url: String,
 }
 
-fn field(v: &Value, name: &str) -> Option<i64> {
-    v.get(name).and_then(Value::as_i64)
-}
-
 impl Account {
-    pub(crate) fn new(leads: usize, tie_block: usize, seed: u64, base_url: String) -> Account {
-        let mut rng = Rng::with_seed(seed);
+    /// Generates the account of `config`: the ids of its companies and
+    /// contacts (their records, each kind from rngs of its own with a
+    /// bulk-import block of `tie_block.min(n / 10)` records, are generated
+    /// on first use), then the leads exactly as before contacts existed
+    /// (their companies and contacts mapped onto existing ones), then the
+    /// leads' stage history.
+    pub(crate) fn new(config: &SimulatorConfig, base_url: String) -> Account {
         let now = now_unix();
-        let (list, next_id) = generator::generate(&mut rng, leads, tie_block, &base_url, now);
-        let mut aux_rng = Rng::with_seed(seed ^ 0x00C0_A7AC_7500_0008);
-        let alive: BTreeMap<i64, Value> = list
+        let tie = |n: usize| config.tie_block.min(n / 10);
+        let companies = Plan::new(
+            RecordKind::Company,
+            config.seed ^ COMPANIES,
+            config.companies,
+            tie(config.companies),
+            now,
+            &base_url,
+            Vec::new(),
+        );
+        let company_ids = companies.ids().to_vec();
+        let contacts = Plan::new(
+            RecordKind::Contact,
+            config.seed ^ CONTACTS,
+            config.contacts,
+            tie(config.contacts),
+            now,
+            &base_url,
+            company_ids.clone(),
+        );
+        let contact_ids = contacts.ids().to_vec();
+        let refs = AccountRefs {
+            base_url: &base_url,
+            companies: &company_ids,
+        };
+
+        let mut rng = Rng::with_seed(config.seed);
+        let (list, next_id) =
+            generator::generate(&mut rng, config.leads, config.tie_block, now, &refs);
+        let mut aux_rng = Rng::with_seed(config.seed ^ LEAD_LINKS);
+        let list = list
             .into_iter()
-            .filter_map(|mut v| {
-                links::set_contacts(&mut v, links::random_contacts(&mut aux_rng));
-                field(&v, "id").map(|id| (id, v))
+            .map(|mut v| {
+                links::set_contacts(&mut v, links::random_contacts(&mut aux_rng, &contact_ids));
+                v
             })
             .collect();
+        let leads = Table::new(list, next_id, Rng::with_seed(config.seed ^ LEAD_CHANGES));
         let structure = Structure::new();
-        let past = history::generate(&mut aux_rng, &alive, &structure, now);
+        let past = history::generate(&mut aux_rng, &leads.alive, &structure, now);
         let mut account = Account {
-            alive,
-            deleted: BTreeMap::new(),
-            unkeyed: Vec::new(),
-            hidden: BTreeMap::new(),
+            leads,
+            contacts: Deferred::new(contacts),
+            companies: Deferred::new(companies),
             clock_offset: 0,
             frozen_at: None,
-            next_id,
-            rng: Rng::with_seed(seed ^ 0x9E37_79B9_7F4A_7C15),
-            mutations: Vec::new(),
             events: Vec::new(),
             structure,
             base_url,
@@ -137,19 +153,29 @@ impl Account {
         &self.base_url
     }
 
-    /// Every stored lead object a name shown inside leads lives in: alive,
-    /// deleted, and the old objects of hidden changes (raw objects without
-    /// an id are left as given).
-    pub(super) fn stored_leads_mut(&mut self) -> impl Iterator<Item = &mut Value> {
-        self.alive
-            .values_mut()
-            .chain(self.deleted.values_mut().map(|d| &mut d.lead))
-            .chain(self.hidden.values_mut().map(|h| &mut h.old))
+    pub(crate) fn table(&self, kind: RecordKind) -> &Table {
+        match kind {
+            RecordKind::Lead => &self.leads,
+            RecordKind::Contact => self.contacts.get(),
+            RecordKind::Company => self.companies.get(),
+        }
     }
 
-    /// Another change of the lead is visible at once: a hidden one ends.
-    pub(super) fn unhide(&mut self, id: i64) {
-        self.hidden.remove(&id);
+    pub(crate) fn table_mut(&mut self, kind: RecordKind) -> &mut Table {
+        match kind {
+            RecordKind::Lead => &mut self.leads,
+            RecordKind::Contact => self.contacts.get_mut(),
+            RecordKind::Company => self.companies.get_mut(),
+        }
+    }
+
+    /// Every stored object of every kind (see [`Table::stored_mut`];
+    /// contacts and companies are generated if they are not yet).
+    pub(super) fn stored_records_mut(&mut self) -> impl Iterator<Item = &mut Value> {
+        self.leads
+            .stored_mut()
+            .chain(self.contacts.get_mut().stored_mut())
+            .chain(self.companies.get_mut().stored_mut())
     }
 
     /// The server's now, Unix seconds: this machine's plus the offset, or
@@ -167,221 +193,184 @@ impl Account {
         self.clock_offset = offset_seconds;
     }
 
-    /// Changes name, price and a custom field; `updated_at` = server now.
-    pub(crate) fn update(&mut self, id: i64) -> bool {
+    /// Changes the record as a user would (a lead's name, price and a
+    /// custom field; a contact's or company's name, a phone or an email);
+    /// `updated_at` = server now.
+    pub(crate) fn update(&mut self, kind: RecordKind, id: i64) -> bool {
         let now = self.now();
-        self.update_stamped(id, now)
+        self.update_stamped(kind, id, now)
     }
 
-    /// Changes name, price and a custom field; `updated_at` = `stamp`. The
-    /// change is visible at once (a hidden earlier change shows too).
-    pub(crate) fn update_stamped(&mut self, id: i64, stamp: i64) -> bool {
+    /// [`Account::update`] with `updated_at` = `stamp`. The change is
+    /// visible at once (a hidden earlier change shows too).
+    pub(crate) fn update_stamped(&mut self, kind: RecordKind, id: i64, stamp: i64) -> bool {
         let now = self.now();
-        let rng = &mut self.rng;
-        let Some(Value::Object(lead)) = self.alive.get_mut(&id) else {
+        let t = self.table_mut(kind);
+        let Some(Value::Object(record)) = t.alive.get_mut(&id) else {
             return false;
         };
-        let old_name = lead.get("name").cloned();
-        let mut name = generator::random_name(rng, id);
-        if name.is_null()
-            || name == Value::String(String::new())
-            || Some(&name) == old_name.as_ref()
-        {
-            name = json!(match rng.u8(0..3) {
-                0 => format!("Обновлённая сделка {}", rng.u32(..100_000)),
-                1 => format!("✨ Updated deal {}", rng.u32(..100_000)),
-                _ => format!("Updated \"deal\" {}", rng.u32(..100_000)),
-            });
+        match kind {
+            RecordKind::Lead => generator::change(&mut t.rng, record, id, stamp, now),
+            _ => records::change(kind, &mut t.rng, record, id, stamp),
         }
-        lead.insert("name".into(), name);
-        let old_price = lead.get("price").and_then(Value::as_i64);
-        generator::set_price(rng, lead, old_price);
-        generator::change_custom_field(rng, lead, now);
-        lead.insert("updated_by".into(), json!(9_000_001 + rng.i64(0..8)));
-        lead.insert("updated_at".into(), json!(stamp));
-        self.hidden.remove(&id);
-        self.mutations.push(Mutation::Updated(id));
+        t.unhide(id);
+        t.mutations.push(Mutation::Updated(id));
         true
     }
 
-    /// Updates every alive lead of `ids` (each once, however often listed)
-    /// with one `updated_at` (server now); returns how many were alive.
-    pub(crate) fn bulk_update(&mut self, ids: &[i64]) -> usize {
+    /// Updates every alive record of `ids` (each once, however often
+    /// listed) with one `updated_at` (server now); returns how many were
+    /// alive.
+    pub(crate) fn bulk_update(&mut self, kind: RecordKind, ids: &[i64]) -> usize {
         let stamp = self.now();
         let mut seen = std::collections::BTreeSet::new();
         ids.iter()
             .filter(|id| seen.insert(**id))
-            .filter(|id| self.update_stamped(**id, stamp))
+            .filter(|id| self.update_stamped(kind, **id, stamp))
             .count()
     }
 
-    /// Gives the `n` alive leads in the middle of the history (by
+    /// Gives the `n` alive records in the middle of the history (by
     /// `updated_at`) one `updated_at`: the newest of theirs, as a bulk edit
-    /// then would have. Returns that second, `None` with no lead.
-    pub(crate) fn crowd_one_second(&mut self, n: usize) -> Option<i64> {
-        let mut by_update: Vec<(i64, i64)> = self
-            .alive
-            .iter()
-            .filter_map(|(id, v)| Some((field(v, "updated_at")?, *id)))
-            .collect();
-        by_update.sort_unstable();
-        let n = n.min(by_update.len());
-        let first = (by_update.len() - n) / 2;
-        let picked = &by_update[first..first + n];
-        let stamp = picked.last()?.0;
-        for (_, id) in picked {
-            self.update_stamped(*id, stamp);
+    /// then would have. Returns that second, `None` with no record.
+    pub(crate) fn crowd_one_second(&mut self, kind: RecordKind, n: usize) -> Option<i64> {
+        let (ids, stamp) = self.table(kind).middle_of_history(n)?;
+        for id in ids {
+            self.update_stamped(kind, id, stamp);
         }
         Some(stamp)
     }
 
     /// Up to `count` distinct alive ids picked at random, ascending.
-    pub(crate) fn random_alive(&mut self, count: usize) -> Vec<i64> {
-        let mut ids: Vec<i64> = self.alive.keys().copied().collect();
-        self.rng.shuffle(&mut ids);
-        ids.truncate(count);
-        ids.sort_unstable();
-        ids
+    pub(crate) fn random_alive(&mut self, kind: RecordKind, count: usize) -> Vec<i64> {
+        self.table_mut(kind).random_alive(count)
     }
 
-    /// Updates the lead (stamped with the server's now) but keeps serving
+    /// Updates the record (stamped with the server's now) but keeps serving
     /// the object it showed until `delay` has passed.
-    pub(crate) fn update_visible_after(&mut self, id: i64, delay: Duration) -> bool {
+    pub(crate) fn update_visible_after(
+        &mut self,
+        kind: RecordKind,
+        id: i64,
+        delay: Duration,
+    ) -> bool {
         let now = Instant::now();
-        let Some(shown) = self
-            .alive
-            .get(&id)
-            .map(|v| self.visible(id, v, now).clone())
-        else {
+        let Some(shown) = self.table(kind).shown(id, now) else {
             return false;
         };
-        self.hidden.retain(|_, h| h.visible_at > now);
-        if !self.update(id) {
+        if !self.update(kind, id) {
             return false;
         }
-        let visible_at = now
-            .checked_add(delay)
-            .or_else(|| now.checked_add(Duration::from_secs(10 * 365 * 86_400)))
-            .unwrap_or(now);
-        self.hidden.insert(
-            id,
-            Hidden {
-                old: shown,
-                visible_at,
-            },
-        );
+        self.table_mut(kind).hide(id, shown, now, delay);
         true
     }
 
-    /// What the API serves for the alive lead `id` whose current object is
-    /// `lead`: the old object while a change is hidden.
-    fn visible<'a>(&'a self, id: i64, lead: &'a Value, now: Instant) -> &'a Value {
-        self.hidden
-            .get(&id)
-            .filter(|h| h.visible_at > now)
-            .map_or(lead, |h| &h.old)
+    /// Lists `value` as given among the records of `kind` (see
+    /// [`Table::add_raw`]).
+    pub(crate) fn add_raw(&mut self, kind: RecordKind, value: Value) {
+        self.table_mut(kind).add_raw(value);
     }
 
-    /// Lists `value` as given. With a positive integer `id` it becomes the
-    /// alive lead of that id (replacing one alive or deleted); otherwise it
-    /// is listed but is no lead a client could store.
-    pub(crate) fn add_raw(&mut self, value: Value) {
-        match value.get("id").and_then(Value::as_i64).filter(|id| *id > 0) {
-            Some(id) => {
-                self.deleted.remove(&id);
-                self.hidden.remove(&id);
-                self.alive.insert(id, value);
-                self.next_id = self.next_id.max(id.saturating_add(1));
-                self.mutations.push(Mutation::Added(id));
-            }
-            None => self.unkeyed.push(value),
-        }
-    }
-
-    pub(crate) fn delete(&mut self, id: i64) -> bool {
-        let Some(lead) = self.alive.remove(&id) else {
-            return false;
-        };
-        self.hidden.remove(&id);
+    /// Moves the record to the deleted set and logs its deletion event,
+    /// stamped with the server's now.
+    pub(crate) fn delete(&mut self, kind: RecordKind, id: i64) -> bool {
         let deleted_at = self.now();
-        self.deleted.insert(id, Deleted { lead, deleted_at });
-        self.mutations.push(Mutation::Deleted(id));
-        self.log_event("lead_deleted", id, deleted_at);
-        true
-    }
-
-    /// Back to alive with the object it had; `updated_at` is not bumped.
-    pub(crate) fn restore(&mut self, id: i64) -> bool {
-        let Some(d) = self.deleted.remove(&id) else {
+        if !self.table_mut(kind).delete(id, deleted_at) {
             return false;
-        };
-        self.alive.insert(id, d.lead);
-        self.mutations.push(Mutation::Restored(id));
-        self.log_event("lead_restored", id, self.now());
+        }
+        self.log_event(kind, kind.deleted_event(), id, deleted_at);
         true
     }
 
-    pub(crate) fn add(&mut self) -> i64 {
+    /// Back to alive with the object it had (`updated_at` is not bumped)
+    /// and its restore event logged.
+    pub(crate) fn restore(&mut self, kind: RecordKind, id: i64) -> bool {
+        if !self.table_mut(kind).restore(id) {
+            return false;
+        }
         let now = self.now();
-        let id = self.next_id;
-        self.next_id += 1 + if self.rng.u8(0..10) == 0 {
-            self.rng.i64(1..20)
-        } else {
-            0
+        self.log_event(kind, kind.restored_event(), id, now);
+        true
+    }
+
+    /// A new record with a new highest id; `created_at = updated_at` =
+    /// server now. A new lead links to alive contacts and companies, a new
+    /// contact to an alive company.
+    pub(crate) fn add(&mut self, kind: RecordKind) -> i64 {
+        let now = self.now();
+        let companies = self.companies.alive_ids();
+        let contacts = match kind {
+            RecordKind::Lead => self.contacts.alive_ids(),
+            _ => Vec::new(),
         };
-        let mut lead = generator::lead(&mut self.rng, id, &self.base_url, now, now, now);
-        links::set_contacts(&mut lead, links::random_contacts(&mut self.aux_rng));
-        self.alive.insert(id, lead);
-        self.mutations.push(Mutation::Added(id));
+        let refs = AccountRefs {
+            base_url: &self.base_url,
+            companies: &companies,
+        };
+        let t = match kind {
+            RecordKind::Lead => &mut self.leads,
+            RecordKind::Contact => self.contacts.get_mut(),
+            RecordKind::Company => self.companies.get_mut(),
+        };
+        let id = t.take_id();
+        let record = match kind {
+            RecordKind::Lead => {
+                let mut lead = generator::lead(&mut t.rng, id, (now, now), now, &refs);
+                let links = links::random_contacts(&mut self.aux_rng, &contacts);
+                links::set_contacts(&mut lead, links);
+                lead
+            }
+            _ => {
+                let mut pool = records::PhonePool::default();
+                records::record(kind, &mut t.rng, id, (now, now), now, &refs, &mut pool)
+            }
+        };
+        self.table_mut(kind).insert_new(id, record);
         id
     }
 
-    /// `n` random mutations: ~60% update (one in five of them a stage
-    /// move), ~20% delete, ~15% add, ~5% restore.
-    pub(crate) fn churn(&mut self, n: usize) {
+    /// `n` random mutations of records of `kind`: ~60% update (one in five
+    /// of a lead's a stage move), ~20% delete, ~15% add, ~5% restore.
+    pub(crate) fn churn(&mut self, kind: RecordKind, n: usize) {
         for _ in 0..n {
-            let roll = self.rng.u8(0..100);
-            let pick_alive = |rng: &mut Rng, m: &BTreeMap<i64, Value>| {
-                (!m.is_empty())
-                    .then(|| m.keys().nth(rng.usize(..m.len())).copied())
-                    .flatten()
-            };
+            let roll = self.table_mut(kind).rng.u8(0..100);
             match roll {
                 0..=59 | 95..=99 => {
-                    if roll >= 95 && !self.deleted.is_empty() {
-                        let i = self.rng.usize(..self.deleted.len());
-                        if let Some(id) = self.deleted.keys().nth(i).copied() {
-                            self.restore(id);
-                        }
-                    } else if let Some(id) = pick_alive(&mut self.rng, &self.alive) {
-                        if self.rng.u8(0..5) != 0 || !self.random_status_change(id) {
-                            self.update(id);
+                    if roll >= 95
+                        && let Some(id) = self.table_mut(kind).pick_deleted()
+                    {
+                        self.restore(kind, id);
+                    } else if let Some(id) = self.table_mut(kind).pick_alive() {
+                        let stage_move = kind == RecordKind::Lead && self.leads.rng.u8(0..5) == 0;
+                        if !stage_move || !self.random_status_change(id) {
+                            self.update(kind, id);
                         }
                     } else {
-                        self.add();
+                        self.add(kind);
                     }
                 }
-                60..=79 => match pick_alive(&mut self.rng, &self.alive) {
+                60..=79 => match self.table_mut(kind).pick_alive() {
                     Some(id) => {
-                        self.delete(id);
+                        self.delete(kind, id);
                     }
                     None => {
-                        self.add();
+                        self.add(kind);
                     }
                 },
                 _ => {
-                    self.add();
+                    self.add(kind);
                 }
             }
         }
     }
 
-    fn log_event(&mut self, kind: &'static str, lead_id: i64, created_at: i64) {
-        let id = self.events.len() as u64 + 1;
+    fn log_event(&mut self, entity: RecordKind, kind: &'static str, id: i64, created_at: i64) {
+        let n = self.events.len() as u64 + 1;
         self.events.push(Event {
-            id,
+            id: n,
             kind,
-            lead_id,
+            entity,
+            entity_id: id,
             created_at,
             created_by: generator::USERS[0],
             status: None,
@@ -400,7 +389,8 @@ impl Account {
         self.events.push(Event {
             id,
             kind: "lead_status_changed",
-            lead_id,
+            entity: RecordKind::Lead,
+            entity_id: lead_id,
             created_at,
             created_by,
             status: Some(status),
@@ -417,7 +407,7 @@ impl Account {
                 let m = e.status?;
                 Some(StatusChange {
                     event_id: events::event_id(e.id),
-                    lead_id: e.lead_id,
+                    lead_id: e.entity_id,
                     from_pipeline: m.from.0,
                     from_status: m.from.1,
                     to_pipeline: m.to.0,
@@ -436,26 +426,20 @@ impl Account {
         events::page(&self.events, q, &self.base_url)
     }
 
-    /// The alive leads as the API serves them now (hidden changes not
-    /// shown), by id.
+    /// The alive leads as the API serves them now with `with=contacts`
+    /// (hidden changes not shown), by id.
     pub(crate) fn alive_leads(&self) -> Vec<Value> {
-        let now = Instant::now();
-        self.alive
-            .iter()
-            .map(|(id, v)| self.visible(*id, v, now).clone())
-            .collect()
+        self.leads.alive_visible(Instant::now()).cloned().collect()
     }
 
-    pub(crate) fn alive_ids(&self) -> Vec<i64> {
-        self.alive.keys().copied().collect()
-    }
-
-    pub(crate) fn deleted_ids(&self) -> Vec<i64> {
-        self.deleted.keys().copied().collect()
-    }
-
-    pub(crate) fn mutations(&self) -> Vec<Mutation> {
-        self.mutations.clone()
+    /// The alive records of `kind` as a listing without `with` serves them
+    /// now, by id.
+    pub(crate) fn alive_records(&self, kind: RecordKind) -> Vec<Value> {
+        let records = self.table(kind).alive_visible(Instant::now()).cloned();
+        match kind {
+            RecordKind::Lead => records.map(links::without_contacts).collect(),
+            _ => records.collect(),
+        }
     }
 
     /// The minimal object `with=only_deleted` lists for a deleted lead.
@@ -495,67 +479,35 @@ impl Account {
         Value::Object(out)
     }
 
-    /// The page `q.page` of the filtered and sorted set as it is visible at
-    /// `now`, and whether more items exist past it.
-    pub(crate) fn page(&self, q: &ListQuery, now: Instant) -> (Vec<Value>, bool) {
+    /// The page `q.page` of the listing of `kind`, as it is visible at
+    /// `now`, and whether more items exist past it. Leads: the deleted ones
+    /// with `with=only_deleted`, `_embedded.contacts` only with
+    /// `with=contacts`. Contacts and companies: only alive ones (there is
+    /// no `with=only_deleted` for them), `_embedded.leads` with
+    /// `with=leads`.
+    pub(crate) fn page(&self, kind: RecordKind, q: &ListQuery, now: Instant) -> (Vec<Value>, bool) {
         let owned: Vec<Value>;
-        let candidates: Vec<&Value> = if q.only_deleted {
+        let (rows, more) = if kind == RecordKind::Lead && q.only_deleted {
             owned = self
+                .leads
                 .deleted
                 .iter()
                 .map(|(id, d)| self.deleted_view(*id, d.deleted_at))
                 .collect();
-            owned.iter().collect()
+            page_of(owned.iter(), q)
         } else {
-            self.alive
-                .iter()
-                .map(|(id, v)| self.visible(*id, v, now))
-                .chain(&self.unkeyed)
-                .collect()
+            self.table(kind).alive_page(q, now)
         };
-        let mut rows: Vec<Row<'_>> = candidates
-            .into_iter()
-            .filter(|v| q.matches(v))
-            .map(|v| {
-                (
-                    field(v, "id"),
-                    field(v, "created_at"),
-                    field(v, "updated_at"),
-                    v,
-                )
-            })
-            .collect();
-        rows.sort_by(|a, b| {
-            for (f, desc) in &q.order {
-                let ord = match f {
-                    SortField::Id => a.0.cmp(&b.0),
-                    SortField::CreatedAt => a.1.cmp(&b.1),
-                    SortField::UpdatedAt => a.2.cmp(&b.2),
-                };
-                let ord = if *desc { ord.reverse() } else { ord };
-                if ord.is_ne() {
-                    return ord;
-                }
+        let rows = rows.into_iter().cloned();
+        let items = match kind {
+            RecordKind::Lead if q.with_contacts => rows.collect(),
+            RecordKind::Lead => rows.map(links::without_contacts).collect(),
+            _ if q.with_leads => {
+                let index = links::leads_by_record(kind, self.leads.alive_visible(now));
+                rows.map(|r| links::with_leads(r, &index)).collect()
             }
-            a.0.cmp(&b.0)
-        });
-        let limit = usize::try_from(q.limit).unwrap_or(usize::MAX);
-        let start = usize::try_from(q.page.saturating_sub(1))
-            .unwrap_or(usize::MAX)
-            .saturating_mul(limit);
-        let end = start.saturating_add(limit);
-        let page: Vec<Value> = rows
-            .iter()
-            .skip(start)
-            .take(limit)
-            .map(|row| {
-                if q.with_contacts {
-                    row.3.clone()
-                } else {
-                    links::without_contacts(row.3.clone())
-                }
-            })
-            .collect();
-        (page, rows.len() > end)
+            _ => rows.collect(),
+        };
+        (items, more)
     }
 }

@@ -1,5 +1,6 @@
 //! The bodies of the structure endpoints (`/api/v4/account`,
 //! `/api/v4/leads/pipelines`, `/api/v4/leads/custom_fields`,
+//! `/api/v4/contacts/custom_fields`, `/api/v4/companies/custom_fields`,
 //! `/api/v4/users`, `/api/v4/leads/loss_reasons`, `/api/v4/leads/tags`):
 //! which list each serves, how the paged ones page (`page`, `limit` up to
 //! 250, default 50, `_links.next` only when a next page exists, 204 past
@@ -8,12 +9,16 @@
 
 use serde_json::{Map, Value, json};
 
+use super::kind::RecordKind;
 use super::query::{Invalid, invalid, number, page_href, pairs};
+use super::record_fields;
 use super::structure::Structure;
 
 pub(crate) const ACCOUNT: &str = "/api/v4/account";
 pub(crate) const PIPELINES: &str = "/api/v4/leads/pipelines";
 pub(crate) const CUSTOM_FIELDS: &str = "/api/v4/leads/custom_fields";
+pub(crate) const CONTACT_CUSTOM_FIELDS: &str = "/api/v4/contacts/custom_fields";
+pub(crate) const COMPANY_CUSTOM_FIELDS: &str = "/api/v4/companies/custom_fields";
 pub(crate) const USERS: &str = "/api/v4/users";
 pub(crate) const LOSS_REASONS: &str = "/api/v4/leads/loss_reasons";
 pub(crate) const TAGS: &str = "/api/v4/leads/tags";
@@ -23,10 +28,18 @@ const MAX_LIMIT: u64 = 250;
 
 /// Whether `path` is one of the structure endpoints.
 pub(crate) fn serves(path: &str) -> bool {
-    matches!(
-        path,
-        ACCOUNT | PIPELINES | CUSTOM_FIELDS | USERS | LOSS_REASONS | TAGS
-    )
+    matches!(path, ACCOUNT | PIPELINES | USERS | LOSS_REASONS | TAGS)
+        || custom_fields_of(path).is_some()
+}
+
+/// The kind whose custom field listing is at `path`.
+pub(crate) fn custom_fields_of(path: &str) -> Option<RecordKind> {
+    match path {
+        CUSTOM_FIELDS => Some(RecordKind::Lead),
+        CONTACT_CUSTOM_FIELDS => Some(RecordKind::Contact),
+        COMPANY_CUSTOM_FIELDS => Some(RecordKind::Company),
+        _ => None,
+    }
 }
 
 /// What a structure request is answered.
@@ -67,6 +80,18 @@ pub(crate) fn answer(r: &Request<'_>) -> Reply {
         PIPELINES => Reply::Json(whole(r, "pipelines", s.pipelines_json(r.base))),
         LOSS_REASONS => Reply::Json(whole(r, "loss_reasons", s.loss_reasons_json(r.base))),
         CUSTOM_FIELDS => paged(r, "custom_fields", s.fields_json(r.base), true),
+        CONTACT_CUSTOM_FIELDS => paged(
+            r,
+            "custom_fields",
+            record_fields::definitions(RecordKind::Contact, r.base),
+            true,
+        ),
+        COMPANY_CUSTOM_FIELDS => paged(
+            r,
+            "custom_fields",
+            record_fields::definitions(RecordKind::Company, r.base),
+            true,
+        ),
         USERS if r.users_forbidden => Reply::Forbidden("Access denied"),
         USERS => paged(r, "users", s.users_json(r.base), true),
         _ => paged(r, "tags", s.tags_json(), false),

@@ -2,8 +2,9 @@
 //! renames of structure items whose names leads carry. A stage move writes
 //! one `lead_status_changed` event stamped with the same server second as
 //! the lead's new `updated_at`. Renaming a tag or a custom field changes the
-//! name shown inside every lead at once without touching its `updated_at`
-//! (the real service renders those names when it answers).
+//! name shown inside every lead (and, for a tag, every contact and company)
+//! at once without touching its `updated_at` (the real service renders
+//! those names when it answers).
 
 use serde_json::{Value, json};
 
@@ -14,7 +15,7 @@ impl Account {
     /// A user of the account, at random.
     fn random_user(&mut self) -> i64 {
         let users = self.structure.user_ids();
-        users[self.rng.usize(..users.len())]
+        users[self.leads.rng.usize(..users.len())]
     }
 
     /// Moves the alive lead `id` to `status_id` of `pipeline_id` (which must
@@ -28,15 +29,15 @@ impl Account {
         let user = self.random_user();
         let reasons = self.structure.loss_reason_ids();
         // none left when every reason was deleted: `loss_reason_id` null
-        let reason = (!reasons.is_empty()).then(|| reasons[self.rng.usize(..reasons.len())]);
-        let Some(Value::Object(lead)) = self.alive.get_mut(&id) else {
+        let reason = (!reasons.is_empty()).then(|| reasons[self.leads.rng.usize(..reasons.len())]);
+        let Some(Value::Object(lead)) = self.leads.alive.get_mut(&id) else {
             return false;
         };
         let Some(moved) = history::apply(lead, (pipeline_id, status_id), now, user, reason) else {
             return false;
         };
-        self.unhide(id);
-        self.mutations.push(Mutation::Updated(id));
+        self.leads.unhide(id);
+        self.leads.mutations.push(Mutation::Updated(id));
         self.log_status_change(id, now, user, moved);
         true
     }
@@ -44,7 +45,7 @@ impl Account {
     /// Moves the lead to another status chosen at random (another pipeline's
     /// one time in four); false when it cannot move (no integer stage).
     pub(crate) fn random_status_change(&mut self, id: i64) -> bool {
-        let Some(lead) = self.alive.get(&id) else {
+        let Some(lead) = self.leads.alive.get(&id) else {
             return false;
         };
         let current = (
@@ -54,8 +55,8 @@ impl Account {
         let pipelines = &self.structure.pipelines;
         let same = pipelines.iter().position(|p| Some(p.id) == current.0);
         let p = match same {
-            Some(i) if self.rng.u8(0..4) != 0 => i,
-            _ => self.rng.usize(..pipelines.len()),
+            Some(i) if self.leads.rng.u8(0..4) != 0 => i,
+            _ => self.leads.rng.usize(..pipelines.len()),
         };
         let pipeline = &pipelines[p];
         let targets: Vec<i64> = pipeline
@@ -64,18 +65,19 @@ impl Account {
             .map(|s| s.id)
             .filter(|s| (Some(pipeline.id), Some(*s)) != current)
             .collect();
-        let (pipeline_id, status_id) = (pipeline.id, targets[self.rng.usize(..targets.len())]);
+        let (pipeline_id, status_id) =
+            (pipeline.id, targets[self.leads.rng.usize(..targets.len())]);
         self.change_status(id, pipeline_id, status_id)
     }
 
     /// Stamps an edit of the alive lead `id`: `updated_at` = server now.
     fn touched(&mut self, id: i64) {
         let now = self.now();
-        if let Some(Value::Object(lead)) = self.alive.get_mut(&id) {
+        if let Some(Value::Object(lead)) = self.leads.alive.get_mut(&id) {
             lead.insert("updated_at".into(), json!(now));
         }
-        self.unhide(id);
-        self.mutations.push(Mutation::Updated(id));
+        self.leads.unhide(id);
+        self.leads.mutations.push(Mutation::Updated(id));
     }
 
     /// `_embedded.tags` becomes the account's tags `tag_ids` (each once, in
@@ -92,7 +94,7 @@ impl Account {
                 tags.push(tag.to_json());
             }
         }
-        let Some(Value::Object(lead)) = self.alive.get_mut(&id) else {
+        let Some(Value::Object(lead)) = self.leads.alive.get_mut(&id) else {
             return false;
         };
         match lead.get_mut("_embedded").and_then(Value::as_object_mut) {
@@ -110,7 +112,7 @@ impl Account {
     /// `_embedded.contacts` becomes `contacts` (`(id, is_main)`, as given).
     /// False when the lead is not alive.
     pub(crate) fn set_contacts(&mut self, id: i64, contacts: &[(i64, bool)]) -> bool {
-        let Some(lead) = self.alive.get_mut(&id) else {
+        let Some(lead) = self.leads.alive.get_mut(&id) else {
             return false;
         };
         let list = contacts
@@ -137,7 +139,7 @@ impl Account {
             "field_type": f.kind,
             "values": values,
         });
-        let Some(Value::Object(lead)) = self.alive.get_mut(&id) else {
+        let Some(Value::Object(lead)) = self.leads.alive.get_mut(&id) else {
             return false;
         };
         let mut fields = match lead.get("custom_fields_values") {
@@ -176,8 +178,8 @@ impl Account {
         if !self.structure.rename_tag(tag_id, name) {
             return false;
         }
-        for lead in self.stored_leads_mut() {
-            let tags = lead
+        for record in self.stored_records_mut() {
+            let tags = record
                 .get_mut("_embedded")
                 .and_then(|e| e.get_mut("tags"))
                 .and_then(Value::as_array_mut);
@@ -195,7 +197,7 @@ impl Account {
         if !self.structure.rename_field(field_id, name) {
             return false;
         }
-        for lead in self.stored_leads_mut() {
+        for lead in self.leads.stored_mut() {
             let fields = lead
                 .get_mut("custom_fields_values")
                 .and_then(Value::as_array_mut);

@@ -1,6 +1,8 @@
 //! The account's event log as `GET /api/v4/events` serves it: one
-//! `lead_deleted` or `lead_restored` event per deletion and restore, one
-//! `lead_status_changed` per stage move (generated history included),
+//! `lead_deleted` or `lead_restored` (`contact_deleted`, `contact_restored`,
+//! `company_deleted`, `company_restored`, with `entity_type` `contact` or
+//! `company`) event per deletion and restore, one `lead_status_changed` per
+//! stage move (generated history included),
 //! newest first, filtered by type (`filter[type]=a,b` or repeated
 //! `filter[type][]`), entity and `created_at`, paged by offset (at most 100
 //! per page: a larger `limit` is not honoured and gives the default 50, as
@@ -9,6 +11,7 @@
 use serde_json::{Value, json};
 
 use super::generator::ACCOUNT_ID;
+use super::kind::RecordKind;
 use super::query::{Invalid, invalid, number, pairs};
 
 /// Kommo's maximum `limit` for events.
@@ -36,8 +39,11 @@ fn lead_status((pipeline_id, status_id): (i64, i64)) -> Value {
 #[derive(Clone, Debug)]
 pub(crate) struct Event {
     pub(crate) id: u64,
+    /// the event's `type`
     pub(crate) kind: &'static str,
-    pub(crate) lead_id: i64,
+    /// what `entity_id` is: a lead, a contact or a company
+    pub(crate) entity: RecordKind,
+    pub(crate) entity_id: i64,
     pub(crate) created_at: i64,
     pub(crate) created_by: i64,
     /// the stage move of a `lead_status_changed` event
@@ -54,8 +60,8 @@ impl Event {
         json!({
             "id": id,
             "type": self.kind,
-            "entity_id": self.lead_id,
-            "entity_type": "lead",
+            "entity_id": self.entity_id,
+            "entity_type": self.entity.entity_type(),
             "created_by": self.created_by,
             "created_at": self.created_at,
             "value_after": after,
@@ -123,7 +129,8 @@ impl EventQuery {
 
     fn matches(&self, e: &Event) -> bool {
         (self.types.is_empty() || self.types.iter().any(|t| t == e.kind))
-            && (self.entities.is_empty() || self.entities.iter().any(|t| t == "lead"))
+            && (self.entities.is_empty()
+                || self.entities.iter().any(|t| t == e.entity.entity_type()))
             && self.created_from.is_none_or(|f| e.created_at >= f)
             && self.created_to.is_none_or(|t| e.created_at <= t)
     }

@@ -2,7 +2,8 @@
 //! the abuse block, the unpaid account, throttle bursts and a queue of
 //! one-shot faults (empty or short pages, cut bodies, ids sent as strings,
 //! dropped connections, 429s with or without `Retry-After`, nginx error
-//! pages), each aimed at one kind of listing or at every request. It exists
+//! pages), each aimed at one kind of listing (of leads, contacts or
+//! companies alike) or at every request. It exists
 //! because a client must survive every edge `docs/kommo-api.md` lists, and
 //! each edge has to be switchable from a test, on any listing. This module
 //! decides *which* fault a request gets; `http` renders it.
@@ -13,8 +14,8 @@ use std::time::Duration;
 use chrono::DateTime;
 use tokio::time::Instant;
 
-use super::directory;
-use super::query::{is_id_filter, pairs};
+use super::classify::{Listed, RequestKind};
+use super::kind::RecordKind;
 
 /// Which requests a queued fault applies to: every request, every lead
 /// request, or one kind of listing. A request is classified by its method,
@@ -54,8 +55,48 @@ pub enum FaultScope {
     LossReasons,
     /// `GET /api/v4/leads/tags` (paged).
     Tags,
+    /// One kind's listing (`GET /api/v4/leads`, `/api/v4/contacts` or
+    /// `/api/v4/companies`), classified like the lead scopes: see
+    /// [`RecordListing`]. `Records(RecordKind::Lead, ..)` covers exactly
+    /// what [`FaultScope::Leads`], [`FaultScope::LeadWalk`],
+    /// [`FaultScope::CrowdedSecond`] and [`FaultScope::LeadsById`] cover.
+    Records(RecordKind, RecordListing),
+    /// `GET /api/v4/contacts/custom_fields` (paged).
+    ContactCustomFields,
+    /// `GET /api/v4/companies/custom_fields` (paged).
+    CompanyCustomFields,
     /// Every request, whatever its method and path.
     Any,
+}
+
+/// Which of a kind's listings a [`FaultScope::Records`] covers. Contacts
+/// and companies have no `with=only_deleted` listing: the flag is ignored
+/// there, so it does not change how their requests are classified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RecordListing {
+    /// Every `GET` of the kind's list path, whatever the query.
+    All,
+    /// The keyset walks: first `order[...]` is `order[updated_at]`
+    /// (`asc` or `desc`), no id filter (and, for leads, no
+    /// `with=only_deleted`).
+    Walk,
+    /// The reads of a crowded second: first `order[...]` is `order[id]`,
+    /// no id filter (nor, for leads, `with=only_deleted`).
+    CrowdedSecond,
+    /// Answers by id: `filter[id]`, `filter[id][]` or `filter[id][N]`
+    /// (for leads, without `with=only_deleted`).
+    ById,
+}
+
+impl RecordListing {
+    fn covers(self, listed: Listed) -> bool {
+        match self {
+            RecordListing::All => true,
+            RecordListing::Walk => listed == Listed::Walk,
+            RecordListing::CrowdedSecond => listed == Listed::CrowdedSecond,
+            RecordListing::ById => listed == Listed::ById,
+        }
+    }
 }
 
 impl FaultScope {
@@ -75,6 +116,20 @@ impl FaultScope {
         FaultScope::Tags,
     ];
 
+    /// Every scope that is one kind of contact or company listing, contacts
+    /// first (kept apart from [`FaultScope::LISTINGS`], which holds the
+    /// listings of leads and of the account's structure).
+    pub const CONTACT_COMPANY_LISTINGS: [FaultScope; 8] = [
+        FaultScope::Records(RecordKind::Contact, RecordListing::Walk),
+        FaultScope::Records(RecordKind::Contact, RecordListing::CrowdedSecond),
+        FaultScope::Records(RecordKind::Contact, RecordListing::ById),
+        FaultScope::ContactCustomFields,
+        FaultScope::Records(RecordKind::Company, RecordListing::Walk),
+        FaultScope::Records(RecordKind::Company, RecordListing::CrowdedSecond),
+        FaultScope::Records(RecordKind::Company, RecordListing::ById),
+        FaultScope::CompanyCustomFields,
+    ];
+
     /// Whether a `GET` of `path` with the raw `query` (as
     /// [`super::RequestRecord`] holds them; empty for none) is one this
     /// scope covers: how a test counts the requests of a kind in
@@ -84,18 +139,29 @@ impl FaultScope {
         self.covers(RequestKind::classify(true, path, raw))
     }
 
-    fn covers(self, kind: RequestKind) -> bool {
+    pub(crate) fn covers(self, kind: RequestKind) -> bool {
+        let lead = |listed| kind == RequestKind::Records(RecordKind::Lead, listed);
         match self {
             FaultScope::Any => true,
             FaultScope::Leads => kind.is_leads(),
-            FaultScope::LeadWalk => kind == RequestKind::LeadWalk,
-            FaultScope::CrowdedSecond => kind == RequestKind::CrowdedSecond,
-            FaultScope::DeletedLeads => kind == RequestKind::DeletedLeads,
-            FaultScope::LeadsById => kind == RequestKind::LeadsById,
+            FaultScope::LeadWalk => lead(Listed::Walk),
+            FaultScope::CrowdedSecond => lead(Listed::CrowdedSecond),
+            FaultScope::DeletedLeads => lead(Listed::Deleted),
+            FaultScope::LeadsById => lead(Listed::ById),
+            FaultScope::Records(of, listing) => match kind {
+                RequestKind::Records(k, listed) => k == of && listing.covers(listed),
+                _ => false,
+            },
             FaultScope::Events => kind == RequestKind::Events,
             FaultScope::Account => kind == RequestKind::Account,
             FaultScope::Pipelines => kind == RequestKind::Pipelines,
-            FaultScope::CustomFields => kind == RequestKind::CustomFields,
+            FaultScope::CustomFields => kind == RequestKind::CustomFields(RecordKind::Lead),
+            FaultScope::ContactCustomFields => {
+                kind == RequestKind::CustomFields(RecordKind::Contact)
+            }
+            FaultScope::CompanyCustomFields => {
+                kind == RequestKind::CustomFields(RecordKind::Company)
+            }
             FaultScope::Users => kind == RequestKind::Users,
             FaultScope::LossReasons => kind == RequestKind::LossReasons,
             FaultScope::Tags => kind == RequestKind::Tags,
@@ -116,9 +182,9 @@ pub enum RetryAfter {
 }
 
 /// An answer given instead of the real one. "The listing's key" is the
-/// array under `_embedded`: `leads`, `events`, `pipelines`,
-/// `custom_fields`, `users`, `loss_reasons` or `tags`. `/api/v4/account`
-/// is one object, no list.
+/// array under `_embedded`: `leads`, `contacts`, `companies`, `events`,
+/// `pipelines`, `custom_fields`, `users`, `loss_reasons` or `tags`.
+/// `/api/v4/account` is one object, no list.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// Exactly [`Fault::EmptyList`] (its first name, kept for the tests
@@ -154,8 +220,8 @@ pub enum Fault {
     /// [`Fault::StringEntityId`].
     StringId,
     /// The real answer with the `entity_id` of the listing's first element
-    /// sent as a JSON string: on `/api/v4/events`, the lead the event is
-    /// about. Elements without a numeric `entity_id` (every other listing)
+    /// sent as a JSON string: on `/api/v4/events`, the lead (contact,
+    /// company) the event is about. Elements without a numeric `entity_id` (every other listing)
     /// are sent as they are.
     StringEntityId,
     /// The real answer with `is_deleted` removed from every element of the
@@ -178,111 +244,6 @@ pub enum Fault {
     /// body, as a listing with nothing in it answers); a code outside
     /// 200..=599 answers 500.
     Status(u16),
-}
-
-/// What a request is, as far as fault scopes care.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RequestKind {
-    /// `GET /api/v4/leads`, first order `order[updated_at]`
-    LeadWalk,
-    /// `GET /api/v4/leads`, first order `order[id]`
-    CrowdedSecond,
-    /// `GET /api/v4/leads?with=only_deleted`
-    DeletedLeads,
-    /// `GET /api/v4/leads?filter[id][]=..`
-    LeadsById,
-    /// `GET /api/v4/leads` that is none of the above
-    OtherLeads,
-    /// `GET /api/v4/events`
-    Events,
-    /// `GET /api/v4/account`
-    Account,
-    /// `GET /api/v4/leads/pipelines`
-    Pipelines,
-    /// `GET /api/v4/leads/custom_fields`
-    CustomFields,
-    /// `GET /api/v4/users`
-    Users,
-    /// `GET /api/v4/leads/loss_reasons`
-    LossReasons,
-    /// `GET /api/v4/leads/tags`
-    Tags,
-    /// anything else (other paths, other methods)
-    Other,
-}
-
-impl RequestKind {
-    /// The kind of a request: a `GET` (`get`) of `path` with the raw query.
-    pub(crate) fn classify(get: bool, path: &str, raw: Option<&str>) -> RequestKind {
-        if !get {
-            return RequestKind::Other;
-        }
-        match path {
-            "/api/v4/leads" => Self::lead_listing(raw),
-            "/api/v4/events" => RequestKind::Events,
-            directory::ACCOUNT => RequestKind::Account,
-            directory::PIPELINES => RequestKind::Pipelines,
-            directory::CUSTOM_FIELDS => RequestKind::CustomFields,
-            directory::USERS => RequestKind::Users,
-            directory::LOSS_REASONS => RequestKind::LossReasons,
-            directory::TAGS => RequestKind::Tags,
-            _ => RequestKind::Other,
-        }
-    }
-
-    /// Which lead listing a `GET /api/v4/leads` query asks for.
-    fn lead_listing(raw: Option<&str>) -> RequestKind {
-        let (mut only_deleted, mut by_id, mut first_order) = (false, false, None);
-        for (key, value) in pairs(raw.unwrap_or("")) {
-            if key == "with" {
-                only_deleted |= value.split(',').any(|w| w.trim() == "only_deleted");
-            } else if let Some(rest) = key.strip_prefix("filter[") {
-                by_id |= is_id_filter(rest);
-            } else if first_order.is_none()
-                && let Some(field) = key.strip_prefix("order[").and_then(|r| r.strip_suffix(']'))
-                && matches!(field, "id" | "updated_at" | "created_at")
-            {
-                first_order = Some(field.to_string());
-            }
-        }
-        if only_deleted {
-            RequestKind::DeletedLeads
-        } else if by_id {
-            RequestKind::LeadsById
-        } else {
-            match first_order.as_deref() {
-                Some("updated_at") => RequestKind::LeadWalk,
-                Some("id") => RequestKind::CrowdedSecond,
-                _ => RequestKind::OtherLeads,
-            }
-        }
-    }
-
-    /// Whether it is a `GET /api/v4/leads`.
-    pub(crate) fn is_leads(self) -> bool {
-        matches!(
-            self,
-            RequestKind::LeadWalk
-                | RequestKind::CrowdedSecond
-                | RequestKind::DeletedLeads
-                | RequestKind::LeadsById
-                | RequestKind::OtherLeads
-        )
-    }
-
-    /// The key under `_embedded` of its list; `None` for what is no list.
-    pub(crate) fn list_key(self) -> Option<&'static str> {
-        match self {
-            k if k.is_leads() => Some("leads"),
-            RequestKind::Events => Some("events"),
-            RequestKind::Pipelines => Some("pipelines"),
-            RequestKind::CustomFields => Some("custom_fields"),
-            RequestKind::Users => Some("users"),
-            RequestKind::LossReasons => Some("loss_reasons"),
-            RequestKind::Tags => Some("tags"),
-            _ => None,
-        }
-    }
 }
 
 /// The faults of one `queue_faults` call.
@@ -416,6 +377,8 @@ pub(crate) fn cut_in_middle(body: &str) -> &str {
 mod unit {
     use super::*;
 
+    const LEAD_WALK: RequestKind = RequestKind::Records(RecordKind::Lead, Listed::Walk);
+
     #[test]
     fn formats_imf_fixdate() {
         assert_eq!(imf_fixdate(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
@@ -447,160 +410,105 @@ mod unit {
         assert_eq!(f.decide(RequestKind::Events, now), Some(Fault::Unpaid));
         assert_eq!(f.decide(RequestKind::Events, now), None);
         f.queue(FaultScope::Any, 0, vec![Fault::Status(502)]);
-        assert_eq!(f.decide(RequestKind::LeadWalk, now), None, "skipped");
-        assert_eq!(
-            f.decide(RequestKind::LeadWalk, now),
-            Some(Fault::EmptyObject)
-        );
+        assert_eq!(f.decide(LEAD_WALK, now), None, "skipped");
+        assert_eq!(f.decide(LEAD_WALK, now), Some(Fault::EmptyObject));
         assert_eq!(f.decide(RequestKind::Other, now), Some(Fault::Status(502)));
-        assert_eq!(f.decide(RequestKind::LeadWalk, now), Some(Fault::Blocked));
-        assert_eq!(f.decide(RequestKind::LeadWalk, now), None);
+        assert_eq!(f.decide(LEAD_WALK, now), Some(Fault::Blocked));
+        assert_eq!(f.decide(LEAD_WALK, now), None);
 
         f.replace_lead_failures(3, 503);
         f.replace_lead_failures(1, 500);
-        assert_eq!(
-            f.decide(RequestKind::LeadWalk, now),
-            Some(Fault::Status(500))
-        );
-        assert_eq!(f.decide(RequestKind::LeadWalk, now), None);
+        assert_eq!(f.decide(LEAD_WALK, now), Some(Fault::Status(500)));
+        assert_eq!(f.decide(LEAD_WALK, now), None);
         f.replace_lead_failures(2, 500);
         f.replace_lead_failures(0, 500);
-        assert_eq!(f.decide(RequestKind::LeadWalk, now), None, "0 cancels");
+        assert_eq!(f.decide(LEAD_WALK, now), None, "0 cancels");
     }
 
     #[test]
-    fn classifies_each_listing_by_path_and_query() {
+    fn each_scope_covers_its_own_kind_of_request() {
+        use RecordKind::{Company, Contact, Lead};
         use RequestKind as K;
         let leads = "/api/v4/leads";
-        let cases: [(bool, &str, &str, RequestKind); 23] = [
-            (
-                true,
-                leads,
-                "filter[updated_at][from]=5&order[updated_at]=asc&page=2&limit=50",
-                K::LeadWalk,
-            ),
-            (
-                true,
-                leads,
-                "order%5Bupdated_at%5D=desc&limit=1",
-                K::LeadWalk,
-            ),
-            (
-                true,
-                leads,
-                "order[updated_at]=asc&order[id]=asc",
-                K::LeadWalk,
-            ),
-            (
-                true,
-                leads,
-                "filter[updated_at][from]=7&filter[updated_at][to]=7&order[id]=asc&page=3",
-                K::CrowdedSecond,
-            ),
-            (
-                true,
-                leads,
-                "order[id]=desc&order[updated_at]=asc",
-                K::CrowdedSecond,
-            ),
-            (
-                true,
-                leads,
-                "with=only_deleted,source_id&order[updated_at]=asc",
-                K::DeletedLeads,
-            ),
-            (
-                true,
-                leads,
-                "with=source_id%2Conly_deleted&filter[id][]=4",
-                K::DeletedLeads,
-            ),
-            (
-                true,
-                leads,
-                "filter[id][]=4&filter[id][]=5&order[id]=asc",
-                K::LeadsById,
-            ),
-            (
-                true,
-                leads,
-                "filter%5Bid%5D=4&order[updated_at]=asc",
-                K::LeadsById,
-            ),
-            (true, leads, "filter[id][0]=4&with=contacts", K::LeadsById),
-            (true, leads, "", K::OtherLeads),
-            (
-                true,
-                leads,
-                "filter[updated_at][from]=1&filter[updated_at][to]=1&limit=1",
-                K::OtherLeads,
-            ),
-            (
-                true,
-                leads,
-                "order[created_at]=asc&order[updated_at]=asc",
-                K::OtherLeads,
-            ),
-            (true, leads, "filter[idx]=4&order[name]=asc", K::OtherLeads),
-            (
-                true,
-                "/api/v4/events",
-                "filter[type]=lead_deleted",
-                K::Events,
-            ),
-            (
-                true,
-                "/api/v4/account",
-                "with=datetime_settings",
-                K::Account,
-            ),
-            (true, "/api/v4/leads/pipelines", "", K::Pipelines),
-            (
-                true,
-                "/api/v4/leads/custom_fields",
-                "page=2&limit=50",
-                K::CustomFields,
-            ),
-            (true, "/api/v4/users", "page=1&limit=250", K::Users),
-            (true, "/api/v4/leads/loss_reasons", "", K::LossReasons),
-            (true, "/api/v4/leads/tags", "page=1&limit=250", K::Tags),
-            (true, "/api/v4/contacts", "order[id]=asc", K::Other),
-            (false, leads, "order[updated_at]=asc", K::Other),
-        ];
-        for (get, path, query, want) in cases {
-            let raw = (!query.is_empty()).then_some(query);
-            assert_eq!(
-                RequestKind::classify(get, path, raw),
-                want,
-                "{path}?{query}"
-            );
-        }
         // each listing scope covers its kind alone; Leads every lead kind
         let kinds = [
-            K::LeadWalk,
-            K::CrowdedSecond,
-            K::DeletedLeads,
-            K::LeadsById,
+            K::Records(Lead, Listed::Walk),
+            K::Records(Lead, Listed::CrowdedSecond),
+            K::Records(Lead, Listed::Deleted),
+            K::Records(Lead, Listed::ById),
             K::Events,
             K::Account,
             K::Pipelines,
-            K::CustomFields,
+            K::CustomFields(Lead),
             K::Users,
             K::LossReasons,
             K::Tags,
         ];
-        for (scope, own) in FaultScope::LISTINGS.into_iter().zip(kinds) {
-            for kind in kinds.into_iter().chain([K::OtherLeads, K::Other]) {
+        let new_kinds = [
+            K::Records(Contact, Listed::Walk),
+            K::Records(Contact, Listed::CrowdedSecond),
+            K::Records(Contact, Listed::ById),
+            K::CustomFields(Contact),
+            K::Records(Company, Listed::Walk),
+            K::Records(Company, Listed::CrowdedSecond),
+            K::Records(Company, Listed::ById),
+            K::CustomFields(Company),
+        ];
+        let others = [
+            K::Records(Lead, Listed::Other),
+            K::Records(Contact, Listed::Other),
+            K::Records(Company, Listed::Other),
+            K::Other,
+        ];
+        let every = || kinds.into_iter().chain(new_kinds).chain(others);
+        let scopes = FaultScope::LISTINGS.into_iter().zip(kinds).chain(
+            FaultScope::CONTACT_COMPANY_LISTINGS
+                .into_iter()
+                .zip(new_kinds),
+        );
+        for (scope, own) in scopes {
+            for kind in every() {
                 assert_eq!(scope.covers(kind), kind == own, "{scope:?} {kind:?}");
             }
         }
-        for kind in kinds.into_iter().chain([K::OtherLeads, K::Other]) {
+        for kind in every() {
             assert_eq!(FaultScope::Leads.covers(kind), kind.is_leads(), "{kind:?}");
             assert!(FaultScope::Any.covers(kind));
+            for rk in RecordKind::ALL {
+                assert_eq!(
+                    FaultScope::Records(rk, RecordListing::All).covers(kind),
+                    kind.record_kind() == Some(rk),
+                    "{rk:?} {kind:?}"
+                );
+            }
+        }
+        // the generic lead scopes are the lead ones
+        let pairs = [
+            (RecordListing::Walk, FaultScope::LeadWalk),
+            (RecordListing::CrowdedSecond, FaultScope::CrowdedSecond),
+            (RecordListing::ById, FaultScope::LeadsById),
+            (RecordListing::All, FaultScope::Leads),
+        ];
+        for (listing, scope) in pairs {
+            for kind in every() {
+                assert_eq!(
+                    FaultScope::Records(Lead, listing).covers(kind),
+                    scope.covers(kind),
+                    "{listing:?} {kind:?}"
+                );
+            }
         }
         assert!(FaultScope::CrowdedSecond.covers_get(leads, "order%5Bid%5D=asc"));
         assert!(FaultScope::Tags.covers_get("/api/v4/leads/tags", ""));
         assert!(!FaultScope::LeadWalk.covers_get(leads, ""));
+        assert!(
+            FaultScope::Records(Contact, RecordListing::Walk)
+                .covers_get("/api/v4/contacts", "order[updated_at]=asc")
+        );
+        assert!(
+            !FaultScope::Records(Contact, RecordListing::Walk)
+                .covers_get("/api/v4/companies", "order[updated_at]=asc")
+        );
     }
 
     #[test]
@@ -629,15 +537,15 @@ mod unit {
         f.set_unpaid(false);
         f.throttle_for(Duration::from_secs(60), RetryAfter::Seconds(3));
         assert_eq!(
-            f.decide(RequestKind::LeadWalk, now),
+            f.decide(LEAD_WALK, now),
             Some(Fault::TooManyRequests(RetryAfter::Seconds(3)))
         );
         f.throttle_for(Duration::ZERO, RetryAfter::None);
         assert_eq!(
-            f.decide(RequestKind::LeadWalk, Instant::now()),
+            f.decide(LEAD_WALK, Instant::now()),
             Some(Fault::EmptyObject)
         );
         f.throttle_for(Duration::MAX, RetryAfter::None);
-        assert!(f.decide(RequestKind::LeadWalk, Instant::now()).is_some());
+        assert!(f.decide(LEAD_WALK, Instant::now()).is_some());
     }
 }

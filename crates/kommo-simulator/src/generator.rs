@@ -3,7 +3,10 @@
 //! almost every field, Cyrillic/emoji/quoted names, every custom-field type in
 //! both of its wire shapes (dates as numbers or strings, numerics as numbers
 //! or strings), unknown new fields, sparse ids and a bulk-import block of
-//! leads that all share one `updated_at` second.
+//! leads that all share one `updated_at` second. [`Timeline`] (the
+//! `created_at`/`updated_at` of each record, with that block) and
+//! [`next_id`] (sparse ids) are shared with the contacts and companies of
+//! `records`. A lead's company is one of the account's companies.
 
 use fastrand::Rng;
 use serde_json::{Map, Value, json};
@@ -170,7 +173,8 @@ pub(crate) fn set_price(rng: &mut Rng, lead: &mut Map<String, Value>, old: Optio
     );
 }
 
-fn user(rng: &mut Rng) -> i64 {
+/// One of the account's users, at random.
+pub(crate) fn user(rng: &mut Rng) -> i64 {
     USERS[rng.usize(..USERS.len())]
 }
 
@@ -313,11 +317,12 @@ pub(crate) fn change_custom_field(rng: &mut Rng, lead: &mut Map<String, Value>, 
 pub(crate) fn lead(
     rng: &mut Rng,
     id: i64,
-    base_url: &str,
-    created_at: i64,
-    updated_at: i64,
+    stamps: (i64, i64),
     now: i64,
+    account: &AccountRefs<'_>,
 ) -> Value {
+    let (created_at, updated_at) = stamps;
+    let base_url = account.base_url;
     let (pipeline_id, statuses) = PIPELINES[rng.usize(..PIPELINES.len())];
     let status_id = match rng.u8(0..100) {
         0..=9 => 142,
@@ -390,10 +395,10 @@ pub(crate) fn lead(
         .take(n_tags)
         .map(|i| json!({"id": TAGS[i].0, "name": TAGS[i].1, "color": TAGS[i].2}))
         .collect();
-    let companies = if rng.u8(0..100) < 40 {
-        json!([{"id": 20_000_000 + rng.i64(0..50_000)}])
-    } else {
-        json!([])
+    // the draw a random id used to take, mapped onto an existing company
+    let companies = match (rng.u8(0..100) < 40).then(|| rng.i64(0..50_000)) {
+        Some(draw) => pick(account.companies, draw).map_or(json!([]), |id| json!([{"id": id}])),
+        None => json!([]),
     };
     m.insert(
         "_embedded".into(),
@@ -402,60 +407,76 @@ pub(crate) fn lead(
     Value::Object(m)
 }
 
-/// Generates `leads` leads in id order (ids from [`FIRST_LEAD_ID`], with
-/// gaps) and returns them with the next free id. `created_at` grows with the
-/// id over the last ~3 years; `updated_at` lies in `[created_at, now-3600]`.
-/// `tie_block` consecutive leads get `created_at = updated_at = T` for one
-/// second `T` that no other lead uses.
-pub(crate) fn generate(
-    rng: &mut Rng,
-    leads: usize,
-    tie_block: usize,
-    base_url: &str,
-    now: i64,
-) -> (Vec<Value>, i64) {
-    let newest = now - 2 * DAY;
-    let oldest = now - 3 * 365 * DAY;
-    let mut created: Vec<i64> = (0..leads).map(|_| rng.i64(oldest..=newest)).collect();
-    created.sort_unstable();
+/// What a new record may refer to: the base URL of its `_links` and the
+/// ids of the companies it may belong to (alive ones, ascending).
+pub(crate) struct AccountRefs<'a> {
+    pub(crate) base_url: &'a str,
+    pub(crate) companies: &'a [i64],
+}
 
-    let tie = tie_block.min(leads);
-    let tie_start = if tie == 0 {
-        0
-    } else {
-        rng.usize(0..=leads - tie)
-    };
-    let tie_range = tie_start..tie_start + tie;
-    let tie_t = created.get(tie_start).copied().unwrap_or(newest);
-    if tie > 0 {
-        for (i, c) in created.iter_mut().enumerate() {
-            if tie_range.contains(&i) {
-                *c = tie_t;
-            } else if i < tie_start && *c >= tie_t {
-                *c = tie_t - 1;
-            } else if i >= tie_range.end && *c <= tie_t {
-                *c = tie_t + 1;
+/// The `created_at` and `updated_at` of `n` records in id order:
+/// `created_at` grows with the id over the last ~3 years, `updated_at`
+/// lies in `[created_at, now-3600]` (equal to it on ~30%, to the previous
+/// record's on ~8%), and `tie_block` consecutive records get
+/// `created_at = updated_at = T` for one second `T` that no other record
+/// uses (a bulk import).
+pub(crate) struct Timeline {
+    created: Vec<i64>,
+    tie: std::ops::Range<usize>,
+    tie_t: i64,
+    max_updated: i64,
+    prev_updated: Option<i64>,
+}
+
+impl Timeline {
+    /// Draws every `created_at` and where the tie block goes.
+    pub(crate) fn new(rng: &mut Rng, n: usize, tie_block: usize, now: i64) -> Timeline {
+        let newest = now - 2 * DAY;
+        let oldest = now - 3 * 365 * DAY;
+        let mut created: Vec<i64> = (0..n).map(|_| rng.i64(oldest..=newest)).collect();
+        created.sort_unstable();
+
+        let tie = tie_block.min(n);
+        let tie_start = if tie == 0 { 0 } else { rng.usize(0..=n - tie) };
+        let tie_range = tie_start..tie_start + tie;
+        let tie_t = created.get(tie_start).copied().unwrap_or(newest);
+        if tie > 0 {
+            for (i, c) in created.iter_mut().enumerate() {
+                if tie_range.contains(&i) {
+                    *c = tie_t;
+                } else if i < tie_start && *c >= tie_t {
+                    *c = tie_t - 1;
+                } else if i >= tie_range.end && *c <= tie_t {
+                    *c = tie_t + 1;
+                }
             }
+        }
+        Timeline {
+            created,
+            tie: tie_range,
+            tie_t,
+            max_updated: now - 3600,
+            prev_updated: None,
         }
     }
 
-    let max_updated = now - 3600;
-    let mut out = Vec::with_capacity(leads);
-    let mut id = FIRST_LEAD_ID;
-    let mut prev_updated: Option<i64> = None;
-    for (i, &created_at) in created.iter().enumerate() {
-        let updated_at = if tie > 0 && tie_range.contains(&i) {
+    /// `(created_at, updated_at)` of the `i`-th record (called in order),
+    /// drawing its `updated_at`.
+    pub(crate) fn stamps(&mut self, rng: &mut Rng, i: usize) -> (i64, i64) {
+        let created_at = self.created[i];
+        let tie_t = self.tie_t;
+        let updated_at = if self.tie.contains(&i) {
             tie_t
         } else {
             let mut u = match rng.u8(0..100) {
                 0..=29 => created_at,
-                30..=37 => match prev_updated {
+                30..=37 => match self.prev_updated {
                     Some(p) if p >= created_at => p,
-                    _ => rng.i64(created_at..=max_updated),
+                    _ => rng.i64(created_at..=self.max_updated),
                 },
-                _ => rng.i64(created_at..=max_updated),
+                _ => rng.i64(created_at..=self.max_updated),
             };
-            if tie > 0 && u == tie_t {
+            if !self.tie.is_empty() && u == tie_t {
                 u = if created_at < tie_t {
                     tie_t - 1
                 } else {
@@ -464,14 +485,66 @@ pub(crate) fn generate(
             }
             u
         };
-        prev_updated = Some(updated_at);
-        out.push(lead(rng, id, base_url, created_at, updated_at, now));
-        id += 1;
-        if rng.u8(0..100) < 15 {
-            id += rng.i64(1..40);
-        }
+        self.prev_updated = Some(updated_at);
+        (created_at, updated_at)
+    }
+}
+
+/// The element of `ids` a random non-negative `draw` lands on (`None`
+/// when `ids` is empty).
+pub(crate) fn pick(ids: &[i64], draw: i64) -> Option<i64> {
+    let draw = usize::try_from(draw).unwrap_or(0);
+    (!ids.is_empty()).then(|| ids[draw % ids.len()])
+}
+
+/// The id after `id` in a generated account: the next one, or a gap of 1
+/// to 39 ids on ~15% of records.
+pub(crate) fn next_id(rng: &mut Rng, id: i64) -> i64 {
+    let mut id = id + 1;
+    if rng.u8(0..100) < 15 {
+        id += rng.i64(1..40);
+    }
+    id
+}
+
+/// Generates `leads` leads in id order (ids from [`FIRST_LEAD_ID`], with
+/// gaps, stamped by a [`Timeline`]) and returns them with the next free id.
+pub(crate) fn generate(
+    rng: &mut Rng,
+    leads: usize,
+    tie_block: usize,
+    now: i64,
+    account: &AccountRefs<'_>,
+) -> (Vec<Value>, i64) {
+    let mut timeline = Timeline::new(rng, leads, tie_block, now);
+    let mut out = Vec::with_capacity(leads);
+    let mut id = FIRST_LEAD_ID;
+    for i in 0..leads {
+        let stamps = timeline.stamps(rng, i);
+        out.push(lead(rng, id, stamps, now, account));
+        id = next_id(rng, id);
     }
     (out, id)
+}
+
+/// Changes a lead's name, price and a custom field, as a user editing it
+/// does; `updated_at` = `stamp`.
+pub(crate) fn change(rng: &mut Rng, lead: &mut Map<String, Value>, id: i64, stamp: i64, now: i64) {
+    let old_name = lead.get("name").cloned();
+    let mut name = random_name(rng, id);
+    if name.is_null() || name == Value::String(String::new()) || Some(&name) == old_name.as_ref() {
+        name = json!(match rng.u8(0..3) {
+            0 => format!("Обновлённая сделка {}", rng.u32(..100_000)),
+            1 => format!("✨ Updated deal {}", rng.u32(..100_000)),
+            _ => format!("Updated \"deal\" {}", rng.u32(..100_000)),
+        });
+    }
+    lead.insert("name".into(), name);
+    let old_price = lead.get("price").and_then(Value::as_i64);
+    set_price(rng, lead, old_price);
+    change_custom_field(rng, lead, now);
+    lead.insert("updated_by".into(), json!(9_000_001 + rng.i64(0..8)));
+    lead.insert("updated_at".into(), json!(stamp));
 }
 
 #[cfg(test)]

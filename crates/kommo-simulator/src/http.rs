@@ -1,10 +1,11 @@
 //! The HTTP face of the simulator: one fallback handler so that every
 //! request, whatever its path, is logged, passes the rate window, the
 //! switchable faults (block, unpaid, throttle burst, queued faults) and is
-//! counted; then `/api/v4/leads` (auth, churn, live offset paging),
-//! `/api/v4/events` and the structure endpoints of `directory`
-//! (`/api/v4/account`, pipelines, custom fields, users, loss reasons,
-//! tags). Decisions are made under the
+//! counted; then the record listings `/api/v4/leads`, `/api/v4/contacts`
+//! and `/api/v4/companies` (auth, churn of that kind, live offset paging,
+//! one code for the three), `/api/v4/events` and the structure endpoints
+//! of `directory` (`/api/v4/account`, pipelines, the custom fields of each
+//! kind, users, loss reasons, tags). Decisions are made under the
 //! state lock in plain synchronous code as an [`Answer`] (text, so a fault
 //! can cut it); the lock is released before the body is serialized. Every
 //! response carries a `Date` header from the server's clock.
@@ -19,13 +20,14 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::classify::RequestKind;
 use super::directory::{self, Reply};
 use super::events::EventQuery;
-use super::faults::{Fault, RequestKind, RetryAfter, cut_in_middle, imf_fixdate};
+use super::faults::{Fault, RetryAfter, cut_in_middle, imf_fixdate};
+use super::kind::RecordKind;
 use super::query::{self, ListQuery};
 use super::{Shared, State as SimState};
 
-const LEADS: &str = "/api/v4/leads";
 const EVENTS: &str = "/api/v4/events";
 const HAL: &str = "application/hal+json";
 const PROBLEM: &str = "application/problem+json";
@@ -237,8 +239,10 @@ fn dispatch(
     let seq = st.log.arrive(now, path, raw.unwrap_or(""));
     st.stats.requests += 1;
     let mut bulk_due = false;
+    if let Some(record_kind) = kind.record_kind() {
+        st.stats.count_request_of(record_kind);
+    }
     if kind.is_leads() {
-        st.stats.lead_requests += 1;
         bulk_due = st.lead_request_arrived();
     }
     let in_window = st.window.arrive(arrived);
@@ -268,14 +272,13 @@ fn normal(
     headers: &HeaderMap,
     kind: RequestKind,
 ) -> Answer {
-    let known = matches!(path, LEADS | EVENTS) || directory::serves(path);
-    if known && method == Method::GET && !authorized(&st, headers) {
+    if known(path) && method == Method::GET && !authorized(&st, headers) {
         return unauthorized();
     }
-    if !kind.is_leads() {
+    let Some(record_kind) = kind.record_kind() else {
         return real_answer(shared, st, method, path, raw, kind);
-    }
-    if let Some(left) = st.control.revoke_after {
+    };
+    if let (RecordKind::Lead, Some(left)) = (record_kind, st.control.revoke_after) {
         let left = left.saturating_sub(1);
         if left == 0 {
             st.control.token = None;
@@ -284,9 +287,9 @@ fn normal(
             st.control.revoke_after = Some(left);
         }
     }
-    let churn = st.control.churn;
-    if churn > 0 && leads_query(&st, raw).is_ok() {
-        st.account.churn(churn);
+    let churn = st.control.churn[record_kind];
+    if churn > 0 && list_query(&st, raw).is_ok() {
+        st.account.churn(record_kind, churn);
     }
     real_answer(shared, st, method, path, raw, kind)
 }
@@ -405,9 +408,14 @@ fn faulted(
     }
 }
 
-/// The page `GET /api/v4/leads` answers for `raw` (filters dropped on an
-/// account that ignores them), or the 400 its query gets.
-fn leads_query(st: &SimState, raw: Option<&str>) -> Result<ListQuery, Answer> {
+/// Whether `path` is one of the endpoints served (the others answer 404).
+fn known(path: &str) -> bool {
+    path == EVENTS || RecordKind::of_path(path).is_some() || directory::serves(path)
+}
+
+/// The list query a record listing answers for `raw` (filters dropped on
+/// an account that ignores them), or the 400 its query gets.
+fn list_query(st: &SimState, raw: Option<&str>) -> Result<ListQuery, Answer> {
     let mut q = ListQuery::parse(raw).map_err(|e| bad_request(&e.path, &e.detail))?;
     if st.control.filters_ignored {
         q.drop_filters();
@@ -437,15 +445,15 @@ fn real_page(
     kind: RequestKind,
 ) -> Result<Page, Answer> {
     match kind {
-        k if k.is_leads() => {
-            let q = leads_query(&st, raw)?;
-            let (items, more) = st.account.page(&q, Instant::now());
+        RequestKind::Records(record_kind, _) => {
+            let q = list_query(&st, raw)?;
+            let (items, more) = st.account.page(record_kind, &q, Instant::now());
             Ok(Page {
-                path: LEADS,
+                path: record_kind.path(),
                 raw: raw.map(String::from),
                 page: q.page,
                 more,
-                key: "leads",
+                key: record_kind.list_key(),
                 items,
             })
         }
@@ -479,9 +487,7 @@ fn real_page(
                     Reply::Invalid(e) => bad_request(&e.path, &e.detail),
                 }
             }
-            p if matches!(p, LEADS | EVENTS) || directory::serves(p) => {
-                problem(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
-            }
+            p if known(p) => problem(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
             _ => problem(StatusCode::NOT_FOUND, "Not Found"),
         }),
     }

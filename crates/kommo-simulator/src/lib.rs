@@ -1,31 +1,49 @@
-//! An in-process simulator of the Kommo API v4 lead endpoints, so the sync
-//! daemon can be tested (and demonstrated) without a real account: offset
-//! paging computed live, 204 past the end, a strict 7-per-second window with
-//! non-JSON 429s, 401 problem+json on bad or revoked tokens, deleted leads,
-//! concurrent churn while a client pages, and every fault and edge of the
-//! real service a test can switch on: queued faults aimed at every request,
-//! every lead request or one kind of listing (empty, short or cut pages,
-//! ids sent as strings, dropped connections, 429s with `Retry-After`, nginx
-//! error pages),
-//! the abuse block, the unpaid account, throttle bursts, a skewed server
-//! clock, leads stamped in the future, bulk edits sharing one second,
-//! replication lag, ignored filters and malformed lead objects. It also
-//! models the account's structure (pipelines and statuses, custom fields,
-//! users, loss reasons, tags, served by their own endpoints, renamed,
-//! added and deleted by tests), each lead's
-//! contacts (`with=contacts`) and its stage history (`lead_status_changed`
-//! events), consistently with the leads. The behaviour follows
-//! `docs/kommo-api.md`.
+//! An in-process simulator of the Kommo API v4 record endpoints (leads,
+//! contacts, companies), so the sync daemon can be tested (and
+//! demonstrated) without a real account: offset paging computed live, 204
+//! past the end, a strict 7-per-second window (one for every request) with
+//! non-JSON 429s, 401 problem+json on bad or revoked tokens, deleted
+//! records, concurrent churn while a client pages, and every fault and edge
+//! of the real service a test can switch on: queued faults aimed at every
+//! request, every lead request or one kind of listing of any kind of record
+//! (empty, short or cut pages, ids sent as strings, dropped connections,
+//! 429s with `Retry-After`, nginx error pages), the abuse block, the unpaid
+//! account, throttle bursts, a skewed server clock, records stamped in the
+//! future, bulk edits and crowded seconds, replication lag, ignored filters
+//! and malformed objects. It also models the account's structure
+//! (pipelines and statuses, custom fields, users, loss reasons, tags,
+//! served by their own endpoints, renamed, added and deleted by tests),
+//! the links between leads and contacts/companies (`with=contacts` on
+//! leads, `with=leads` on contacts and companies) and each lead's stage
+//! history (`lead_status_changed` events), consistently with the records.
+//! The behaviour follows `docs/kommo-api.md`.
 //!
-//! [`Simulator`] is the public handle; `account` holds the leads,
-//! `generator` creates them, `links` their contacts, `history` their past
-//! stage moves, `edits` changes their stage, tags, contacts and fields,
-//! `structure` holds the account's structure and `directory` serves it,
-//! `query` parses list requests, `events` the event log, `faults` decides
-//! which fault a request gets, `http` serves them and `stats` counts and
+//! Leads, contacts and companies ([`RecordKind`]) share one listing code,
+//! one set of mutations and one set of fault scopes; they differ where
+//! Kommo does: only leads have a `with=only_deleted` listing (a deleted
+//! contact or company is absent everywhere and shows only as its
+//! `contact_deleted` / `company_deleted` event), and each kind has its own
+//! fields. Deleting a contact or a company does not edit the leads that
+//! link to it. Contacts and companies are generated on first use (their
+//! ids at start, so leads link only to existing ones), from rngs of their
+//! own: the leads of a seed are what they were before contacts existed.
+//!
+//! [`Simulator`] is the public handle (its kind-generic methods in
+//! `api_records`, its structure methods in `api_structure`); `kind` names
+//! the kinds of record, `account` holds the records of every kind in a
+//! `table` each, `generator` creates leads, `records` contacts and
+//! companies (with the fields of `record_fields`), `links` the links
+//! between them, `history` the leads' past stage moves, `edits` changes a
+//! lead's stage, tags, contacts and fields, `structure` holds the account's
+//! structure and `directory` serves it, `query` parses list requests,
+//! `events` the event log, `classify` says what a request is, `faults`
+//! decides which fault it gets, `http` serves them and `stats` counts and
 //! logs what happened.
 
 mod account;
+mod api_records;
+mod api_structure;
+mod classify;
 mod directory;
 mod edits;
 mod events;
@@ -33,14 +51,22 @@ mod faults;
 mod generator;
 mod history;
 mod http;
+mod kind;
 mod links;
 mod query;
+mod record_fields;
+mod records;
 mod stats;
 mod structure;
+mod table;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_faults;
+#[cfg(test)]
+mod tests_record_edges;
+#[cfg(test)]
+mod tests_records;
 #[cfg(test)]
 mod tests_structure;
 
@@ -50,13 +76,15 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use account::Mutation;
-pub use faults::{Fault, FaultScope, RetryAfter};
+pub use faults::{Fault, FaultScope, RecordListing, RetryAfter};
 pub use history::StatusChange;
+pub use kind::RecordKind;
 pub use stats::{RequestRecord, SimulatorStats};
 pub use structure::StructureIds;
 
 use account::Account;
 use faults::Faults;
+use kind::ByKind;
 use stats::{RateWindow, RequestLog};
 
 /// How the simulated account is generated and policed.
@@ -64,8 +92,14 @@ use stats::{RateWindow, RequestLog};
 pub struct SimulatorConfig {
     /// number of leads to generate (default 5000)
     pub leads: usize,
+    /// number of contacts to generate (default 5000)
+    pub contacts: usize,
+    /// number of companies to generate (default 1500)
+    pub companies: usize,
     /// size of a bulk-import block of leads that all share ONE updated_at
-    /// second (default 600, i.e. > 2 pages of 250); 0 = none
+    /// second (default 600, i.e. > 2 pages of 250); 0 = none. Contacts and
+    /// companies get a block of `tie_block.min(count / 10)` records each
+    /// (500 of the default 5000 contacts, 150 of the 1500 companies).
     pub tie_block: usize,
     /// RNG seed, deterministic generation (default 42)
     pub seed: u64,
@@ -80,6 +114,8 @@ impl Default for SimulatorConfig {
     fn default() -> Self {
         SimulatorConfig {
             leads: 5000,
+            contacts: 5000,
+            companies: 1500,
             tie_block: 600,
             seed: 42,
             rate_limit_per_second: 7,
@@ -88,14 +124,16 @@ impl Default for SimulatorConfig {
     }
 }
 
-/// Test-controlled knobs of the lead endpoint.
+/// Test-controlled knobs of the record listings.
 struct Control {
     token: Option<String>,
     revoke_after: Option<u64>,
-    churn: usize,
+    /// mutations of that kind applied before answering each of its listing
+    /// requests
+    churn: ByKind<usize>,
     /// Added before every answer, like the round trip to a distant server.
     latency: Duration,
-    /// `filter[...]` of lead lists is ignored (no filtering add-on)
+    /// `filter[...]` of record lists is ignored (no filtering add-on)
     filters_ignored: bool,
     /// lead requests still to arrive before the scheduled bulk update, and
     /// how many leads it changes
@@ -153,8 +191,8 @@ impl State {
         let Some((_, count)) = self.control.bulk_after.take() else {
             return;
         };
-        let ids = self.account.random_alive(count);
-        self.account.bulk_update(&ids);
+        let ids = self.account.random_alive(RecordKind::Lead, count);
+        self.account.bulk_update(RecordKind::Lead, &ids);
         self.control.bulk_updated.extend(ids);
     }
 }
@@ -187,12 +225,7 @@ impl Simulator {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let base_url = format!("http://127.0.0.1:{}", addr.port());
-        let account = Account::new(
-            config.leads,
-            config.tie_block,
-            config.seed,
-            base_url.clone(),
-        );
+        let account = Account::new(&config, base_url.clone());
         let (tx, mut rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -200,7 +233,7 @@ impl Simulator {
                 control: Control {
                     token: Some(config.token),
                     revoke_after: None,
-                    churn: 0,
+                    churn: ByKind::default(),
                     latency: Duration::ZERO,
                     filters_ignored: false,
                     bulk_after: None,
@@ -357,23 +390,21 @@ impl Simulator {
     /// `updated_at` second (the newest of theirs: a bulk edit back then, a
     /// crowded second mid-history) and returns it; `None` with no lead.
     pub fn crowd_one_second(&self, n: usize) -> Option<i64> {
-        self.shared.lock().account.crowd_one_second(n)
+        self.crowd_one_second_of(RecordKind::Lead, n)
     }
 
     /// Changes a lead like [`Simulator::update_lead`] but stamps
     /// `updated_at` = server now + `seconds_ahead` (a lead stamped in the
     /// future by a broken integration). False when the lead is not alive.
     pub fn stamp_lead_ahead(&self, id: i64, seconds_ahead: i64) -> bool {
-        let mut st = self.shared.lock();
-        let stamp = st.account.now().saturating_add(seconds_ahead);
-        st.account.update_stamped(id, stamp)
+        self.stamp_ahead(RecordKind::Lead, id, seconds_ahead)
     }
 
     /// Updates every lead of `ids` in one bulk edit: all get the same
     /// `updated_at` (server now). Returns how many existed (alive; an id
     /// listed twice is updated and counted once).
     pub fn bulk_update(&self, ids: &[i64]) -> usize {
-        self.shared.lock().account.bulk_update(ids)
+        self.bulk_update_of(RecordKind::Lead, ids)
     }
 
     /// After `after` more `GET /api/v4/leads` requests (counted on arrival,
@@ -405,11 +436,11 @@ impl Simulator {
     /// change or a deletion of the lead ends the lag. False when the lead is
     /// not alive.
     pub fn update_lead_visible_after(&self, id: i64, delay: Duration) -> bool {
-        self.shared.lock().account.update_visible_after(id, delay)
+        self.update_visible_after(RecordKind::Lead, id, delay)
     }
 
-    /// While true, `filter[...]` parameters of `/api/v4/leads` are silently
-    /// ignored (the unfiltered list is answered; `order[...]`, `page`,
+    /// While true, `filter[...]` parameters of `/api/v4/leads` (and of
+    /// `/api/v4/contacts` and `/api/v4/companies`) are silently ignored (the unfiltered list is answered; `order[...]`, `page`,
     /// `limit` and `with` are still honoured, malformed values still answer
     /// 400), as on accounts without the API filtering add-on.
     pub fn set_filters_ignored(&self, ignored: bool) {
@@ -427,7 +458,7 @@ impl Simulator {
     /// [`Simulator::alive_leads`] exactly as given; any other object is
     /// listed but not part of `alive_leads`/`alive_ids`.
     pub fn add_raw_lead(&self, value: serde_json::Value) {
-        self.shared.lock().account.add_raw(value);
+        self.add_raw_record(RecordKind::Lead, value);
     }
 
     /// Every request received (the most recent 100 000), in order of
@@ -439,7 +470,7 @@ impl Simulator {
 
     /// Before answering each lead request, apply `n` random mutations.
     pub fn set_churn_per_lead_request(&self, n: usize) {
-        self.shared.lock().control.churn = n;
+        self.set_churn_per_request_of(RecordKind::Lead, n);
     }
 
     /// Delays every answer by `latency` (the request is counted, and its
@@ -450,24 +481,24 @@ impl Simulator {
 
     /// Changes name, price and a custom field; `updated_at` = server now.
     pub fn update_lead(&self, id: i64) -> bool {
-        self.shared.lock().account.update(id)
+        self.update_record(RecordKind::Lead, id)
     }
 
     /// Moves the lead to the deleted set; its listed `updated_at` = server
     /// now.
     pub fn delete_lead(&self, id: i64) -> bool {
-        self.shared.lock().account.delete(id)
+        self.delete_record(RecordKind::Lead, id)
     }
 
     /// Back to alive, `updated_at` unchanged.
     pub fn restore_lead(&self, id: i64) -> bool {
-        self.shared.lock().account.restore(id)
+        self.restore_record(RecordKind::Lead, id)
     }
 
     /// A new lead with a new highest id; `created_at = updated_at` = server
     /// now.
     pub fn add_lead(&self) -> i64 {
-        self.shared.lock().account.add()
+        self.add_record(RecordKind::Lead)
     }
 
     /// Alive leads sorted by id, exactly as the API returns them with
@@ -481,23 +512,22 @@ impl Simulator {
     /// [`Simulator::alive_leads`] as a listing without `with=contacts`
     /// serves them: without `_embedded.contacts`.
     pub fn alive_leads_without_contacts(&self) -> Vec<serde_json::Value> {
-        let leads = self.shared.lock().account.alive_leads();
-        leads.into_iter().map(links::without_contacts).collect()
+        self.alive_records(RecordKind::Lead)
     }
 
     /// Ids of the alive leads, ascending.
     pub fn alive_ids(&self) -> Vec<i64> {
-        self.shared.lock().account.alive_ids()
+        self.alive_ids_of(RecordKind::Lead)
     }
 
     /// Ids of the deleted (restorable) leads, ascending.
     pub fn deleted_ids(&self) -> Vec<i64> {
-        self.shared.lock().account.deleted_ids()
+        self.deleted_ids_of(RecordKind::Lead)
     }
 
-    /// Every mutation applied since start, in order.
+    /// Every mutation of a lead applied since start, in order.
     pub fn mutations(&self) -> Vec<Mutation> {
-        self.shared.lock().account.mutations()
+        self.mutations_of(RecordKind::Lead)
     }
 
     /// Moves the alive lead to `status_id` of `pipeline_id` (any of that
@@ -553,139 +583,6 @@ impl Simulator {
     /// (detail "Access denied"), as for a token without admin rights.
     pub fn set_users_forbidden(&self, forbidden: bool) {
         self.shared.lock().control.users_forbidden = forbidden;
-    }
-
-    /// Renames a user (same id). False when no user has `id`.
-    pub fn rename_user(&self, id: i64, name: &str) -> bool {
-        self.shared.lock().account.structure.rename_user(id, name)
-    }
-
-    /// Renames status `status_id` of pipeline `pipeline_id` (same id; 142
-    /// and 143 are renamed in that pipeline only). False when unknown.
-    pub fn rename_status(&self, pipeline_id: i64, status_id: i64, name: &str) -> bool {
-        self.shared
-            .lock()
-            .account
-            .structure
-            .rename_status(pipeline_id, status_id, name)
-    }
-
-    /// Adds a tag (no colour) with a new id, which it returns.
-    pub fn add_tag(&self, name: &str) -> i64 {
-        self.shared.lock().account.structure.add_tag(name)
-    }
-
-    /// Renames a tag (same id). Leads carrying it show the new name in
-    /// `_embedded.tags` at once, their `updated_at` unchanged (the real
-    /// service renders the name when it answers). False when unknown.
-    pub fn rename_tag(&self, id: i64, name: &str) -> bool {
-        self.shared.lock().account.rename_tag(id, name)
-    }
-
-    /// Renames a custom field (same id). Leads carrying it show the new
-    /// `field_name` at once, their `updated_at` unchanged. False when
-    /// unknown.
-    pub fn rename_custom_field(&self, id: i64, name: &str) -> bool {
-        self.shared.lock().account.rename_field(id, name)
-    }
-
-    /// Renames a loss reason (same id; its `updated_at` = server now).
-    /// False when unknown.
-    pub fn rename_loss_reason(&self, id: i64, name: &str) -> bool {
-        let mut st = self.shared.lock();
-        let now = st.account.now();
-        st.account.structure.rename_loss_reason(id, name, now)
-    }
-
-    /// Adds a text custom field (no code, no enums) with a new id, which
-    /// it returns; leads get values for it only through
-    /// [`Simulator::set_lead_custom_field`].
-    pub fn add_custom_field(&self, name: &str) -> i64 {
-        self.shared.lock().account.structure.add_field(name)
-    }
-
-    /// Deletes a tag: `/api/v4/leads/tags` stops listing it. Leads carrying
-    /// it keep it in `_embedded.tags`, their `updated_at` unchanged (whether
-    /// Kommo strips it from them, and when, is unconfirmed), and it can no
-    /// longer be given to a lead. False when unknown.
-    pub fn delete_tag(&self, id: i64) -> bool {
-        self.shared.lock().account.structure.delete_tag(id)
-    }
-
-    /// Deletes a custom field: `/api/v4/leads/custom_fields` stops listing
-    /// it and its enums. Leads keep their values of it, `updated_at`
-    /// unchanged (unconfirmed, as for tags). False when unknown.
-    pub fn delete_custom_field(&self, id: i64) -> bool {
-        self.shared.lock().account.structure.delete_field(id)
-    }
-
-    /// Deletes option `enum_id` of the select or multiselect field
-    /// `field_id`: the field is listed without it (`enums: []` once none is
-    /// left). Leads keep the values that name it. False when unknown.
-    pub fn delete_custom_field_enum(&self, field_id: i64, enum_id: i64) -> bool {
-        self.shared
-            .lock()
-            .account
-            .structure
-            .delete_field_enum(field_id, enum_id)
-    }
-
-    /// Deletes a loss reason: `/api/v4/leads/loss_reasons` stops listing it;
-    /// leads keep their `loss_reason_id`, and later moves to 143 draw from
-    /// the reasons left (null when none is). False when unknown.
-    pub fn delete_loss_reason(&self, id: i64) -> bool {
-        self.shared.lock().account.structure.delete_loss_reason(id)
-    }
-
-    /// Deletes status `status_id` of pipeline `pipeline_id`: the pipeline is
-    /// listed without it, and leads can no longer be moved into it (leads in
-    /// it stay, unchanged). False when unknown, and for the statuses every
-    /// pipeline keeps: 142, 143 and its "Incoming leads" status.
-    pub fn delete_status(&self, pipeline_id: i64, status_id: i64) -> bool {
-        self.shared
-            .lock()
-            .account
-            .structure
-            .delete_status(pipeline_id, status_id)
-    }
-
-    /// Deletes a pipeline and its statuses from `/api/v4/leads/pipelines`
-    /// (leads in it stay, unchanged). False when unknown, and for the main
-    /// pipeline, which Kommo does not delete.
-    pub fn delete_pipeline(&self, id: i64) -> bool {
-        self.shared.lock().account.structure.delete_pipeline(id)
-    }
-
-    /// The ids of every structure item listed now (pipelines, statuses,
-    /// users, custom fields and their enums, loss reasons, tags): what a
-    /// mirror must hold not deleted after a sync that read the structure.
-    pub fn structure_ids(&self) -> StructureIds {
-        self.shared.lock().account.structure.ids()
-    }
-
-    /// The account's time zone as `with=datetime_settings` shows it: an
-    /// IANA name and its UTC offset (default `"UTC"`, `"+00:00"`), e.g.
-    /// `("America/Sao_Paulo", "-03:00")`.
-    pub fn set_timezone(&self, name: &str, offset: &str) {
-        self.shared
-            .lock()
-            .account
-            .structure
-            .set_timezone(name, offset);
-    }
-
-    /// The account's structure now, computed from the simulator's own
-    /// state, each part exactly as its endpoint serves it: `{"account":
-    /// (GET /api/v4/account?with=datetime_settings,users_groups),
-    /// "pipelines": [..], "custom_fields": [..], "users": [..],
-    /// "loss_reasons": [..], "tags": [..]}` (the arrays are the
-    /// `_embedded` lists of every page, in order; `account.updated_at` is
-    /// the server's now).
-    pub fn structure(&self) -> serde_json::Value {
-        let st = self.shared.lock();
-        st.account
-            .structure()
-            .snapshot(st.account.base_url(), st.account.now())
     }
 
     /// Every `lead_status_changed` event of the log (generated history

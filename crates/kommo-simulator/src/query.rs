@@ -1,7 +1,9 @@
-//! Parsing of the raw `/api/v4/leads` query string. It exists because the
-//! Kommo query repeats keys (`filter[id]=1&filter[id]=2`), nests brackets
-//! that clients percent-encode (`filter%5Bupdated_at%5D%5Bfrom%5D`) and
-//! depends on key order (`order[...]`), which no typed extractor keeps.
+//! Parsing of the raw query string of the record listings
+//! (`/api/v4/leads`, `/api/v4/contacts`, `/api/v4/companies`, one parser
+//! for all three). It exists because the Kommo query repeats keys
+//! (`filter[id]=1&filter[id]=2`), nests brackets that clients
+//! percent-encode (`filter%5Bupdated_at%5D%5Bfrom%5D`) and depends on key
+//! order (`order[...]`), which no typed extractor keeps.
 //! Also builds the `_links` hrefs: same query, other page.
 
 use std::collections::BTreeSet;
@@ -32,6 +34,8 @@ pub(crate) struct ListQuery {
     pub(crate) only_deleted: bool,
     /// `with=contacts`: leads carry `_embedded.contacts`
     pub(crate) with_contacts: bool,
+    /// `with=leads`: contacts and companies carry `_embedded.leads`
+    pub(crate) with_leads: bool,
     ranges: Vec<Range>,
     ids: Option<BTreeSet<i64>>,
     /// `(field, descending)`, primary first.
@@ -113,6 +117,7 @@ impl ListQuery {
             limit: 50,
             only_deleted: false,
             with_contacts: false,
+            with_leads: false,
             ranges: Vec::new(),
             ids: None,
             order: Vec::new(),
@@ -134,6 +139,7 @@ impl ListQuery {
                 "with" => {
                     q.only_deleted |= value.split(',').any(|w| w.trim() == "only_deleted");
                     q.with_contacts |= value.split(',').any(|w| w.trim() == "contacts");
+                    q.with_leads |= value.split(',').any(|w| w.trim() == "leads");
                 }
                 _ => q.parse_bracketed(&key, &value)?,
             }
@@ -214,11 +220,11 @@ impl ListQuery {
         self.ids = None;
     }
 
-    /// Whether a lead object passes every filter (a missing or non-integer
+    /// Whether a record object passes every filter (a missing or non-integer
     /// field matches no filter on it).
-    pub(crate) fn matches(&self, lead: &Value) -> bool {
+    pub(crate) fn matches(&self, record: &Value) -> bool {
         if let Some(ids) = &self.ids
-            && !lead
+            && !record
                 .get("id")
                 .and_then(Value::as_i64)
                 .is_some_and(|id| ids.contains(&id))
@@ -226,7 +232,7 @@ impl ListQuery {
             return false;
         }
         self.ranges.iter().all(|r| {
-            let Some(t) = lead.get(r.field).and_then(Value::as_i64) else {
+            let Some(t) = record.get(r.field).and_then(Value::as_i64) else {
                 return false;
             };
             r.from.is_none_or(|f| t >= f) && r.to.is_none_or(|to| t <= to)

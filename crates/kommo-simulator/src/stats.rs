@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::kind::RecordKind;
+
 /// Counters a test reads to check how a client behaved.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SimulatorStats {
@@ -16,6 +18,10 @@ pub struct SimulatorStats {
     pub requests: u64,
     /// `GET /api/v4/leads` requests (any answer)
     pub lead_requests: u64,
+    /// `GET /api/v4/contacts` requests (any answer)
+    pub contact_requests: u64,
+    /// `GET /api/v4/companies` requests (any answer)
+    pub company_requests: u64,
     pub responses_429: u64,
     pub responses_401: u64,
     /// most arrivals seen in any closed 1-second window `[t-1s, t]`
@@ -23,6 +29,27 @@ pub struct SimulatorStats {
     /// most requests being answered at the same time (a client walking
     /// several windows at once shows more than 1 when answers are slow)
     pub max_in_flight: u64,
+}
+
+impl SimulatorStats {
+    /// The `GET` requests of `kind`'s listing (any answer):
+    /// `lead_requests`, `contact_requests` or `company_requests`.
+    pub fn requests_of(&self, kind: RecordKind) -> u64 {
+        match kind {
+            RecordKind::Lead => self.lead_requests,
+            RecordKind::Contact => self.contact_requests,
+            RecordKind::Company => self.company_requests,
+        }
+    }
+
+    /// Counts one `GET` of `kind`'s listing.
+    pub(crate) fn count_request_of(&mut self, kind: RecordKind) {
+        match kind {
+            RecordKind::Lead => self.lead_requests += 1,
+            RecordKind::Contact => self.contact_requests += 1,
+            RecordKind::Company => self.company_requests += 1,
+        }
+    }
 }
 
 /// One request received, as [`crate::Simulator::request_log`]

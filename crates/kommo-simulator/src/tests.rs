@@ -533,7 +533,7 @@ async fn mutations_failures_churn_and_unknown_paths() {
     assert_eq!(&muts[..2], &[Mutation::Updated(id), Mutation::Added(added)]);
     sim.set_churn_per_lead_request(0);
 
-    let resp = get(&sim, "/api/v4/contacts", TOKEN).await;
+    let resp = get(&sim, "/api/v4/customers", TOKEN).await;
     assert_eq!(resp.status(), 404);
     assert_eq!(
         resp.headers()["content-type"].to_str().ok(),

@@ -273,6 +273,7 @@ async fn status_faults_and_429_retry_after_forms() {
 #[tokio::test]
 async fn queued_faults_skip_scope_and_queue_up() {
     let sim = sim(10).await;
+    let started = std::time::Instant::now();
     sim.queue_faults(FaultScope::Leads, 2, vec![Fault::Status(500)]);
     sim.queue_faults(FaultScope::Leads, 1, vec![Fault::Status(503)]);
     sim.queue_faults(FaultScope::Events, 0, vec![Fault::Status(504)]);
@@ -296,7 +297,7 @@ async fn queued_faults_skip_scope_and_queue_up() {
 
     // Any covers every path; faults come before auth
     sim.queue_faults(FaultScope::Any, 1, vec![Fault::Status(500), Fault::Blocked]);
-    assert_eq!(get(&sim, "/api/v4/contacts").await.status(), 404);
+    assert_eq!(get(&sim, "/api/v4/customers").await.status(), 404);
     assert_eq!(get_as(&sim, "/api/v4/account", "bad").await.status(), 500);
     assert_eq!(get_as(&sim, "/api/v4/leads", "bad").await.status(), 403);
     assert_eq!(get_as(&sim, "/api/v4/leads", "bad").await.status(), 401);
@@ -311,7 +312,12 @@ async fn queued_faults_skip_scope_and_queue_up() {
     let stats = sim.stats();
     assert_eq!(stats.requests, 15);
     assert_eq!(stats.lead_requests, 10);
-    assert_eq!(stats.max_requests_in_any_second, 15);
+    // All 15 in one second, unless a loaded machine spread them wider.
+    if started.elapsed() < Duration::from_secs(1) {
+        assert_eq!(stats.max_requests_in_any_second, 15);
+    } else {
+        assert!((1..=15).contains(&stats.max_requests_in_any_second));
+    }
 }
 
 #[tokio::test]
@@ -341,6 +347,7 @@ async fn blocked_unpaid_and_throttle_answer_every_path() {
     })
     .await
     .expect("start");
+    let started = std::time::Instant::now();
     sim.queue_faults(FaultScope::Any, 0, vec![Fault::EmptyObject]);
     sim.set_blocked(true);
     sim.set_unpaid(true);
@@ -383,7 +390,16 @@ async fn blocked_unpaid_and_throttle_answer_every_path() {
         assert_eq!(get(&sim, "/api/v4/leads").await.status(), 403);
     }
     let resp = get(&sim, "/api/v4/leads").await;
-    assert_eq!(resp.status(), 429, "13th request of the second");
+    if started.elapsed() < Duration::from_secs(1) {
+        assert_eq!(resp.status(), 429, "13th request of the second");
+    } else {
+        // A loaded machine spread the 13 over more than a second.
+        assert!(
+            matches!(resp.status().as_u16(), 403 | 429),
+            "{}",
+            resp.status()
+        );
+    }
     assert_eq!(header(&resp, "retry-after"), None);
 }
 
@@ -1124,6 +1140,9 @@ async fn truncated_body_cuts_every_listing_and_204_and_empty_object_answer_any()
 #[tokio::test]
 async fn string_id_sends_the_first_elements_id_as_a_string() {
     let sim = with_deletions(3).await;
+    // The account's answer carries the server's time: held still, the two
+    // answers compared differ only by the fault.
+    sim.freeze_clock(true);
     let cases = [
         (
             FaultScope::LeadWalk,
