@@ -180,3 +180,44 @@ LEFT JOIN statuses AS s ON s.pipeline_id = c.to_pipeline_id AND s.id = c.to_stat
 WHERE c.changed_at >= CAST(strftime('%s', date('now', 'weekday 0', '-55 days')) AS INTEGER)
 GROUP BY week_starting, c.to_pipeline_id, c.to_status_id
 ORDER BY week_starting DESC, c.to_pipeline_id, s.sort, c.to_status_id;
+
+-- query: won_revenue_by_company
+-- Won revenue by company: for each company, how many of its leads were won
+-- and what they were worth (a lead's company from _embedded.companies, via
+-- the view leads_with_people; leads without an alive company left out).
+SELECT company_name AS company,
+       COUNT(*) AS won_leads,
+       COALESCE(SUM(price), 0) AS revenue
+FROM leads_with_people
+WHERE outcome = 'won' AND company_id IS NOT NULL
+GROUP BY company_id
+ORDER BY revenue DESC, company_id;
+
+-- query: open_leads_whose_main_contact_has_no_phone
+-- Open leads whose main contact has no phone: who cannot be called back.
+SELECT id, name, main_contact_name
+FROM leads_with_people
+WHERE outcome = 'open' AND main_contact_id IS NOT NULL AND main_contact_phone IS NULL
+ORDER BY id;
+
+-- query: contacts_with_several_open_leads
+-- Contacts with more than one open lead (as main contact or not).
+SELECT c.id, c.name, COUNT(*) AS open_leads
+FROM contacts AS c
+JOIN lead_contacts AS lc ON lc.contact_id = c.id
+JOIN alive_leads AS l ON l.id = lc.lead_id
+WHERE c.is_deleted = 0 AND COALESCE(l.status_id, 0) NOT IN (142, 143)
+GROUP BY c.id
+HAVING COUNT(*) > 1
+ORDER BY open_leads DESC, c.id;
+
+-- query: duplicate_phones
+-- Duplicate phones: phone numbers that more than one alive contact carries
+-- (as written in Kommo), how many contacts and the first of them.
+SELECT phone,
+       COUNT(DISTINCT contact_id) AS contacts,
+       MIN(contact_id) AS first_contact_id
+FROM contact_phones
+GROUP BY phone
+HAVING COUNT(DISTINCT contact_id) > 1
+ORDER BY contacts DESC, phone;

@@ -14,12 +14,12 @@ use crate::clock::unix_now;
 use crate::config::validate::parse_base_url;
 use crate::exit;
 use crate::kommo::ClientOptions;
-use crate::kommo::EntitySet;
+use crate::kommo::{COMPANIES, CONTACTS, EntitySet};
 use crate::service::{ServiceSpec, SyncService};
 use crate::store::{RunKind, Store};
 use crate::sync::SyncOptions;
 use crate::token::{TokenSource, fake_jwt};
-use kommo_simulator::{Simulator, SimulatorConfig};
+use kommo_simulator::{RecordKind, Simulator, SimulatorConfig};
 
 /// The demo's database file, in the current directory.
 pub const DEMO_DATABASE: &str = "kommo-demo.sqlite";
@@ -39,6 +39,8 @@ async fn demo() -> Result<u8, String> {
     let token = fake_jwt(unix_now() + 365 * 86_400);
     let simulator = Simulator::start(SimulatorConfig {
         leads: 5_000,
+        contacts: 3_000,
+        companies: 1_000,
         tie_block: 600,
         token: token.expose().to_string(),
         ..SimulatorConfig::default()
@@ -61,7 +63,7 @@ async fn demo() -> Result<u8, String> {
             page_size: 250,
             overlap_seconds: 300,
             parallel_windows: 4,
-            entities: EntitySet::LEADS,
+            entities: EntitySet::ALL,
         },
         token: TokenSource::fixed(token),
         token_expiry_warning_days: 14,
@@ -74,12 +76,14 @@ async fn demo() -> Result<u8, String> {
     let signals = tokio::spawn(crate::signals::cancel_on_signal(cancel.clone()));
 
     println!(
-        "Simulated Kommo account on {} with {} leads (600 of them share one updated_at second).",
+        "Simulated Kommo account on {} with {} leads (600 of them share one updated_at second), {} contacts and {} companies.",
         simulator.base_url(),
-        simulator.alive_ids().len()
+        simulator.alive_ids().len(),
+        simulator.alive_ids_of(RecordKind::Contact).len(),
+        simulator.alive_ids_of(RecordKind::Company).len()
     );
     println!(
-        "\n1. Backfill (--backfill): every lead, by keyset on updated_at, at most 7 requests per second…"
+        "\n1. Backfill (--backfill): every lead, contact and company, by keyset on updated_at, at most 7 requests per second…"
     );
     let outcome = service.attempt(RunKind::Full, &cancel).await;
     report_step(&outcome)?;
@@ -92,7 +96,16 @@ async fn demo() -> Result<u8, String> {
     for id in ids.iter().skip(13).step_by(501).take(5) {
         simulator.delete_lead(*id);
     }
-    println!("\n2. In Kommo: 40 leads changed, 10 added, 5 deleted. Incremental sync (--once)…");
+    let contacts = simulator.alive_ids_of(RecordKind::Contact);
+    for id in contacts.iter().step_by(151).take(20) {
+        simulator.update_record(RecordKind::Contact, *id);
+    }
+    for id in contacts.iter().skip(7).step_by(997).take(3) {
+        simulator.delete_record(RecordKind::Contact, *id);
+    }
+    println!(
+        "\n2. In Kommo: 40 leads changed, 10 added, 5 deleted; 20 contacts changed, 3 deleted. Incremental sync (--once)…"
+    );
     let outcome = service.attempt(RunKind::Incremental, &cancel).await;
     report_step(&outcome)?;
 
@@ -103,7 +116,10 @@ async fn demo() -> Result<u8, String> {
 
     let counts = store.lead_counts().await.map_err(|e| e.to_string())?;
     let stats = simulator.stats();
-    let exact = mirror_matches(&store, &simulator).await?;
+    let mut exact = true;
+    for kind in RecordKind::ALL {
+        exact &= mirror_matches(&store, &simulator, kind).await?;
+    }
     println!(
         "\nThe mirror {} holds {} leads: {} alive, {} marked deleted (rows are never removed).",
         path.display(),
@@ -111,8 +127,18 @@ async fn demo() -> Result<u8, String> {
         counts.alive,
         counts.deleted
     );
+    for entity in [&CONTACTS, &COMPANIES] {
+        let c = store
+            .record_counts(entity)
+            .await
+            .map_err(|e| e.to_string())?;
+        println!(
+            "It holds {} {}: {} alive, {} marked deleted.",
+            c.total, entity.plural, c.alive, c.deleted
+        );
+    }
     println!(
-        "Alive leads equal to the simulated account: {}",
+        "Alive leads, contacts and companies equal to the simulated account: {}",
         if exact {
             "yes, every one"
         } else {
@@ -125,6 +151,7 @@ async fn demo() -> Result<u8, String> {
     );
     println!("New leads mirrored: {}", added.len());
     print_open_leads_per_manager(&store).await?;
+    print_open_leads_with_people(&store).await?;
     println!(
         "\nTry it (more in docs/queries.sql):\n  sqlite3 -header -column {DEMO_DATABASE} \"SELECT pipeline_name, status_name, COUNT(*) AS leads, SUM(price) AS value FROM leads_named WHERE outcome = 'open' GROUP BY pipeline_id, status_id ORDER BY leads DESC LIMIT 5;\""
     );
@@ -157,6 +184,40 @@ async fn print_open_leads_per_manager(store: &Store) -> Result<(), String> {
     Ok(())
 }
 
+/// The largest open leads with their main contact's name and phone and
+/// their company (view leads_with_people).
+async fn print_open_leads_with_people(store: &Store) -> Result<(), String> {
+    type Row = (
+        i64,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, name, price, main_contact_name, main_contact_phone, company_name \
+         FROM leads_with_people WHERE outcome = 'open' AND main_contact_id IS NOT NULL \
+         ORDER BY price DESC, id LIMIT 5",
+    )
+    .fetch_all(store.pool())
+    .await
+    .map_err(|e| e.to_string())?;
+    println!("\nThe largest open leads and the people behind them (view leads_with_people):");
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    for (id, name, price, contact, phone, company) in rows {
+        println!(
+            "  #{id:<9} {:<28} {:>10}  {:<24} {:<18} {}",
+            or_dash(&name),
+            price.unwrap_or(0),
+            or_dash(&contact),
+            or_dash(&phone),
+            or_dash(&company)
+        );
+    }
+    Ok(())
+}
+
 fn report_step(outcome: &AttemptOutcome) -> Result<(), String> {
     match (&outcome.report, &outcome.error) {
         (Some(r), _) => {
@@ -175,15 +236,27 @@ fn report_step(outcome: &AttemptOutcome) -> Result<(), String> {
     }
 }
 
-/// Whether every alive lead of the account is in the mirror, equal to the
-/// JSON the API returns, and no other lead is alive in the mirror.
-async fn mirror_matches(store: &Store, simulator: &Simulator) -> Result<bool, String> {
-    let rows: Vec<(i64, String)> =
-        sqlx::query_as("SELECT id, raw FROM leads WHERE is_deleted = 0 ORDER BY id")
-            .fetch_all(store.pool())
-            .await
-            .map_err(|e| e.to_string())?;
-    let expected = simulator.alive_leads();
+/// Whether every alive record of `kind` in the account is in the mirror,
+/// equal to the JSON the API returns, and no other is alive in the mirror.
+async fn mirror_matches(
+    store: &Store,
+    simulator: &Simulator,
+    kind: RecordKind,
+) -> Result<bool, String> {
+    let table = match kind {
+        RecordKind::Lead => "leads",
+        RecordKind::Contact => "contacts",
+        RecordKind::Company => "companies",
+    };
+    let sql = format!("SELECT id, raw FROM {table} WHERE is_deleted = 0 ORDER BY id");
+    let rows: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_all(store.pool())
+        .await
+        .map_err(|e| e.to_string())?;
+    let expected = match kind {
+        RecordKind::Lead => simulator.alive_leads(),
+        other => simulator.alive_records(other),
+    };
     if rows.len() != expected.len() {
         return Ok(false);
     }

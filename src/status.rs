@@ -18,6 +18,21 @@ pub async fn print(store: &Store, settings: &Settings) -> Result<(), StoreError>
         counts.alive, counts.deleted, counts.total
     );
     println!("newest lead change:  {}", when(counts.newest_update));
+    for entity in settings
+        .sync
+        .entities
+        .iter()
+        .filter(|e| e.plural != "leads")
+    {
+        let c = store.record_counts(entity).await?;
+        println!(
+            "{:<21}{} alive, {} deleted, {} in all",
+            format!("{}:", entity.plural),
+            c.alive,
+            c.deleted,
+            c.total
+        );
+    }
     for line in entity_lines(store).await? {
         println!("{line}");
     }

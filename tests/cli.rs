@@ -322,7 +322,11 @@ async fn demo_runs_with_nothing_set_up() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("Alive leads equal to the simulated account: yes"),
+        stdout.contains("Alive leads, contacts and companies equal to the simulated account: yes"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("The largest open leads and the people behind them"),
         "{stdout}"
     );
     assert!(stdout.contains("0 answered 429"), "{stdout}");
@@ -333,6 +337,13 @@ async fn demo_runs_with_nothing_set_up() {
             .await
             .unwrap();
     assert_eq!((alive, deleted), (5_005, 5));
+    let (contacts, deleted_contacts, companies): (i64, i64, i64) = sqlx::query_as(
+        "SELECT SUM(is_deleted = 0), SUM(is_deleted), (SELECT COUNT(*) FROM companies) FROM contacts",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((contacts, deleted_contacts, companies), (2_997, 3, 1_000));
     readme_queries_answer_with_names(&pool).await;
 }
 

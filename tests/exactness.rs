@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{TestEnv, change_account, mirror_rows, run_statuses};
+use common::{TestEnv, anomalies, change_account, mirror_rows, run_statuses};
 use kommo_simulator::{Fault, FaultScope, SimulatorConfig};
 use serde_json::json;
 
@@ -18,16 +18,6 @@ fn account(leads: usize, tie_block: usize) -> SimulatorConfig {
         tie_block,
         ..SimulatorConfig::default()
     }
-}
-
-/// The anomalies a listing can meet, each answered in place of a page.
-fn anomalies() -> Vec<(&'static str, Fault)> {
-    vec![
-        ("empty 200", Fault::EmptyLeads),
-        ("{} body", Fault::EmptyObject),
-        ("short page without next", Fault::ShortPage),
-        ("truncated body", Fault::TruncatedBody),
-    ]
 }
 
 /// A full pass walked as one window, so that faults queued for the Nth lead

@@ -9,7 +9,8 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 
 use common::TestEnv;
-use kommo_simulator::{SimulatorConfig, StatusChange};
+use common::records::ALL_ENTITIES;
+use kommo_simulator::{RecordKind, SimulatorConfig, StatusChange};
 use serde_json::{Value, json};
 use sqlx::{Row, SqlitePool, TypeInfo, ValueRef};
 
@@ -85,6 +86,17 @@ struct Account {
     loss_reasons: HashMap<i64, String>,
     tags: Vec<(i64, String)>,
     lead_source_field: i64,
+    /// Alive contacts and companies, by id.
+    contacts: BTreeMap<i64, Value>,
+    companies: BTreeMap<i64, Value>,
+}
+
+/// Records by their id.
+fn by_id(records: Vec<Value>) -> BTreeMap<i64, Value> {
+    records
+        .into_iter()
+        .filter_map(|r| Some((int(&r, "id")?, r)))
+        .collect()
 }
 
 fn int(v: &Value, key: &str) -> Option<i64> {
@@ -166,7 +178,54 @@ impl Account {
                 })
                 .collect(),
             lead_source_field,
+            contacts: by_id(env.sim.alive_records(RecordKind::Contact)),
+            companies: by_id(env.sim.alive_records(RecordKind::Company)),
         }
+    }
+
+    /// A lead's linked ids (`_embedded.contacts` or `companies`), main
+    /// contacts only with `main_only`.
+    fn linked(lead: &Value, key: &str, main_only: bool) -> Vec<i64> {
+        let mut ids: Vec<i64> = lead["_embedded"][key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|x| !main_only || x["is_main"] == json!(true))
+                    .filter_map(|x| x["id"].as_i64())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// The texts of a contact's values of the field coded `code`, in the
+    /// order the view numbers them (by field id, then position).
+    fn coded_values(contact: &Value, code: &str) -> Vec<String> {
+        let mut fields: Vec<&Value> = contact["custom_fields_values"]
+            .as_array()
+            .map(|a| a.iter().filter(|f| f["field_code"] == code).collect())
+            .unwrap_or_default();
+        fields.sort_by_key(|f| int(f, "field_id"));
+        fields
+            .iter()
+            .flat_map(|f| f["values"].as_array().into_iter().flatten())
+            .filter_map(|v| v["value"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// The lead's main contact as leads_with_people finds it: the smallest
+    /// main contact id, if that contact is alive.
+    fn main_contact(&self, lead: &Value) -> Option<(i64, &Value)> {
+        let id = *Self::linked(lead, "contacts", true).first()?;
+        self.contacts.get(&id).map(|c| (id, c))
+    }
+
+    /// The lead's company as leads_with_people finds it.
+    fn company(&self, lead: &Value) -> Option<(i64, &Value)> {
+        let id = *Self::linked(lead, "companies", false).first()?;
+        self.companies.get(&id).map(|c| (id, c))
     }
 
     fn pipeline_name(&self, id: Option<i64>) -> Value {
@@ -544,6 +603,71 @@ impl Account {
                     })
                     .collect()
             }
+            "won_revenue_by_company" => {
+                let mut groups: BTreeMap<i64, (Value, i64, i64)> = BTreeMap::new();
+                for l in self.leads.iter().filter(|l| Self::outcome(l) == "won") {
+                    if let Some((id, company)) = self.company(l) {
+                        let g = groups.entry(id).or_insert((text(&company["name"]), 0, 0));
+                        g.1 += 1;
+                        g.2 += Self::price(l);
+                    }
+                }
+                let mut rows: Vec<(i64, i64, Vec<Value>)> = groups
+                    .into_iter()
+                    .map(|(id, (name, n, sum))| (sum, id, vec![name, json!(n), json!(sum)]))
+                    .collect();
+                rows.sort_by_key(|(sum, id, _)| (std::cmp::Reverse(*sum), *id));
+                rows.into_iter().map(|(_, _, row)| row).collect()
+            }
+            "open_leads_whose_main_contact_has_no_phone" => self
+                .leads
+                .iter()
+                .filter(|l| Self::outcome(l) == "open")
+                .filter_map(|l| {
+                    let (_, contact) = self.main_contact(l)?;
+                    Self::coded_values(contact, "PHONE").is_empty().then(|| {
+                        vec![
+                            json!(int(l, "id")),
+                            text(&l["name"]),
+                            text(&contact["name"]),
+                        ]
+                    })
+                })
+                .collect(),
+            "contacts_with_several_open_leads" => {
+                let mut counts: BTreeMap<i64, i64> = BTreeMap::new();
+                let open = |l: &&Value| !matches!(int(l, "status_id"), Some(142 | 143));
+                for l in self.leads.iter().filter(open) {
+                    for id in Self::linked(l, "contacts", false) {
+                        if self.contacts.contains_key(&id) {
+                            *counts.entry(id).or_default() += 1;
+                        }
+                    }
+                }
+                let mut rows: Vec<(i64, i64)> =
+                    counts.into_iter().filter(|(_, n)| *n > 1).collect();
+                rows.sort_by_key(|(id, n)| (std::cmp::Reverse(*n), *id));
+                rows.into_iter()
+                    .map(|(id, n)| vec![json!(id), text(&self.contacts[&id]["name"]), json!(n)])
+                    .collect()
+            }
+            "duplicate_phones" => {
+                let mut owners: BTreeMap<String, std::collections::BTreeSet<i64>> = BTreeMap::new();
+                for (id, c) in &self.contacts {
+                    for phone in Self::coded_values(c, "PHONE") {
+                        owners.entry(phone).or_default().insert(*id);
+                    }
+                }
+                let mut rows: Vec<(String, usize, i64)> = owners
+                    .into_iter()
+                    .filter(|(_, ids)| ids.len() > 1)
+                    .map(|(phone, ids)| (phone, ids.len(), *ids.first().unwrap()))
+                    .collect();
+                rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                rows.into_iter()
+                    .map(|(phone, n, first)| vec![json!(phone), json!(n), json!(first)])
+                    .collect()
+            }
             _ => return None,
         };
         Some(rows)
@@ -552,11 +676,17 @@ impl Account {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_query_of_docs_queries_sql_answers_as_the_account_itself() {
-    let env = TestEnv::start(SimulatorConfig {
-        leads: 1_500,
-        tie_block: 0,
-        ..SimulatorConfig::default()
-    })
+    let env = TestEnv::start_with(
+        SimulatorConfig {
+            leads: 1_500,
+            contacts: 1_000,
+            companies: 300,
+            tie_block: 0,
+            ..SimulatorConfig::default()
+        },
+        "",
+        ALL_ENTITIES,
+    )
     .await;
     env.run_ok(&["--backfill"]).await;
 

@@ -34,6 +34,8 @@ pub struct Snapshot {
     pub run_groups: Vec<RunGroup>,
     /// Leads in the mirror.
     pub leads: StoredLeadCounts,
+    /// Contacts and companies in the mirror, by entity (`contacts`...).
+    pub records: Vec<(&'static str, StoredLeadCounts)>,
     /// Requests sent to Kommo by this process, retries included.
     pub requests_sent: u64,
     /// 429 answers received by this process.
@@ -66,6 +68,12 @@ struct RunLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EntityStateLabel {
+    entity: String,
     state: String,
 }
 
@@ -167,6 +175,22 @@ pub fn encode(snapshot: &Snapshot) -> String {
         "Leads in the mirror: alive, and marked deleted",
         leads,
     );
+    let records = Family::<EntityStateLabel, Gauge>::default();
+    for (entity, counts) in &snapshot.records {
+        for (state, count) in [("alive", counts.alive), ("deleted", counts.deleted)] {
+            records
+                .get_or_create(&EntityStateLabel {
+                    entity: entity.to_string(),
+                    state: state.to_string(),
+                })
+                .set(count);
+        }
+    }
+    registry.register(
+        "records",
+        "Contacts and companies in the mirror, by entity: alive, and marked deleted",
+        records,
+    );
 
     registry.register(
         "api_requests",
@@ -229,6 +253,15 @@ mod tests {
                 deleted: 2,
                 newest_update: None,
             },
+            records: vec![(
+                "contacts",
+                StoredLeadCounts {
+                    total: 5,
+                    alive: 4,
+                    deleted: 1,
+                    newest_update: None,
+                },
+            )],
             requests_sent: 40,
             responses_429: 2,
             retries: 3,
@@ -249,6 +282,8 @@ mod tests {
             "kommo_sync_last_attempt_status{status=\"ok\"} 0\n",
             "kommo_sync_leads{state=\"alive\"} 10\n",
             "kommo_sync_leads{state=\"deleted\"} 2\n",
+            "kommo_sync_records{entity=\"contacts\",state=\"alive\"} 4\n",
+            "kommo_sync_records{entity=\"contacts\",state=\"deleted\"} 1\n",
             "kommo_sync_api_requests_total 40\n",
             "kommo_sync_api_responses_429_total 2\n",
             "kommo_sync_api_retries_total 3\n",

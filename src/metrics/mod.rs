@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::alert::Alert;
 use crate::clock::unix_now;
-use crate::kommo::KommoClient;
+use crate::kommo::{COMPANIES, CONTACTS, KommoClient};
 use crate::poison::LockAnyway;
 use crate::store::{RunKind, RunStatus, Store, StoreError};
 use crate::token::{Secret, jwt_expiry};
@@ -152,11 +152,19 @@ impl Metrics {
     pub async fn render(&self) -> Result<String, StoreError> {
         let run_groups = self.shared.store.run_groups().await?;
         let leads = self.shared.store.lead_counts().await?;
+        let mut records = Vec::new();
+        for entity in [&CONTACTS, &COMPANIES] {
+            records.push((
+                entity.plural,
+                self.shared.store.record_counts(entity).await?,
+            ));
+        }
         let live = self.live().clone();
         let client = &self.shared.client;
         let snapshot = exposition::Snapshot {
             run_groups,
             leads,
+            records,
             requests_sent: client.requests_sent(),
             responses_429: client.response_counts().throttled(),
             retries: client.response_counts().retries(),

@@ -186,8 +186,12 @@ impl RunProgress {
         self.future_warned.lock_anyway().insert(id)
     }
 
-    fn add_leads(&self, n: usize) -> RunCounters {
-        self.leads_upserted.fetch_add(n as i64, Ordering::Relaxed);
+    /// Counts `n` records of `entity` written; `sync_runs.leads_upserted`
+    /// counts leads only.
+    fn add_written(&self, entity: &Entity, n: usize) -> RunCounters {
+        if std::ptr::eq(entity, &LEADS) {
+            self.leads_upserted.fetch_add(n as i64, Ordering::Relaxed);
+        }
         self.counters()
     }
 
@@ -231,7 +235,7 @@ impl Syncer {
         alive: &[Record],
         gone: &[RecordId],
     ) -> Result<(), SyncError> {
-        let counters = progress.add_leads(alive.len());
+        let counters = progress.add_written(entity, alive.len());
         self.store
             .commit_page(PageCommit {
                 run_id: progress.run_id,
@@ -357,17 +361,27 @@ impl Syncer {
         let page = self
             .stoppable(progress, self.client.fetch_records(&progress.token, query))
             .await??;
+        let entity = query.entity;
+        let leads = std::ptr::eq(entity, &LEADS);
         for skipped in &page.skipped {
             tracing::warn!(
                 run_id = progress.run_id,
                 index = skipped.index,
-                "Kommo sent a lead that cannot be stored ({}); skipped, and counted in sync_runs.leads_skipped",
-                skipped.reason
+                "Kommo sent a {} that cannot be stored ({}); skipped{}",
+                entity.singular,
+                skipped.reason,
+                if leads {
+                    ", and counted in sync_runs.leads_skipped"
+                } else {
+                    ""
+                }
             );
         }
-        progress
-            .leads_skipped
-            .fetch_add(page.skipped.len() as i64, Ordering::Relaxed);
+        if leads {
+            progress
+                .leads_skipped
+                .fetch_add(page.skipped.len() as i64, Ordering::Relaxed);
+        }
         Ok(page)
     }
 

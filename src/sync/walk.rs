@@ -299,7 +299,7 @@ impl Syncer {
         range: Range<'_>,
         reached: i64,
     ) -> Result<(), SyncError> {
-        let counters = progress.add_leads(leads.len());
+        let counters = progress.add_written(range.entity, leads.len());
         let cursor = match (range.listing, range.window) {
             (Listing::Alive, None) => CursorUpdate {
                 incremental: Some(reached),

@@ -15,6 +15,8 @@ use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use tempfile::TempDir;
 
+pub mod records;
+
 /// The columns copied from the lead's field of the same name, written out
 /// from interface.md on purpose (not taken from the store) so that a column
 /// the store forgot fails the tests.
@@ -172,6 +174,17 @@ impl TestEnv {
             assert_row_equals_lead(row, lead);
         }
     }
+}
+
+/// The anomalies a listing can meet, each answered in place of a page.
+pub fn anomalies() -> Vec<(&'static str, kommo_simulator::Fault)> {
+    use kommo_simulator::Fault;
+    vec![
+        ("empty 200", Fault::EmptyLeads),
+        ("{} body", Fault::EmptyObject),
+        ("short page without next", Fault::ShortPage),
+        ("truncated body", Fault::TruncatedBody),
+    ]
 }
 
 /// Opens a SQLite file read-write (tests only read).
