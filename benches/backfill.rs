@@ -42,6 +42,9 @@ struct Case {
     /// Leads given one `updated_at` second mid-history (else the
     /// simulator's bulk-import block of 600).
     crowded: Option<usize>,
+    /// Contacts and companies in the account, mirrored too
+    /// (`sync.entities` all three); `None`: leads alone, as before.
+    people: Option<(usize, usize)>,
 }
 
 /// One process run against the simulator.
@@ -79,7 +82,8 @@ struct Args {
 fn usage() -> ! {
     eprintln!(
         "usage: cargo bench --bench backfill -- [--quick] | [--leads N] [--latency-ms MS] [--rate N] \
-         [--windows N] [--runs N] [--vs OTHER_BINARY] [--incremental-after N] [--crowded N] [--timeline]"
+         [--windows N] [--runs N] [--vs OTHER_BINARY] [--incremental-after N] [--crowded N] \
+         [--contacts N --companies N] [--timeline]"
     );
     std::process::exit(2)
 }
@@ -93,6 +97,7 @@ fn parse_args() -> Args {
             windows: 4,
             incremental_after: None,
             crowded: None,
+            people: None,
         },
         runs: 0,
         vs: None,
@@ -120,6 +125,14 @@ fn parse_args() -> Args {
             "--runs" => args.runs = number(value()) as usize,
             "--incremental-after" => args.case.incremental_after = Some(number(value()) as usize),
             "--crowded" => args.case.crowded = Some(number(value()) as usize),
+            "--contacts" => {
+                let companies = args.case.people.map_or(0, |p| p.1);
+                args.case.people = Some((number(value()) as usize, companies));
+            }
+            "--companies" => {
+                let contacts = args.case.people.map_or(0, |p| p.0);
+                args.case.people = Some((contacts, number(value()) as usize));
+            }
             "--vs" => args.vs = Some(PathBuf::from(value())),
             _ => usage(),
         }
@@ -236,8 +249,16 @@ async fn run_child(binary: &Path, args: &[&str], sim: &Simulator, token: &str) -
 /// simulator.
 async fn run_case(binary: &Path, case: Case, dir: &Path, timeline: bool) -> CaseRun {
     let token = kommo_sync::token::fake_jwt(kommo_sync::clock::unix_now() + 365 * 86_400);
+    // Leads alone still link to the simulator's default contacts and
+    // companies (which are then not listed).
+    let defaults = SimulatorConfig::default();
+    let (contacts, companies) = case
+        .people
+        .unwrap_or((defaults.contacts, defaults.companies));
     let sim = Simulator::start(SimulatorConfig {
         leads: case.leads,
+        contacts,
+        companies,
         tie_block: if case.crowded.is_some() { 0 } else { 600 },
         rate_limit_per_second: case.rate,
         token: token.expose().to_string(),
@@ -255,10 +276,17 @@ async fn run_case(binary: &Path, case: Case, dir: &Path, timeline: bool) -> Case
     // `sync.parallel_windows` is written only when it differs from its
     // default (4 in every build that has it), so builds from before the key
     // existed can be run with the default.
-    let windows = if case.windows == 4 {
+    let mut sync = String::new();
+    if case.windows != 4 {
+        sync.push_str(&format!("parallel_windows = {}\n", case.windows));
+    }
+    if case.people.is_some() {
+        sync.push_str("entities = [\"leads\", \"contacts\", \"companies\"]\n");
+    }
+    let windows = if sync.is_empty() {
         String::new()
     } else {
-        format!("[sync]\nparallel_windows = {}\n", case.windows)
+        format!("[sync]\n{sync}")
     };
     std::fs::write(
         &config,
@@ -514,6 +542,7 @@ async fn run_suite(quick: bool, dir: &Path) {
         windows,
         incremental_after: None,
         crowded: None,
+        people: None,
     };
     let (sizes, limited, big): (&[usize], &[usize], usize) = if quick {
         (&[5_000, 20_000], &[3_000], 20_000)

@@ -273,3 +273,50 @@ async fn a_typo_in_sync_entities_is_refused_with_exit_2() {
         out.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_entity_keeps_its_own_custom_field_definitions_sync_after_sync() {
+    let env = TestEnv::start_with(account(300, 0), "", ALL_ENTITIES).await;
+    env.run_ok(&["--backfill"]).await;
+    env.run_ok(&["--once"]).await;
+    let pool = env.db().await;
+    let leads_fields = env.sim.structure()["custom_fields"]
+        .as_array()
+        .unwrap()
+        .len() as i64;
+    let per_entity: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT entity_type, SUM(is_deleted = 0), SUM(is_deleted) FROM custom_fields \
+         GROUP BY entity_type ORDER BY entity_type",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let alive = |e: &str| per_entity.iter().find(|r| r.0 == e).map(|r| r.1);
+    assert_eq!(alive("leads"), Some(leads_fields), "{per_entity:?}");
+    assert!(alive("contacts").unwrap_or(0) >= 2, "{per_entity:?}");
+    assert!(alive("companies").unwrap_or(0) >= 4, "{per_entity:?}");
+    assert!(
+        per_entity.iter().all(|r| r.2 == 0),
+        "no listing flagged another entity's fields deleted: {per_entity:?}"
+    );
+    // Every value of a contact or company belongs to a field of its entity,
+    // and the phone and email fields carry their codes.
+    for (table, entity) in [("contact", "contacts"), ("company", "companies")] {
+        let sql = format!(
+            "SELECT COUNT(*) FROM {table}_field_values AS v \
+             LEFT JOIN custom_fields AS f ON f.id = v.field_id AND f.entity_type = '{entity}' \
+             WHERE f.id IS NULL OR f.code IS NOT v.field_code"
+        );
+        let orphans: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(orphans, 0, "{table} values without their field definition");
+        let sql = format!("SELECT COUNT(*) FROM {table}_field_values WHERE field_code = 'PHONE'");
+        let phones: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert!(phones > 0, "{table}: phones");
+    }
+}

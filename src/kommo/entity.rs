@@ -5,6 +5,7 @@
 //! more constant here and one migration.
 
 use super::record::Field;
+use super::structure::{COMPANY_CUSTOM_FIELDS, CONTACT_CUSTOM_FIELDS, CUSTOM_FIELDS, ListEndpoint};
 
 /// A link a record carries in `_embedded`, stored in a table of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +56,8 @@ pub struct Entity {
     pub restored_event: &'static str,
     /// The links it carries, each in a table `{singular}_{link}`.
     pub links: &'static [Link],
+    /// The listing of its custom field definitions.
+    pub custom_fields: ListEndpoint,
 }
 
 /// Leads: `GET /api/v4/leads`.
@@ -87,6 +90,7 @@ pub static LEADS: Entity = Entity {
     deleted_event: "lead_deleted",
     restored_event: "lead_restored",
     links: &[Link::Contacts, Link::Companies],
+    custom_fields: CUSTOM_FIELDS,
 };
 
 /// Contacts: `GET /api/v4/contacts`.
@@ -111,6 +115,7 @@ pub static CONTACTS: Entity = Entity {
     deleted_event: "contact_deleted",
     restored_event: "contact_restored",
     links: &[Link::Companies],
+    custom_fields: CONTACT_CUSTOM_FIELDS,
 };
 
 /// Companies: `GET /api/v4/companies`.
@@ -133,6 +138,7 @@ pub static COMPANIES: Entity = Entity {
     deleted_event: "company_deleted",
     restored_event: "company_restored",
     links: &[],
+    custom_fields: COMPANY_CUSTOM_FIELDS,
 };
 
 /// Every kind, in the order a sync reads them.

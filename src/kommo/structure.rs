@@ -42,6 +42,18 @@ pub const CUSTOM_FIELDS: ListEndpoint = ListEndpoint {
     key: "custom_fields",
     limit: Some(50),
 };
+/// Contact custom field definitions; paged like the leads' ones.
+pub const CONTACT_CUSTOM_FIELDS: ListEndpoint = ListEndpoint {
+    path: "api/v4/contacts/custom_fields",
+    key: "custom_fields",
+    limit: Some(50),
+};
+/// Company custom field definitions; paged like the leads' ones.
+pub const COMPANY_CUSTOM_FIELDS: ListEndpoint = ListEndpoint {
+    path: "api/v4/companies/custom_fields",
+    key: "custom_fields",
+    limit: Some(50),
+};
 /// Users; paged (`limit` up to 250); admin rights only (403 otherwise).
 pub const USERS: ListEndpoint = ListEndpoint {
     path: "api/v4/users",
@@ -272,7 +284,8 @@ impl Keyed for FieldEnum {
     fn set_raw(&mut self, _raw: Value) {}
 }
 
-/// A lead custom field definition (`/api/v4/leads/custom_fields`).
+/// A custom field definition of leads, contacts or companies
+/// (`/api/v4/leads/custom_fields`...).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct CustomField {
@@ -301,6 +314,10 @@ pub struct CustomField {
     pub enums_listed: bool,
     #[serde(skip)]
     pub raw: Value,
+    /// The entity whose field it is (`leads`, `contacts`, `companies`),
+    /// from the listing it came from.
+    #[serde(skip)]
+    pub entity_type: &'static str,
 }
 
 impl Keyed for CustomField {

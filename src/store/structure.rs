@@ -34,7 +34,8 @@ pub struct StructureSnapshot {
     pub account: Option<AccountInfo>,
     pub pipelines: Option<Part<Pipeline>>,
     pub users: Option<Part<User>>,
-    pub custom_fields: Option<Part<CustomField>>,
+    /// The custom field definitions of each entity synced (`leads`...).
+    pub custom_fields: Vec<(&'static str, Option<Part<CustomField>>)>,
     pub loss_reasons: Option<Part<LossReason>>,
     pub tags: Option<Part<Tag>>,
 }
@@ -151,8 +152,15 @@ impl StructureRow for User {
 impl StructureRow for CustomField {
     const TABLE: &'static str = "custom_fields";
     const KEY: &'static [&'static str] = &["id"];
-    const COLUMNS: &'static [&'static str] =
-        &["name", "type", "code", "sort", "is_api_only", "group_id"];
+    const COLUMNS: &'static [&'static str] = &[
+        "name",
+        "type",
+        "code",
+        "sort",
+        "is_api_only",
+        "group_id",
+        "entity_type",
+    ];
     fn cells(&self) -> Vec<Cell<'_>> {
         vec![
             Cell::Int(self.id),
@@ -162,6 +170,7 @@ impl StructureRow for CustomField {
             Cell::Int(self.sort),
             Cell::Bool(self.is_api_only),
             text(&self.group_id),
+            Cell::Text(Some(self.entity_type)),
         ]
     }
 }
@@ -301,24 +310,37 @@ pub async fn write(tx: &mut Tx, snapshot: &StructureSnapshot, now: i64) -> Resul
             flag_missing(tx, "users", ids(part.items.iter().map(|u| u.id)), now).await?;
         }
     }
-    if let Some(part) = &snapshot.custom_fields {
+    for (entity_type, part) in &snapshot.custom_fields {
+        let Some(part) = part else {
+            continue;
+        };
         upsert(tx, part.items.iter().collect(), now).await?;
         upsert(tx, part.items.iter().flat_map(|f| &f.enums).collect(), now).await?;
         if part.complete {
-            flag_missing(
-                tx,
-                "custom_fields",
-                ids(part.items.iter().map(|f| f.id)),
-                now,
-            )
-            .await?;
+            // Only this entity's fields: each entity lists its own.
+            let listed = ids(part.items.iter().map(|f| f.id));
+            let sql = "UPDATE custom_fields SET is_deleted = 1, synced_at = ?1 WHERE is_deleted = 0 \
+                 AND entity_type = ?3 AND id NOT IN (SELECT value FROM json_each(?2))";
+            sqlx::query(sql)
+                .bind(now)
+                .bind(Value::from(listed).to_string())
+                .bind(*entity_type)
+                .execute(&mut **tx)
+                .await?;
             let pairs = pairs(
                 part.items
                     .iter()
                     .flat_map(|f| f.enums.iter().map(|e| (e.field_id, e.id))),
             );
-            // A field listed without an `enums` array says nothing of its options.
-            let unlisted = ids(part.items.iter().filter(|f| !f.enums_listed).map(|f| f.id));
+            // A field listed without an `enums` array says nothing of its
+            // options, and another entity's fields are not this listing's.
+            let mut unlisted = ids(part.items.iter().filter(|f| !f.enums_listed).map(|f| f.id));
+            let others: Vec<i64> =
+                sqlx::query_scalar("SELECT id FROM custom_fields WHERE entity_type != ?")
+                    .bind(*entity_type)
+                    .fetch_all(&mut **tx)
+                    .await?;
+            unlisted.extend(others);
             flag_missing_pairs(tx, "custom_field_enums", "field_id", pairs, &unlisted, now).await?;
         }
     }

@@ -20,7 +20,7 @@ use super::{RunProgress, SyncError, Syncer};
 use crate::clock::unix_now;
 use crate::kommo::KommoError;
 use crate::kommo::structure::{
-    CUSTOM_FIELDS, Keyed, LOSS_REASONS, ListEndpoint, PIPELINES, TAGS, USERS,
+    CustomField, Keyed, LOSS_REASONS, ListEndpoint, PIPELINES, TAGS, USERS,
 };
 use crate::store::{Part, StructureSnapshot};
 
@@ -33,7 +33,7 @@ impl Syncer {
         let snapshot = StructureSnapshot {
             account: readable(progress, "/api/v4/account", account)?,
             pipelines: self.fetch_listing(progress, &PIPELINES).await?,
-            custom_fields: self.fetch_listing(progress, &CUSTOM_FIELDS).await?,
+            custom_fields: self.fetch_custom_fields(progress).await?,
             users: self.fetch_listing(progress, &USERS).await?,
             loss_reasons: self.fetch_listing(progress, &LOSS_REASONS).await?,
             tags: self.fetch_listing(progress, &TAGS).await?,
@@ -47,6 +47,25 @@ impl Syncer {
     /// One listing, read whole (see [`super::listing`]); `None` when it
     /// cannot be read (warned). Its rows missing from the mirror may be
     /// flagged deleted only when it proves absence and lists something.
+    /// The custom field definitions of each synced entity, each marked with
+    /// its entity.
+    async fn fetch_custom_fields(
+        &self,
+        progress: &RunProgress,
+    ) -> Result<Vec<(&'static str, Option<Part<CustomField>>)>, SyncError> {
+        let mut all = Vec::new();
+        for entity in self.options.entities.iter() {
+            let mut part = self
+                .fetch_listing::<CustomField>(progress, &entity.custom_fields)
+                .await?;
+            for field in part.iter_mut().flat_map(|p| &mut p.items) {
+                field.entity_type = entity.plural;
+            }
+            all.push((entity.plural, part));
+        }
+        Ok(all)
+    }
+
     async fn fetch_listing<T: Keyed>(
         &self,
         progress: &RunProgress,
