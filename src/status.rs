@@ -4,6 +4,7 @@
 
 use crate::clock::{format_unix, unix_now};
 use crate::config::Settings;
+use crate::kommo::LEADS;
 use crate::store::{Store, StoreError};
 use crate::token::expiry_state;
 
@@ -22,7 +23,7 @@ pub async fn print(store: &Store, settings: &Settings) -> Result<(), StoreError>
         .sync
         .entities
         .iter()
-        .filter(|e| e.plural != "leads")
+        .filter(|e| !std::ptr::eq(*e, &LEADS))
     {
         let c = store.record_counts(entity).await?;
         println!(

@@ -4,7 +4,7 @@
 //! takes an [`Entity`] and asks it; adding a kind (tasks, notes) is one
 //! more constant here and one migration.
 
-use super::record::Field;
+use super::field::Field;
 use super::structure::{COMPANY_CUSTOM_FIELDS, CONTACT_CUSTOM_FIELDS, CUSTOM_FIELDS, ListEndpoint};
 
 /// A link a record carries in `_embedded`, stored in a table of its own.
@@ -54,6 +54,8 @@ pub struct Entity {
     /// The events of its deletions and restores.
     pub deleted_event: &'static str,
     pub restored_event: &'static str,
+    /// Its listings, as messages name them: `the leads`, `the deleted leads`.
+    pub listing_names: [&'static str; 2],
     /// The links it carries, each in a table `{singular}_{link}`.
     pub links: &'static [Link],
     /// The listing of its custom field definitions.
@@ -88,6 +90,7 @@ pub static LEADS: Entity = Entity {
     with: Some("contacts,source_id"),
     lists_deleted: true,
     deleted_event: "lead_deleted",
+    listing_names: ["the leads", "the deleted leads"],
     restored_event: "lead_restored",
     links: &[Link::Contacts, Link::Companies],
     custom_fields: CUSTOM_FIELDS,
@@ -113,6 +116,7 @@ pub static CONTACTS: Entity = Entity {
     with: None,
     lists_deleted: false,
     deleted_event: "contact_deleted",
+    listing_names: ["the contacts", "the deleted contacts"],
     restored_event: "contact_restored",
     links: &[Link::Companies],
     custom_fields: CONTACT_CUSTOM_FIELDS,
@@ -136,6 +140,7 @@ pub static COMPANIES: Entity = Entity {
     with: None,
     lists_deleted: false,
     deleted_event: "company_deleted",
+    listing_names: ["the companies", "the deleted companies"],
     restored_event: "company_restored",
     links: &[],
     custom_fields: COMPANY_CUSTOM_FIELDS,

@@ -5,6 +5,7 @@ mod client;
 mod counts;
 pub mod entity;
 mod error;
+mod field;
 mod lenient;
 mod model;
 mod pacer;
@@ -19,11 +20,11 @@ pub use client::{ClientOptions, KommoClient};
 pub use counts::ResponseCounts;
 pub use entity::{COMPANIES, CONTACTS, ENTITIES, Entity, EntitySet, LEADS, Link};
 pub use error::KommoError;
+pub use field::Field;
 pub use model::{
     Column, EventPage, FieldValue, Record, RecordError, RecordEvent, RecordId, RecordPage,
     SkippedRecord,
 };
 pub use pacer::{Pacer, WINDOW_MARGIN, request_spacing};
 pub use query::{EventQuery, Order, RecordQuery};
-pub use record::Field;
 pub use stage::{LeadEventsPage, STATUS_CHANGED, StatusChange};

@@ -15,88 +15,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::entity::Entity;
+use super::field::{Field, WireRecord};
 use super::lenient::{Scalar, lenient_bool, lenient_id, lenient_list};
 
 /// Kommo's id of a record (ids are unique within one entity).
 pub type RecordId = i64;
-
-/// Declares every scalar field a record may carry once: the enum
-/// [`Field`] (each entity lists its columns from it, see
-/// [`super::entity`]), the fields of the wire record that carry them, and
-/// [`WireRecord::scalar`].
-macro_rules! record_fields {
-    ($($variant:ident: $field:ident),+ $(,)?) => {
-        /// A scalar field of a record, copied into the column of the same name.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub enum Field {
-            $($variant),+
-        }
-
-        impl Field {
-            /// The field's (and its column's) name.
-            pub fn name(self) -> &'static str {
-                match self {
-                    $(Field::$variant => stringify!($field)),+
-                }
-            }
-        }
-
-        /// The fields of a record the mirror reads; the rest is skipped unread.
-        #[derive(Deserialize)]
-        struct WireRecord<'a> {
-            #[serde(default, borrow)]
-            id: Scalar<'a>,
-            $(
-                #[serde(default, borrow)]
-                $field: Scalar<'a>,
-            )+
-            #[serde(default, deserialize_with = "lenient_bool")]
-            is_deleted: Option<bool>,
-            #[serde(default, borrow)]
-            custom_fields_values: Option<&'a RawValue>,
-            #[serde(default, borrow, rename = "_embedded")]
-            embedded: Option<&'a RawValue>,
-        }
-
-        impl<'a> WireRecord<'a> {
-            /// The value of `field`.
-            fn scalar(&self, field: Field) -> &Scalar<'a> {
-                match field {
-                    $(Field::$variant => &self.$field),+
-                }
-            }
-        }
-    };
-}
-
-record_fields!(
-    Name: name,
-    FirstName: first_name,
-    LastName: last_name,
-    Price: price,
-    ResponsibleUserId: responsible_user_id,
-    GroupId: group_id,
-    StatusId: status_id,
-    PipelineId: pipeline_id,
-    LossReasonId: loss_reason_id,
-    SourceId: source_id,
-    CreatedBy: created_by,
-    UpdatedBy: updated_by,
-    Score: score,
-    AccountId: account_id,
-    LaborCost: labor_cost,
-    CreatedAt: created_at,
-    UpdatedAt: updated_at,
-    ClosedAt: closed_at,
-    ClosestTaskAt: closest_task_at,
-);
-
-impl Field {
-    /// Text columns; every other scalar column holds integers.
-    fn is_text(self) -> bool {
-        matches!(self, Field::Name | Field::FirstName | Field::LastName)
-    }
-}
 
 /// The value of one scalar column.
 #[derive(Clone, Debug, PartialEq)]
@@ -218,8 +141,8 @@ impl Record {
                 }
             })
             .collect();
-        let updated_at = match wire.updated_at {
-            Scalar::Integer(t) => Some(t),
+        let updated_at = match wire.scalar(Field::UpdatedAt) {
+            Scalar::Integer(t) => Some(*t),
             _ => None,
         };
         let (custom_fields_json, field_values) = match wire.custom_fields_values {

@@ -86,12 +86,9 @@ impl Range<'_> {
 
     /// What the listing is, for messages: `the leads`, `the deleted leads`.
     fn name(&self) -> &'static str {
-        match (self.listing, self.entity.plural) {
-            (Listing::Alive, "leads") => "the leads",
-            (Listing::Alive, "contacts") => "the contacts",
-            (Listing::Alive, "companies") => "the companies",
-            (Listing::Alive, _) => "the records",
-            (Listing::Deleted, _) => "the deleted leads",
+        match self.listing {
+            Listing::Alive => self.entity.listing_names[0],
+            Listing::Deleted => self.entity.listing_names[1],
         }
     }
 

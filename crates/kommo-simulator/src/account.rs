@@ -25,28 +25,7 @@ use super::links;
 use super::query::ListQuery;
 use super::records::{self, Deferred, Plan};
 use super::structure::Structure;
-use super::table::{Table, page_of};
-
-/// One change applied to the records of a kind, in the order applied.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Mutation {
-    Updated(i64),
-    Deleted(i64),
-    Restored(i64),
-    Added(i64),
-}
-
-impl Mutation {
-    /// The record it changed.
-    pub fn id(&self) -> i64 {
-        match self {
-            Mutation::Updated(id)
-            | Mutation::Deleted(id)
-            | Mutation::Restored(id)
-            | Mutation::Added(id) => *id,
-        }
-    }
-}
+use super::table::{Mutation, Table, page_of};
 
 /// This machine's wall clock, Unix seconds.
 pub(crate) fn now_unix() -> i64 {

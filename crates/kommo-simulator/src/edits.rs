@@ -8,8 +8,9 @@
 
 use serde_json::{Value, json};
 
-use super::account::{Account, Mutation};
+use super::account::Account;
 use super::history;
+use super::table::Mutation;
 
 impl Account {
     /// A user of the account, at random.

@@ -75,12 +75,12 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-pub use account::Mutation;
 pub use faults::{Fault, FaultScope, RecordListing, RetryAfter};
 pub use history::StatusChange;
 pub use kind::RecordKind;
 pub use stats::{RequestRecord, SimulatorStats};
 pub use structure::StructureIds;
+pub use table::Mutation;
 
 use account::Account;
 use faults::Faults;

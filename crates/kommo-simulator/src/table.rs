@@ -12,8 +12,28 @@ use fastrand::Rng;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::account::Mutation;
 use super::query::{ListQuery, SortField};
+
+/// One change applied to the records of a kind, in the order applied.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Mutation {
+    Updated(i64),
+    Deleted(i64),
+    Restored(i64),
+    Added(i64),
+}
+
+impl Mutation {
+    /// The record it changed.
+    pub fn id(&self) -> i64 {
+        match self {
+            Mutation::Updated(id)
+            | Mutation::Deleted(id)
+            | Mutation::Restored(id)
+            | Mutation::Added(id) => *id,
+        }
+    }
+}
 
 /// Sort keys extracted once per request: (id, created_at, updated_at, record).
 type Row<'a> = (Option<i64>, Option<i64>, Option<i64>, &'a Value);
