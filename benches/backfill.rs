@@ -280,24 +280,38 @@ async fn run_case(binary: &Path, case: Case, dir: &Path, timeline: bool) -> Case
     if case.windows != 4 {
         sync.push_str(&format!("parallel_windows = {}\n", case.windows));
     }
-    if case.people.is_some() {
-        sync.push_str("entities = [\"leads\", \"contacts\", \"companies\"]\n");
-    }
-    let windows = if sync.is_empty() {
-        String::new()
-    } else {
-        format!("[sync]\n{sync}")
+    // Leads alone: builds whose default mirrors all three are told so;
+    // builds from before `sync.entities` (which refuse the key) mirror
+    // leads alone anyway.
+    let entities = match case.people {
+        Some(_) => "entities = [\"leads\", \"contacts\", \"companies\"]\n",
+        None => "entities = [\"leads\"]\n",
     };
-    std::fs::write(
-        &config,
-        format!(
-            "[kommo]\nbase_url = \"{}\"\nrequests_per_second = {}\n[database]\npath = \"{}\"\n{windows}",
-            sim.base_url(),
-            case.rate,
-            db.display()
-        ),
-    )
-    .unwrap();
+    let write = |sync: &str| {
+        let sync = if sync.is_empty() {
+            String::new()
+        } else {
+            format!("[sync]\n{sync}")
+        };
+        std::fs::write(
+            &config,
+            format!(
+                "[kommo]\nbase_url = \"{}\"\nrequests_per_second = {}\n[database]\npath = \"{}\"\n{sync}",
+                sim.base_url(),
+                case.rate,
+                db.display()
+            ),
+        )
+        .unwrap();
+    };
+    write(&format!("{sync}{entities}"));
+    if case.people.is_none() && !knows_entities(binary, &config) {
+        write(&sync);
+    }
+    // The probe may have created the mirror: the backfill starts from none.
+    for suffix in ["", "-wal", "-shm", ".lock"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
     let config = config.to_str().expect("utf-8 path");
     let backfill = run_child(
         binary,
@@ -331,6 +345,20 @@ async fn run_case(binary: &Path, case: Case, dir: &Path, timeline: bool) -> Case
     };
     sim.shutdown();
     CaseRun { backfill, once }
+}
+
+/// Whether `binary` accepts `sync.entities` in `config` (`--status` reads
+/// the config and the mirror, sends no request; a config refused is exit 2).
+fn knows_entities(binary: &Path, config: &Path) -> bool {
+    let status = std::process::Command::new(binary)
+        .arg("--config")
+        .arg(config)
+        .arg("--status")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
+    status.code() != Some(2)
 }
 
 /// Requests per second of the last run, from the simulator's log.

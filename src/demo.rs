@@ -64,6 +64,7 @@ async fn demo() -> Result<u8, String> {
             overlap_seconds: 300,
             parallel_windows: 4,
             entities: EntitySet::ALL,
+            structure_refresh_minutes: 60,
         },
         token: TokenSource::fixed(token),
         token_expiry_warning_days: 14,

@@ -8,8 +8,11 @@ mod common;
 use std::collections::HashSet;
 
 use common::records::{ALL_ENTITIES, LINKED_KINDS, table};
-use common::{TestEnv, run_statuses};
-use kommo_simulator::{Fault, FaultScope, RecordListing, SimulatorConfig};
+use common::{RunOutput, TestEnv, change_account, run_statuses};
+use kommo_simulator::{
+    Fault, FaultScope, Mutation, RecordKind, RecordListing, Simulator, SimulatorConfig,
+};
+use serde_json::{Value, json};
 
 /// An account of 300 leads and `records` contacts and companies each, with
 /// bulk-import blocks of `tie_block`.
@@ -34,6 +37,106 @@ async fn assert_every_entity_equals_account(env: &TestEnv) {
     env.assert_mirror_equals_account().await;
     for kind in LINKED_KINDS {
         env.assert_records_equal_account(kind).await;
+    }
+}
+
+/// The incremental cursor of `kind` (`entity_sync_state`).
+async fn incremental_cursor(env: &TestEnv, kind: RecordKind) -> Option<i64> {
+    sqlx::query_scalar("SELECT incremental_cursor FROM entity_sync_state WHERE entity = ?")
+        .bind(table(kind).0)
+        .fetch_optional(&env.db().await)
+        .await
+        .unwrap()
+        .flatten()
+}
+
+/// The `raw` column of the record `id` of `kind`.
+async fn raw_of(env: &TestEnv, kind: RecordKind, id: i64) -> Value {
+    let sql = format!("SELECT raw FROM {} WHERE id = ?", table(kind).0);
+    let raw: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_one(&env.db().await)
+        .await
+        .unwrap();
+    serde_json::from_str(&raw).unwrap()
+}
+
+/// Like [`change_account`] for the records of `kind`: `n` updates, `n / 4`
+/// deletions, `n / 4` additions, and every other deleted record restored.
+fn change_records(sim: &Simulator, kind: RecordKind, n: usize) {
+    let ids = sim.alive_ids_of(kind);
+    let step = (ids.len() / (n + n / 4 + 1)).max(1);
+    let mut picked = ids.iter().step_by(step);
+    for id in picked.by_ref().take(n) {
+        assert!(sim.update_record(kind, *id));
+    }
+    for id in picked.by_ref().take(n / 4) {
+        assert!(sim.delete_record(kind, *id));
+    }
+    for _ in 0..n / 4 {
+        sim.add_record(kind);
+    }
+    for id in sim.deleted_ids_of(kind).iter().step_by(2) {
+        assert!(sim.restore_record(kind, *id));
+    }
+}
+
+/// Asserts that no record of `kind` alive in the account is marked
+/// deleted, except records restored after its mutation number `since` (a
+/// restore that follows the walk's passage, `updated_at` unchanged, is the
+/// next --once's to mirror, through its event).
+async fn assert_no_false_deletion_since(env: &TestEnv, kind: RecordKind, since: usize) {
+    let restored_late: HashSet<i64> = env.sim.mutations_of(kind)[since..]
+        .iter()
+        .filter_map(|m| match m {
+            Mutation::Restored(id) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    let alive: HashSet<i64> = env.sim.alive_ids_of(kind).into_iter().collect();
+    let false_deletions: Vec<i64> = env
+        .marked_deleted_of(kind)
+        .await
+        .into_iter()
+        .filter(|id| alive.contains(id) && !restored_late.contains(id))
+        .collect();
+    assert!(
+        false_deletions.is_empty(),
+        "alive {} marked deleted: {false_deletions:?}",
+        table(kind).0
+    );
+}
+
+/// Asserts exactly one ERROR line with `alert` in the run's log.
+fn assert_one_alert(out: &RunOutput, alert: &str) {
+    let lines = TestEnv::alert_lines(out, alert);
+    assert_eq!(lines.len(), 1, "{alert}: {}", out.stderr);
+    assert!(lines[0].contains("ERROR"), "{}", lines[0]);
+}
+
+/// Asserts exactly one `api_filter_unavailable` ERROR line in the run's
+/// log, naming a record of `ids` as the one outside the question: the
+/// listing that told is that kind's.
+fn assert_alert_names_one_of(out: &RunOutput, ids: &[i64]) {
+    assert_one_alert(out, "api_filter_unavailable");
+    let line = TestEnv::alert_lines(out, "api_filter_unavailable")[0];
+    assert!(
+        ids.iter()
+            .any(|id| line.contains(&format!(" {id} updated at"))),
+        "{line}"
+    );
+}
+
+/// Asserts the mirror holds no record of any entity marked deleted.
+async fn assert_nothing_marked_deleted(env: &TestEnv, context: &str) {
+    assert!(env.marked_deleted().await.is_empty(), "{context}: leads");
+    for kind in LINKED_KINDS {
+        let marked = env.marked_deleted_of(kind).await;
+        assert!(
+            marked.is_empty(),
+            "{context}: {}: {marked:?}",
+            table(kind).0
+        );
     }
 }
 
@@ -206,37 +309,46 @@ async fn a_backfill_killed_among_the_contacts_resumes_to_an_exact_mirror() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Killed once some contacts are mirrored (the leads are done by then).
+    // Killed once the leads are walked whole, while the contacts (walked
+    // alongside, ten times as many) are not.
     let started = std::time::Instant::now();
     loop {
-        assert!(started.elapsed().as_secs() < 120, "no contact was mirrored");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "the leads were never done"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         if !env.db.exists() {
             continue;
         }
         let pool = env.db().await;
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contacts")
-            .fetch_one(&pool)
-            .await
-            .unwrap_or(0);
+        let done: i64 = sqlx::query_scalar(
+            "SELECT full_pass_done FROM entity_sync_state WHERE entity = 'leads'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap_or(0);
         pool.close().await;
-        if n >= 300 {
+        if done >= 1 {
             break;
         }
     }
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     let pool = env.db().await;
-    let (leads_done, open): (i64, Option<i64>) = sqlx::query_as(
-        "SELECT (SELECT full_pass_done FROM entity_sync_state WHERE entity = 'leads'), \
-         (SELECT full_cursor FROM sync_state)",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let (leads_done, contacts_done, contacts, open): (i64, i64, i64, Option<i64>) =
+        sqlx::query_as(
+            "SELECT (SELECT full_pass_done FROM entity_sync_state WHERE entity = 'leads'), \
+             COALESCE((SELECT full_pass_done FROM entity_sync_state WHERE entity = 'contacts'), 0), \
+             (SELECT COUNT(*) FROM contacts), (SELECT full_cursor FROM sync_state)",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert!(
-        leads_done >= 1 && open.is_some(),
-        "killed among the contacts, the pass open"
+        leads_done >= 1 && contacts_done == 0 && contacts > 0 && open.is_some(),
+        "killed among the contacts, the pass open: leads done {leads_done}, contacts done \
+         {contacts_done}, {contacts} contacts"
     );
     pool.close().await;
     let resumed_at = tokio::time::Instant::now();
@@ -318,5 +430,369 @@ async fn each_entity_keeps_its_own_custom_field_definitions_sync_after_sync() {
             .await
             .unwrap();
         assert!(phones > 0, "{table}: phones");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignored_filters_on_the_contacts_or_companies_fail_the_run_with_the_alert_and_mark_nothing_deleted()
+ {
+    for kind in LINKED_KINDS {
+        // `kind` spans three pages; leads and the other kind fit in one, so
+        // that, all changed since the last sync, an unfiltered answer of
+        // theirs is the filtered one: only `kind`'s listing tells.
+        let count = |k: RecordKind| if k == kind { 300 } else { 60 };
+        let config = SimulatorConfig {
+            leads: 60,
+            contacts: count(RecordKind::Contact),
+            companies: count(RecordKind::Company),
+            tie_block: 0,
+            ..SimulatorConfig::default()
+        };
+        let env = TestEnv::start_with(config, "page_size = 100", ALL_ENTITIES).await;
+        env.run_ok(&["--backfill"]).await;
+        assert_every_entity_equals_account(&env).await;
+        let gone = env.sim.alive_ids_of(kind)[5];
+        assert!(env.sim.delete_record(kind, gone));
+        for id in env.sim.alive_ids() {
+            assert!(env.sim.update_lead(id));
+        }
+        for other in LINKED_KINDS.into_iter().filter(|k| *k != kind) {
+            for id in env.sim.alive_ids_of(other) {
+                assert!(env.sim.update_record(other, id));
+            }
+        }
+        let cursor = incremental_cursor(&env, kind).await;
+        assert!(cursor.is_some(), "{kind:?}: the backfill set the cursor");
+
+        env.sim.set_filters_ignored(true);
+        let asked_before = env.sim.request_log().len();
+        let once = env.run(&["--once"]).await;
+        assert_eq!(once.code, Some(1), "{kind:?}: {once:#?}");
+        assert_alert_names_one_of(&once, &env.sim.alive_ids_of(kind));
+        let asked: usize = env.sim.request_log()[asked_before..]
+            .iter()
+            .filter(|r| r.path == kind.path())
+            .count();
+        assert!(
+            (1..=3).contains(&asked),
+            "{kind:?}: {asked} requests to {} after the first unfiltered answer",
+            kind.path()
+        );
+        let pool = env.db().await;
+        assert_eq!(
+            run_statuses(&pool).await.last(),
+            Some(&("incremental".into(), "failed".into())),
+            "{kind:?}"
+        );
+        assert_eq!(
+            incremental_cursor(&env, kind).await,
+            cursor,
+            "{kind:?}: the cursor did not move"
+        );
+        assert_nothing_marked_deleted(&env, &format!("{kind:?} --once")).await;
+        // The walks before the one that told are kept, leads alongside.
+        env.assert_mirror_equals_account().await;
+        if kind == RecordKind::Company {
+            env.assert_records_equal_account(RecordKind::Contact).await;
+        }
+
+        // A full sync meets the same account: it stops, and reconciles no
+        // deletion from walks it never finished.
+        let backfill = env.run(&["--backfill"]).await;
+        assert_eq!(backfill.code, Some(1), "{kind:?}: {backfill:#?}");
+        assert_alert_names_one_of(&backfill, &env.sim.alive_ids_of(kind));
+        assert_eq!(
+            run_statuses(&pool).await.last(),
+            Some(&("full".into(), "failed".into())),
+            "{kind:?}"
+        );
+        assert_eq!(incremental_cursor(&env, kind).await, cursor, "{kind:?}");
+        assert_nothing_marked_deleted(&env, &format!("{kind:?} --backfill")).await;
+
+        // Filters honoured again: the next runs mirror the account, the
+        // deletion included.
+        env.sim.set_filters_ignored(false);
+        env.run_ok(&["--once"]).await;
+        assert_every_entity_equals_account(&env).await;
+        assert_eq!(
+            env.marked_deleted_of(kind).await,
+            HashSet::from([gone]),
+            "{kind:?}"
+        );
+        env.run_ok(&["--backfill"]).await;
+        assert_every_entity_equals_account(&env).await;
+        assert_eq!(
+            env.marked_deleted_of(kind).await,
+            HashSet::from([gone]),
+            "{kind:?}"
+        );
+        env.assert_token_absent(&[&once, &backfill]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_or_company_stamped_a_year_ahead_moves_no_cursor_past_now() {
+    const YEAR: i64 = 365 * 86_400;
+    let env = TestEnv::start_with(account(400, 0), "", ALL_ENTITIES).await;
+    env.run_ok(&["--backfill"]).await;
+    let lead = env.sim.alive_ids()[7];
+    assert!(env.sim.stamp_lead_ahead(lead, YEAR));
+    let mut ahead = vec![(RecordKind::Lead, lead)];
+    for kind in LINKED_KINDS {
+        let id = env.sim.alive_ids_of(kind)[7];
+        assert!(env.sim.stamp_ahead(kind, id, YEAR));
+        ahead.push((kind, id));
+    }
+    let out = env.run_ok(&["--once"]).await;
+    for (kind, id) in &ahead {
+        let warnings = out
+            .stderr
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains(&format!(" {id} is stamped")))
+            .count();
+        assert_eq!(warnings, 1, "{kind:?} {id}: {}", out.stderr);
+    }
+    let assert_cursors_not_past_now = |when: &'static str| {
+        let env = &env;
+        async move {
+            let now = env.sim.server_now();
+            for kind in RecordKind::ALL {
+                let cursor = incremental_cursor(env, kind).await;
+                assert!(
+                    cursor.is_some_and(|c| c <= now),
+                    "{when}: {kind:?}: the cursor {cursor:?} is past Kommo's now {now}"
+                );
+            }
+        }
+    };
+    assert_cursors_not_past_now("--once").await;
+    // The record is mirrored as served, its future stamp included.
+    for (kind, id) in &ahead[1..] {
+        let raw = raw_of(&env, *kind, *id).await;
+        assert!(
+            raw["updated_at"].as_i64().unwrap() > env.sim.server_now() + YEAR / 2,
+            "{kind:?} {id}: {raw}"
+        );
+    }
+
+    // Changes made after it are not hidden behind it.
+    change_account(&env.sim, 40);
+    for kind in LINKED_KINDS {
+        let ids = env.sim.alive_ids_of(kind);
+        for id in ids.iter().skip(100).step_by(10).take(20) {
+            assert!(env.sim.update_record(kind, *id));
+        }
+        for _ in 0..5 {
+            env.sim.add_record(kind);
+        }
+    }
+    env.run_ok(&["--once"]).await;
+    assert_every_entity_equals_account(&env).await;
+    assert_cursors_not_past_now("second --once").await;
+    env.run_ok(&["--backfill"]).await;
+    assert_every_entity_equals_account(&env).await;
+    assert_cursors_not_past_now("--backfill").await;
+    for kind in LINKED_KINDS {
+        env.assert_no_false_deletion_of(kind).await;
+    }
+    env.assert_token_absent(&[&out]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_clock_15_minutes_ahead_or_behind_keeps_contacts_and_companies_exact() {
+    for offset in [15 * 60, -15 * 60] {
+        let env = TestEnv::start_with(account(400, 100), "", ALL_ENTITIES).await;
+        env.sim.set_clock_offset(offset);
+        let churn = |n: usize| {
+            for kind in RecordKind::ALL {
+                env.sim.set_churn_per_request_of(kind, n);
+            }
+        };
+        churn(2);
+        env.run_ok(&["--backfill"]).await;
+        churn(0);
+        for kind in LINKED_KINDS {
+            assert!(!env.sim.mutations_of(kind).is_empty(), "{kind:?} churned");
+            assert_no_false_deletion_since(&env, kind, 0).await;
+        }
+        env.run_ok(&["--once"]).await;
+        assert_every_entity_equals_account(&env).await;
+
+        change_account(&env.sim, 40);
+        for kind in LINKED_KINDS {
+            change_records(&env.sim, kind, 40);
+        }
+        env.run_ok(&["--once"]).await;
+        assert_every_entity_equals_account(&env).await;
+
+        change_account(&env.sim, 40);
+        for kind in LINKED_KINDS {
+            change_records(&env.sim, kind, 40);
+        }
+        let since = env.sim.mutations().len();
+        let since_of = LINKED_KINDS.map(|kind| env.sim.mutations_of(kind).len());
+        churn(1);
+        env.run_ok(&["--backfill"]).await;
+        churn(0);
+        env.assert_no_false_deletion(since).await;
+        for (kind, since) in LINKED_KINDS.into_iter().zip(since_of) {
+            assert_no_false_deletion_since(&env, kind, since).await;
+        }
+        env.run_ok(&["--once"]).await;
+        assert_every_entity_equals_account(&env).await;
+        for kind in LINKED_KINDS {
+            // Every deletion the mirror saw the record of is marked, and
+            // nothing else is.
+            let deleted: HashSet<i64> = env.sim.deleted_ids_of(kind).into_iter().collect();
+            let marked = env.marked_deleted_of(kind).await;
+            assert!(
+                !marked.is_empty(),
+                "{offset} {kind:?}: deletions were marked"
+            );
+            assert!(
+                marked.is_subset(&deleted),
+                "{offset} {kind:?}: marked but alive: {:?}",
+                marked.difference(&deleted).collect::<Vec<_>>()
+            );
+        }
+        let deleted: HashSet<i64> = env.sim.deleted_ids().into_iter().collect();
+        env.assert_marked_deleted(&deleted).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_contacts_and_companies_are_skipped_or_stored_and_the_mirror_moves_on() {
+    let env = TestEnv::start_with(account(400, 0), "", ALL_ENTITIES).await;
+    let mut odd_ids = Vec::new();
+    for kind in LINKED_KINDS {
+        let stamp = env.sim.alive_records(kind)[200]["updated_at"]
+            .as_i64()
+            .unwrap();
+        let odd = [
+            json!({"id": 9_000_001, "name": "responsible as text", "responsible_user_id": "12", "updated_at": stamp}),
+            json!({"id": 9_000_002, "name": "fields as object", "custom_fields_values": {"a": 1}, "updated_at": stamp}),
+            json!({"id": 9_000_003, "name": "nul \u{0} inside and 4-byte 𝄞 😀", "updated_at": stamp}),
+        ];
+        odd_ids = odd.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+        for record in odd {
+            env.sim.add_raw_record(kind, record);
+        }
+        env.sim
+            .add_raw_record(kind, json!({"name": "no id at all", "updated_at": stamp}));
+        env.sim.add_raw_record(
+            kind,
+            json!({"id": "abc", "name": "id as text", "updated_at": stamp + 1}),
+        );
+    }
+    let out = env.run_ok(&["--backfill"]).await;
+    for singular in ["contact", "company"] {
+        for says in [
+            format!("Kommo sent a {singular} that cannot be stored (it has no id)"),
+            format!("Kommo sent a {singular} that cannot be stored (its id is not a positive"),
+            format!("{singular} 9000001 has fields of an unexpected type"),
+            format!("{singular} 9000002 has fields of an unexpected type"),
+        ] {
+            assert!(out.stderr.contains(&says), "{says}: {}", out.stderr);
+        }
+    }
+    let pool = env.db().await;
+    let (status, skipped): (String, i64) =
+        sqlx::query_as("SELECT status, leads_skipped FROM sync_runs")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "ok");
+    assert_eq!(skipped, 0, "leads_skipped counts leads only");
+
+    // Every record is exact, the odd ones with `raw` as received (the
+    // simulator serves them as given) and NULL where the type does not fit.
+    assert_every_entity_equals_account(&env).await;
+    for kind in LINKED_KINDS {
+        let (table, _) = table(kind);
+        let alive = env.sim.alive_ids_of(kind);
+        assert!(odd_ids.iter().all(|id| alive.contains(id)), "{table}");
+        let sql = format!(
+            "SELECT responsible_user_id IS NULL, custom_fields_values IS NULL, name \
+             FROM {table} WHERE id IN (9000001, 9000002, 9000003) ORDER BY id"
+        );
+        let rows: Vec<(bool, bool, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 3, "{table}");
+        assert!(rows[0].0, "{table}: a text responsible_user_id is NULL");
+        assert!(rows[1].1, "{table}: an object custom_fields_values is NULL");
+        assert_eq!(rows[2].2, "nul \u{0} inside and 4-byte 𝄞 😀", "{table}");
+    }
+
+    // The next --once is not stuck on them.
+    change_account(&env.sim, 20);
+    for kind in LINKED_KINDS {
+        for id in env.sim.alive_ids_of(kind).iter().step_by(15).take(20) {
+            assert!(env.sim.update_record(kind, *id));
+        }
+        env.sim.add_record(kind);
+    }
+    let once = env.run_ok(&["--once"]).await;
+    assert_eq!(
+        run_statuses(&pool).await.last(),
+        Some(&("incremental".into(), "ok".into()))
+    );
+    assert_every_entity_equals_account(&env).await;
+    env.assert_token_absent(&[&out, &once]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_or_company_change_that_becomes_visible_late_is_mirrored_by_the_next_once() {
+    const LAG: std::time::Duration = std::time::Duration::from_secs(6);
+    let env = TestEnv::start_with(account(300, 0), "", ALL_ENTITIES).await;
+    env.run_ok(&["--backfill"]).await;
+    let mut late = Vec::new();
+    for kind in RecordKind::ALL {
+        let id = env.sim.alive_ids_of(kind)[10];
+        // Leads are mirrored as listed `with=contacts`.
+        let before = if kind == RecordKind::Lead {
+            env.sim.alive_leads()[10].clone()
+        } else {
+            env.sim.alive_records(kind)[10].clone()
+        };
+        assert_eq!(before["id"].as_i64(), Some(id));
+        late.push((kind, id, before));
+    }
+    let changed_at = std::time::Instant::now();
+    let changed_second = env.sim.server_now();
+    for (kind, id, _) in &late {
+        assert!(env.sim.update_visible_after(*kind, *id, LAG));
+        // A change seen at once, as late or later: the walk passes the
+        // invisible change's second.
+        assert!(
+            env.sim
+                .update_record(*kind, env.sim.alive_ids_of(*kind)[20])
+        );
+    }
+    // The first --once runs while the changes are invisible: it still sees
+    // the old records, and moves its cursors past the changes' second.
+    env.run_ok(&["--once"]).await;
+    assert!(
+        changed_at.elapsed() < LAG,
+        "the first --once ended before the changes became visible"
+    );
+    for (kind, id, before) in &late {
+        assert_eq!(&raw_of(&env, *kind, *id).await, before, "{kind:?} {id}");
+        let cursor = incremental_cursor(&env, *kind).await;
+        assert!(
+            cursor.is_some_and(|c| c >= changed_second),
+            "{kind:?}: the cursor {cursor:?} is before the change's second {changed_second}"
+        );
+    }
+    tokio::time::sleep(
+        LAG.saturating_sub(changed_at.elapsed()) + std::time::Duration::from_millis(500),
+    )
+    .await;
+    // Visible now, stamped in the past: the overlap brings them in.
+    env.run_ok(&["--once"]).await;
+    assert_every_entity_equals_account(&env).await;
+    for (kind, id, before) in &late {
+        assert_ne!(&raw_of(&env, *kind, *id).await, before, "{kind:?} {id}");
     }
 }

@@ -672,3 +672,33 @@ async fn slow_round_trips_are_overlapped_by_parallel_windows_under_churn() {
         }
     }
 }
+
+/// An incremental sync of an account where nothing changed since the last
+/// sync, with leads, contacts and companies mirrored (the default): each
+/// listing asked once or twice, no structure (read at the backfill, under
+/// an hour ago), at most 12 requests in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_sync_with_nothing_changed_sends_at_most_twelve_requests() {
+    let env = TestEnv::start(account(600, 0)).await;
+    env.run_ok(&["--backfill"]).await;
+    env.run_ok(&["--once"]).await;
+    let logged = env.sim.request_log().len();
+    env.run_ok(&["--once"]).await;
+    let sent: Vec<String> = env.sim.request_log()[logged..]
+        .iter()
+        .map(|r| format!("{} {}?{}", r.status, r.path, r.query))
+        .collect();
+    assert!(sent.len() <= 12, "{} requests: {sent:#?}", sent.len());
+    for listing in [
+        "/api/v4/leads?",
+        "/api/v4/contacts?",
+        "/api/v4/companies?",
+        "/api/v4/events?",
+    ] {
+        assert!(
+            sent.iter().any(|r| r.contains(listing)),
+            "{listing} not read: {sent:#?}"
+        );
+    }
+    env.assert_mirror_equals_account().await;
+}

@@ -12,6 +12,10 @@ use kommo_simulator::SimulatorConfig;
 use serde_json::{Value, json};
 use sqlx::SqlitePool;
 
+/// The structure read at every sync, not once an hour: these tests change
+/// it between syncs and look for the change after the next one.
+const EVERY_SYNC: &str = "[sync]\nstructure_refresh_minutes = 0\n";
+
 fn account(leads: usize) -> SimulatorConfig {
     SimulatorConfig {
         leads,
@@ -133,7 +137,8 @@ async fn assert_structure_equals_account(env: &TestEnv) {
     let got = json_rows(
         &pool,
         "SELECT json_object('id', id, 'name', name, 'type', type, 'code', code, 'sort', sort, \
-         'raw', json(raw), 'is_deleted', is_deleted) FROM custom_fields ORDER BY id",
+         'raw', json(raw), 'is_deleted', is_deleted) FROM custom_fields \
+         WHERE entity_type = 'leads' ORDER BY id",
     )
     .await;
     assert_eq!(got, want, "custom_fields");
@@ -156,7 +161,8 @@ async fn assert_structure_equals_account(env: &TestEnv) {
     let got = json_rows(
         &pool,
         "SELECT json_object('field_id', field_id, 'id', id, 'value', value, 'sort', sort, \
-         'is_deleted', is_deleted) FROM custom_field_enums ORDER BY field_id, id",
+         'is_deleted', is_deleted) FROM custom_field_enums WHERE field_id IN \
+         (SELECT id FROM custom_fields WHERE entity_type = 'leads') ORDER BY field_id, id",
     )
     .await;
     assert_eq!(got, want, "custom_field_enums");
@@ -246,7 +252,7 @@ fn open_lead_and_next_stage(env: &TestEnv, skip: usize) -> (i64, i64, i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_mirrors_the_structure_and_the_whole_stage_history() {
-    let env = TestEnv::start(account(1_500)).await;
+    let env = TestEnv::start_with(account(1_500), "", EVERY_SYNC).await;
     env.sim.set_timezone("America/Sao_Paulo", "-03:00");
     let out = env.run_ok(&["--backfill"]).await;
     assert_structure_equals_account(&env).await;
@@ -272,7 +278,7 @@ async fn backfill_mirrors_the_structure_and_the_whole_stage_history() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renamed_users_stages_tags_fields_and_loss_reasons_show_after_once() {
-    let env = TestEnv::start(account(800)).await;
+    let env = TestEnv::start_with(account(800), "", EVERY_SYNC).await;
     env.run_ok(&["--backfill"]).await;
     let s = env.sim.structure();
     let user = s["users"][2]["id"].as_i64().unwrap();
@@ -333,7 +339,7 @@ async fn renamed_users_stages_tags_fields_and_loss_reasons_show_after_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stage_changes_between_syncs_appear_once_each_after_once() {
-    let env = TestEnv::start(account(800)).await;
+    let env = TestEnv::start_with(account(800), "", EVERY_SYNC).await;
     env.run_ok(&["--backfill"]).await;
     let before = env.sim.status_events().len();
     for i in 0..6 {
@@ -356,13 +362,19 @@ async fn stage_changes_between_syncs_appear_once_each_after_once() {
     let mut paths: Vec<String> = env.sim.request_log()[logged..]
         .iter()
         .map(|r| r.path.clone())
-        .filter(|p| p != "/api/v4/leads")
+        .filter(|p| {
+            !["/api/v4/leads", "/api/v4/contacts", "/api/v4/companies"].contains(&p.as_str())
+        })
         .collect();
     paths.sort();
     assert_eq!(
         paths,
         [
             "/api/v4/account",
+            "/api/v4/companies/custom_fields",
+            "/api/v4/companies/custom_fields",
+            "/api/v4/contacts/custom_fields",
+            "/api/v4/contacts/custom_fields",
             "/api/v4/events",
             "/api/v4/events",
             "/api/v4/leads/custom_fields",
@@ -393,7 +405,7 @@ async fn stage_changes_between_syncs_appear_once_each_after_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stage_changes_made_during_a_backfill_appear_once_each_after_once() {
-    let env = TestEnv::start(account(2_000)).await;
+    let env = TestEnv::start_with(account(2_000), "", EVERY_SYNC).await;
     // Slow answers keep the backfill running while the stages change.
     env.sim.set_latency(Duration::from_millis(150));
     let mut backfill = env
@@ -429,7 +441,7 @@ async fn stage_changes_made_during_a_backfill_appear_once_each_after_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_without_admin_rights_warns_about_users_and_still_mirrors_leads() {
-    let env = TestEnv::start(account(600)).await;
+    let env = TestEnv::start_with(account(600), "", EVERY_SYNC).await;
     env.sim.set_users_forbidden(true);
     let out = env.run_ok(&["--backfill"]).await;
     let warnings: Vec<&str> = out
@@ -475,4 +487,85 @@ async fn a_token_without_admin_rights_warns_about_users_and_still_mirrors_leads(
         .unwrap();
     assert_eq!(flagged, 0);
     env.assert_token_absent(&[&out]);
+}
+
+/// What a quiet incremental sync reads: no structure listing while the
+/// last reading is under `sync.structure_refresh_minutes` old (60 by
+/// default), all of it once it is that old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_structure_is_read_again_only_once_its_last_reading_is_an_hour_old() {
+    let env = TestEnv::start(account(300)).await;
+    env.run_ok(&["--backfill"]).await;
+    let structure_requests = |from: usize| {
+        env.sim.request_log()[from..]
+            .iter()
+            .filter(|r| {
+                r.path == "/api/v4/account"
+                    || r.path.ends_with("/custom_fields")
+                    || r.path.ends_with("/pipelines")
+                    || r.path.ends_with("/users")
+                    || r.path.ends_with("/tags")
+                    || r.path.ends_with("/loss_reasons")
+            })
+            .count()
+    };
+    let s = env.sim.structure();
+    let pipeline = s["pipelines"][0]["id"].as_i64().unwrap();
+    assert!(env.sim.rename_status(pipeline, 142, "Won, renamed"));
+    let logged = env.sim.request_log().len();
+    env.run_ok(&["--once"]).await;
+    assert_eq!(structure_requests(logged), 0);
+    let pool = env.db().await;
+    let won = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT name FROM statuses WHERE pipeline_id = ? AND id = 142",
+        )
+        .bind(pipeline)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(won().await, "Closed - won", "not read yet");
+
+    // An hour later (the last reading moved an hour back), all of it.
+    sqlx::query("UPDATE sync_state SET structure_read_at = structure_read_at - 3600")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let logged = env.sim.request_log().len();
+    env.run_ok(&["--once"]).await;
+    assert!(
+        structure_requests(logged) >= 13,
+        "{}",
+        structure_requests(logged)
+    );
+    assert_eq!(won().await, "Won, renamed");
+    assert_structure_equals_account(&env).await;
+}
+
+/// A lead changed to carry a field the mirror does not hold yet has the
+/// structure read in the same incremental sync, however recent the last
+/// reading: its values are named, not NULL, at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_a_changed_lead_names_is_read_in_the_same_incremental_sync() {
+    let env = TestEnv::start(account(300)).await;
+    env.run_ok(&["--backfill"]).await;
+    let field = env.sim.add_custom_field("Brand new field");
+    let lead = env.sim.alive_ids()[3];
+    assert!(
+        env.sim
+            .set_lead_custom_field(lead, field, json!([{"value": "hello"}]))
+    );
+    env.run_ok(&["--once"]).await;
+    let pool = env.db().await;
+    let named: Option<String> = sqlx::query_scalar(
+        "SELECT field_name FROM lead_custom_field_values WHERE lead_id = ? AND field_id = ?",
+    )
+    .bind(lead)
+    .bind(field)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(named.as_deref(), Some("Brand new field"));
+    assert_structure_equals_account(&env).await;
 }

@@ -166,8 +166,12 @@ pub struct SyncSettings {
     /// While the account is blocked or unpaid, the daemon sends one probing
     /// attempt at most this often (seconds; 900 = 15 minutes).
     pub blocked_retry_seconds: u32,
-    /// The entities mirrored (`["leads"]` for now; see README).
+    /// The entities mirrored (all three by default).
     pub entities: EntitySet,
+    /// An incremental sync reads the account's structure when its last
+    /// reading is at least this old (minutes; 0 = at every sync); a full
+    /// sync always reads it.
+    pub structure_refresh_minutes: u32,
 }
 
 /// The metrics and health endpoint of the daemon.

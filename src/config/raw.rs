@@ -112,6 +112,7 @@ pub(super) struct RawSync {
     pub(super) parallel_windows: i64,
     pub(super) blocked_retry_seconds: i64,
     pub(super) entities: Vec<String>,
+    pub(super) structure_refresh_minutes: i64,
 }
 
 impl Default for RawSync {
@@ -120,9 +121,8 @@ impl Default for RawSync {
             overlap_seconds: 300,
             parallel_windows: 4,
             blocked_retry_seconds: 900,
-            // Contacts and companies join the default once every test and
-            // figure of the sync covers them (issue 17).
-            entities: vec!["leads".into()],
+            entities: vec!["leads".into(), "contacts".into(), "companies".into()],
+            structure_refresh_minutes: 60,
         }
     }
 }

@@ -104,6 +104,13 @@ impl Settings {
             "use a number of seconds, e.g. 900 (15 minutes); probing a blocked account often keeps it blocked",
         )?;
         let entities = entity_set(&raw.sync.entities)?;
+        let structure_refresh_minutes = in_range(
+            "sync.structure_refresh_minutes",
+            raw.sync.structure_refresh_minutes,
+            0,
+            10_080,
+            "use a number of minutes up to 10080 (a week), e.g. 60 (the default), or 0 to read the structure at every sync",
+        )?;
         let max_size_mib = match raw.database.max_size_mib {
             None => None,
             Some(mib) => Some(in_range(
@@ -145,6 +152,7 @@ impl Settings {
                 parallel_windows,
                 blocked_retry_seconds,
                 entities,
+                structure_refresh_minutes,
             },
             metrics: MetricsSettings {
                 listen: raw
@@ -365,14 +373,15 @@ mod tests {
     }
 
     #[test]
-    fn entities_are_leads_by_default_and_must_be_known_unique_and_include_leads() {
+    fn entities_are_all_three_by_default_and_must_be_known_unique_and_include_leads() {
         let s = Settings::validate(RawSettings::default(), None).unwrap();
-        assert_eq!(s.sync.entities, EntitySet::LEADS);
+        assert_eq!(s.sync.entities, EntitySet::ALL);
         let with = |names: &[&str]| {
             let mut raw = RawSettings::default();
             raw.sync.entities = names.iter().map(|n| n.to_string()).collect();
             Settings::validate(raw, None)
         };
+        assert_eq!(with(&["leads"]).unwrap().sync.entities, EntitySet::LEADS);
         let s = with(&["companies", "leads", "contacts"]).unwrap();
         assert_eq!(s.sync.entities, EntitySet::ALL);
         for (bad, says) in [

@@ -82,31 +82,32 @@ impl RecordQuery {
 }
 
 impl RecordQuery {
-    /// Fails with [`KommoError::FilterIgnored`] when `page` holds a lead this
+    /// Fails with [`KommoError::FilterIgnored`] when `page` holds a record this
     /// query's filter excludes: Kommo did not apply it, and no answer of the
     /// account can be trusted to mean what was asked.
     pub fn check_answer(&self, page: &RecordPage) -> Result<(), KommoError> {
         let ignored = |detail: String| Err(KommoError::FilterIgnored { detail });
-        for lead in &page.records {
-            if !self.ids.is_empty() && !self.ids.contains(&lead.id) {
+        let (plural, singular) = (self.entity.plural, self.entity.singular);
+        for record in &page.records {
+            if !self.ids.is_empty() && !self.ids.contains(&record.id) {
                 return ignored(format!(
-                    "asked for {} lead(s) by id, it answered with lead {}, not among them",
+                    "asked for {} {plural} by id, it answered with {singular} {}, not among them",
                     self.ids.len(),
-                    lead.id
+                    record.id
                 ));
             }
-            let Some(updated_at) = lead.updated_at else {
+            let Some(updated_at) = record.updated_at else {
                 continue;
             };
             if self.updated_from.is_some_and(|from| updated_at < from)
                 || self.updated_to.is_some_and(|to| updated_at > to)
             {
                 return ignored(format!(
-                    "asked for leads updated from {} to {}, it answered with lead {} updated at {updated_at}",
+                    "asked for {plural} updated from {} to {}, it answered with {singular} {} updated at {updated_at}",
                     self.updated_from
                         .map_or("the start".into(), |t| t.to_string()),
                     self.updated_to.map_or("now".into(), |t| t.to_string()),
-                    lead.id
+                    record.id
                 ));
             }
         }

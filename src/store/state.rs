@@ -34,6 +34,8 @@ pub struct SyncState {
     pub full_pass_started_at: Option<i64>,
     /// `created_at` up to which deletion and restore events have been followed.
     pub events_cursor: Option<i64>,
+    /// When the structure was last read and written (this machine's clock).
+    pub structure_read_at: Option<i64>,
 }
 
 /// Where one entity's syncs stand.
@@ -60,7 +62,8 @@ pub struct CursorUpdate {
 
 pub async fn read(pool: &SqlitePool) -> Result<SyncState, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT full_pass, full_cursor, full_pass_started_at, events_cursor FROM sync_state WHERE id = 1",
+        "SELECT full_pass, full_cursor, full_pass_started_at, events_cursor, structure_read_at \
+         FROM sync_state WHERE id = 1",
     )
     .fetch_one(pool)
     .await?)

@@ -14,6 +14,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::StoreError;
 use super::{RunCounters, Store};
+use crate::kommo::ENTITIES;
 use crate::kommo::structure::{
     AccountInfo, CustomField, FieldEnum, LossReason, Pipeline, Status, Tag, User,
 };
@@ -453,9 +454,43 @@ impl Store {
         let db = self.db.flushed().await?;
         let mut tx = db.begin().await?;
         write(&mut tx, snapshot, now).await?;
+        sqlx::query("UPDATE sync_state SET structure_read_at = ?1 WHERE id = 1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         super::runs::set_counters(&mut tx, run_id, counters).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Whether a record written at `since` or later names something of the
+    /// structure the mirror does not hold: a lead's pipeline, stage or loss
+    /// reason, or a custom field of any record's values. Users and tags are
+    /// left out (users are listed only to admins; tags are written with
+    /// their records).
+    pub async fn names_unknown_structure(&self, since: i64) -> Result<bool, StoreError> {
+        let mut sql = String::from(
+            "SELECT EXISTS (SELECT 1 FROM leads AS l WHERE l.synced_at >= ?1 AND ( \
+               (l.pipeline_id IS NOT NULL AND l.status_id IS NOT NULL AND NOT EXISTS \
+                 (SELECT 1 FROM statuses AS s WHERE s.pipeline_id = l.pipeline_id AND s.id = l.status_id)) \
+               OR (l.loss_reason_id IS NOT NULL AND l.loss_reason_id != 0 AND NOT EXISTS \
+                 (SELECT 1 FROM loss_reasons AS r WHERE r.id = l.loss_reason_id))))",
+        );
+        for entity in ENTITIES {
+            let (table, singular) = (entity.plural, entity.singular);
+            sql.push_str(&format!(
+                " OR EXISTS (SELECT 1 FROM {singular}_field_values AS v \
+                   JOIN {table} AS r ON r.id = v.{singular}_id \
+                   WHERE r.synced_at >= ?1 AND NOT EXISTS \
+                   (SELECT 1 FROM custom_fields AS f WHERE f.id = v.field_id))"
+            ));
+        }
+        // Table names come from the entity constants, never from input.
+        let unknown: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(since)
+            .fetch_one(self.db.committed())
+            .await?;
+        Ok(unknown)
     }
 
     /// Rows listed and flagged deleted in each structure table.

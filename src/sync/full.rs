@@ -1,7 +1,9 @@
-//! A full pass: every alive record of each synced entity (leads, then
-//! contacts, then companies), walked in several `updated_at` windows at once
-//! (see [`super::windows`]), then its deletions, each confirmed by id; one
-//! entity after the other, each through the same code.
+//! A full pass: every alive record of each synced entity (leads, contacts,
+//! companies), walked in several `updated_at` windows at once (see
+//! [`super::windows`]), then its deletions, each confirmed by id. The
+//! entities are walked side by side, each through the same code, their
+//! requests sharing the one pacer: the allowance stays in use while one
+//! entity ends its last windows or confirms its deletions.
 //!
 //! Each entity's walk begins by asking for Kommo's newest record: a window whose walk
 //! ends before it, without having met it, while it is alive (unchanged, or
@@ -58,23 +60,56 @@ impl Syncer {
         }
         let before = self.deleted_count().await?;
         let mut first_newest = Some(first_newest);
+        let mut entities = FuturesUnordered::new();
         for entity in self.options.entities.iter() {
             let Some(windows) = self.store.entity_windows(pass, entity).await? else {
                 continue;
             };
-            let newest = match first_newest.take() {
-                Some(newest) if std::ptr::eq(entity, first) => newest,
-                _ => self.newest_record(progress, entity).await?,
-            };
-            self.walk_windows(progress, entity, pass, windows, newest.as_ref())
-                .await?;
-            self.confirm_unseen(progress, entity, pass).await?;
-            self.store
-                .finish_entity_pass(pass, entity, i64::from(self.options.overlap_seconds))
-                .await?;
+            let newest = first_newest.take_if(|_| std::ptr::eq(entity, first));
+            entities.push(super::stop_others_on_error(
+                progress,
+                self.entity_pass(progress, entity, pass, windows, newest),
+            ));
+        }
+        let mut first_error = None;
+        while let Some(result) = entities.next().await {
+            match (result, &first_error) {
+                (Ok(()), _) => {}
+                // The error that stopped the others, not the interruptions
+                // it caused.
+                (Err(e), None | Some(SyncError::Interrupted)) => first_error = Some(e),
+                (Err(_), Some(_)) => {}
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         self.store.finish_full_pass(pass).await?;
         Ok(u64::try_from(self.deleted_count().await? - before).unwrap_or(0))
+    }
+
+    /// One entity's share of the pass: its newest record (unless already
+    /// asked for), its windows, its unseen records confirmed by id, and the
+    /// entity marked walked whole.
+    async fn entity_pass(
+        &self,
+        progress: &RunProgress,
+        entity: &'static Entity,
+        pass: i64,
+        windows: Vec<Window>,
+        newest: Option<Option<Record>>,
+    ) -> Result<(), SyncError> {
+        let newest = match newest {
+            Some(newest) => newest,
+            None => self.newest_record(progress, entity).await?,
+        };
+        self.walk_windows(progress, entity, pass, windows, newest.as_ref())
+            .await?;
+        self.confirm_unseen(progress, entity, pass).await?;
+        self.store
+            .finish_entity_pass(pass, entity, i64::from(self.options.overlap_seconds))
+            .await?;
+        Ok(())
     }
 
     /// Walks `entity`'s `windows` of the pass with up to

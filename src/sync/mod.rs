@@ -21,9 +21,12 @@
 //! overlap), then the deleted-leads listing, then the lead events
 //! ([`events`]) that reveal restores.
 //!
-//! After its leads, every sync reads the account's structure ([`structure`]:
-//! a handful of requests, one transaction), and it follows the leads' stage
-//! history in its events phase (a full sync after its pass).
+//! A full sync reads the account's structure ([`structure`]: a handful of
+//! requests, one transaction) alongside its pass; an incremental one after
+//! its walks, when the last reading is older than
+//! `sync.structure_refresh_minutes` or a record it wrote names a pipeline,
+//! stage, loss reason or custom field the mirror lacks. Every sync follows
+//! the leads' stage history in its events phase (a full sync after its pass).
 //!
 //! An answer that does not fit its question (Kommo ignored the filter, see
 //! [`KommoError::FilterIgnored`]) stops the run at once. Every "now" the
@@ -127,6 +130,9 @@ pub struct SyncOptions {
     pub parallel_windows: u32,
     /// The entities mirrored (`sync.entities`).
     pub entities: EntitySet,
+    /// An incremental sync reads the structure when its last reading is
+    /// at least this many minutes old (0: at every sync).
+    pub structure_refresh_minutes: u32,
 }
 
 impl SyncOptions {
@@ -154,7 +160,7 @@ pub struct RunProgress {
     /// The client's request count when the run started.
     requests_before: AtomicU64,
     /// Leads already warned about as stamped in the future.
-    future_warned: Mutex<HashSet<RecordId>>,
+    future_warned: Mutex<HashSet<(&'static str, RecordId)>>,
 }
 
 impl RunProgress {
@@ -182,8 +188,8 @@ impl RunProgress {
     }
 
     /// Whether this is the run's first warning about `id` being stamped in the future.
-    fn first_future_warning(&self, id: RecordId) -> bool {
-        self.future_warned.lock_anyway().insert(id)
+    fn first_future_warning(&self, entity: &'static Entity, id: RecordId) -> bool {
+        self.future_warned.lock_anyway().insert((entity.plural, id))
     }
 
     /// Counts `n` records of `entity` written; `sync_runs.leads_upserted`
@@ -309,6 +315,7 @@ impl Syncer {
             }
             RunKind::Incremental => {
                 let state = self.store.sync_state().await?;
+                let started = unix_now();
                 let before = self.deleted_count().await?;
                 let resume =
                     |cursor: Option<i64>| cursor.map_or(0, |c| self.options.resume_from(c));
@@ -323,7 +330,9 @@ impl Syncer {
                             .await?;
                     }
                 }
-                self.sync_structure(progress).await?;
+                if self.structure_due(state.structure_read_at, started).await? {
+                    self.sync_structure(progress).await?;
+                }
                 self.follow_events(progress, state.events_cursor, self.kommo_now())
                     .await?;
                 u64::try_from(self.deleted_count().await? - before).unwrap_or(0)

@@ -4,9 +4,12 @@
 //! written in one transaction.
 //!
 //! Each listing is read whole by the listing reader ([`super::listing`]):
-//! two passes that agree, so eleven requests for an account whose custom
-//! fields fit in 50 and whose users and tags fit in 250. A full sync
-//! runs it alongside its lead walks, an incremental one after them. A listing that
+//! two passes that agree, so eleven requests (two more per entity beyond
+//! leads) for an account whose custom fields fit in 50 and whose users and
+//! tags fit in 250. A full sync runs it alongside its walks; an incremental
+//! one after them, only when it is due ([`Syncer::structure_due`]): the
+//! structure changes seldom, and reading it at every sync would cost more
+//! than the records of a quiet account. A listing that
 //! cannot be read (`403` with a JSON body, typically users for a token
 //! without admin rights; a `404`; a failure that outlasts the retries) is
 //! left as it was in the mirror, with a warning, and the rest of the sync
@@ -25,6 +28,22 @@ use crate::kommo::structure::{
 use crate::store::{Part, StructureSnapshot};
 
 impl Syncer {
+    /// Whether an incremental sync that began at `since` reads the
+    /// structure: the last reading (`read_at`, this machine's clock) is
+    /// `structure_refresh_minutes` old (or from a clock set back since), or
+    /// a record written in this sync names a pipeline, stage, loss reason
+    /// or custom field the mirror lacks, so its named views would show
+    /// NULL until the next reading.
+    pub(super) async fn structure_due(
+        &self,
+        read_at: Option<i64>,
+        since: i64,
+    ) -> Result<bool, SyncError> {
+        let max_age = i64::from(self.options.structure_refresh_minutes) * 60;
+        let fresh = read_at.is_some_and(|at| (0..max_age).contains(&(unix_now() - at)));
+        Ok(!fresh || self.store.names_unknown_structure(since).await?)
+    }
+
     /// Fetches the account's structure and writes what could be read.
     pub(super) async fn sync_structure(&self, progress: &RunProgress) -> Result<(), SyncError> {
         let account = self

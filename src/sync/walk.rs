@@ -156,7 +156,7 @@ impl Syncer {
                 Said::End(page) => (page, true),
             };
             let now = self.kommo_now();
-            let reached = self.reached(progress, &page, cursor, now);
+            let reached = self.reached(progress, range.entity, &page, cursor, now);
             let full = !claims_end(&page, limit as usize);
             if full && reached.top == cursor {
                 if reached.past_now || cursor >= now {
@@ -205,27 +205,37 @@ impl Syncer {
     }
 
     /// How far a page lets the walk go: its newest `updated_at` up to
-    /// Kommo's `now` (never back before `cursor`); leads stamped past now are
-    /// mirrored but not followed. Warns once per run about each lead stamped
-    /// more than a minute in the future.
-    fn reached(&self, progress: &RunProgress, page: &RecordPage, cursor: i64, now: i64) -> Reached {
+    /// Kommo's `now` (never back before `cursor`); records stamped past now
+    /// are mirrored but not followed. Warns once per run about each record
+    /// stamped more than a minute in the future.
+    fn reached(
+        &self,
+        progress: &RunProgress,
+        entity: &'static Entity,
+        page: &RecordPage,
+        cursor: i64,
+        now: i64,
+    ) -> Reached {
         let mut reached = Reached {
             top: cursor,
             past_now: false,
         };
-        for lead in &page.records {
-            let Some(updated_at) = lead.updated_at else {
+        for record in &page.records {
+            let Some(updated_at) = record.updated_at else {
                 continue;
             };
-            if updated_at > now + FUTURE_TOLERANCE_SECONDS && progress.first_future_warning(lead.id)
+            if updated_at > now + FUTURE_TOLERANCE_SECONDS
+                && progress.first_future_warning(entity, record.id)
             {
                 tracing::warn!(
                     run_id = progress.run_id,
-                    lead_id = lead.id,
+                    entity = entity.plural,
+                    record_id = record.id,
                     updated_at,
                     kommo_now = now,
-                    "lead {} is stamped {}, past Kommo's clock ({}); it is mirrored, but no cursor follows it past now",
-                    lead.id,
+                    "{} {} is stamped {}, past Kommo's clock ({}); it is mirrored, but no cursor follows it past now",
+                    entity.singular,
+                    record.id,
                     crate::clock::format_unix(updated_at),
                     crate::clock::format_unix(now),
                 );

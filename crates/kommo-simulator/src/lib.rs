@@ -92,14 +92,15 @@ use stats::{RateWindow, RequestLog};
 pub struct SimulatorConfig {
     /// number of leads to generate (default 5000)
     pub leads: usize,
-    /// number of contacts to generate (default 5000)
+    /// number of contacts to generate (default 300: a test's backfill of
+    /// all three entities stays quick)
     pub contacts: usize,
-    /// number of companies to generate (default 1500)
+    /// number of companies to generate (default 100)
     pub companies: usize,
     /// size of a bulk-import block of leads that all share ONE updated_at
     /// second (default 600, i.e. > 2 pages of 250); 0 = none. Contacts and
     /// companies get a block of `tie_block.min(count / 10)` records each
-    /// (500 of the default 5000 contacts, 150 of the 1500 companies).
+    /// (30 of the default 300 contacts, 10 of the 100 companies).
     pub tie_block: usize,
     /// RNG seed, deterministic generation (default 42)
     pub seed: u64,
@@ -114,8 +115,8 @@ impl Default for SimulatorConfig {
     fn default() -> Self {
         SimulatorConfig {
             leads: 5000,
-            contacts: 5000,
-            companies: 1500,
+            contacts: 300,
+            companies: 100,
             tie_block: 600,
             seed: 42,
             rate_limit_per_second: 7,
