@@ -14,10 +14,10 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::StoreError;
 use super::{RunCounters, Store};
-use crate::kommo::ENTITIES;
 use crate::kommo::structure::{
     AccountInfo, CustomField, FieldEnum, LossReason, Pipeline, Status, Tag, User,
 };
+use crate::kommo::{Entity, LEADS};
 
 /// One part of the structure as fetched.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -463,34 +463,46 @@ impl Store {
         Ok(())
     }
 
-    /// Whether a record written at `since` or later names something of the
-    /// structure the mirror does not hold: a lead's pipeline, stage or loss
-    /// reason, or a custom field of any record's values. Users and tags are
-    /// left out (users are listed only to admins; tags are written with
-    /// their records).
-    pub async fn names_unknown_structure(&self, since: i64) -> Result<bool, StoreError> {
-        let mut sql = String::from(
-            "SELECT EXISTS (SELECT 1 FROM leads AS l WHERE l.synced_at >= ?1 AND ( \
-               (l.pipeline_id IS NOT NULL AND l.status_id IS NOT NULL AND NOT EXISTS \
-                 (SELECT 1 FROM statuses AS s WHERE s.pipeline_id = l.pipeline_id AND s.id = l.status_id)) \
-               OR (l.loss_reason_id IS NOT NULL AND l.loss_reason_id != 0 AND NOT EXISTS \
-                 (SELECT 1 FROM loss_reasons AS r WHERE r.id = l.loss_reason_id))))",
-        );
-        for entity in ENTITIES {
+    /// Whether an alive record updated at or after its entity's `from`
+    /// (each entity's walk start of an incremental sync: what it wrote)
+    /// names something of the structure the mirror does not hold: a lead's
+    /// stage or loss reason, or a custom field of any record's values.
+    /// Users and tags are left out (users are listed only to admins; tags
+    /// are written with their records). Each entity is read through its
+    /// `(is_deleted, updated_at)` index: only the records of the walk.
+    pub async fn names_unknown_structure(
+        &self,
+        from: &[(&'static Entity, i64)],
+    ) -> Result<bool, StoreError> {
+        for &(entity, since) in from {
             let (table, singular) = (entity.plural, entity.singular);
-            sql.push_str(&format!(
-                " OR EXISTS (SELECT 1 FROM {singular}_field_values AS v \
-                   JOIN {table} AS r ON r.id = v.{singular}_id \
-                   WHERE r.synced_at >= ?1 AND NOT EXISTS \
+            let mut sql = format!(
+                "SELECT EXISTS (SELECT 1 FROM {table} AS r \
+                   JOIN {singular}_field_values AS v ON v.{singular}_id = r.id \
+                   WHERE r.is_deleted = 0 AND r.updated_at >= ?1 AND NOT EXISTS \
                    (SELECT 1 FROM custom_fields AS f WHERE f.id = v.field_id))"
-            ));
+            );
+            if std::ptr::eq(entity, &LEADS) {
+                sql.push_str(
+                    " OR EXISTS (SELECT 1 FROM leads AS l \
+                       WHERE l.is_deleted = 0 AND l.updated_at >= ?1 AND ( \
+                       (l.pipeline_id IS NOT NULL AND l.status_id IS NOT NULL AND NOT EXISTS \
+                         (SELECT 1 FROM statuses AS s \
+                          WHERE s.pipeline_id = l.pipeline_id AND s.id = l.status_id)) \
+                       OR (l.loss_reason_id IS NOT NULL AND l.loss_reason_id != 0 AND NOT EXISTS \
+                         (SELECT 1 FROM loss_reasons AS x WHERE x.id = l.loss_reason_id))))",
+                );
+            }
+            // Table names come from the entity constants, never from input.
+            let unknown: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(since)
+                .fetch_one(self.db.committed())
+                .await?;
+            if unknown {
+                return Ok(true);
+            }
         }
-        // Table names come from the entity constants, never from input.
-        let unknown: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(since)
-            .fetch_one(self.db.committed())
-            .await?;
-        Ok(unknown)
+        Ok(false)
     }
 
     /// Rows listed and flagged deleted in each structure table.

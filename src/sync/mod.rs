@@ -315,13 +315,14 @@ impl Syncer {
             }
             RunKind::Incremental => {
                 let state = self.store.sync_state().await?;
-                let started = unix_now();
                 let before = self.deleted_count().await?;
+                let mut walked = Vec::new();
                 let resume =
                     |cursor: Option<i64>| cursor.map_or(0, |c| self.options.resume_from(c));
                 for entity in self.options.entities.iter() {
                     let cursors = self.store.entity_state(entity).await?;
                     let start = resume(cursors.incremental_cursor);
+                    walked.push((entity, start));
                     self.walk(progress, walk::Range::incremental(entity, start))
                         .await?;
                     if entity.lists_deleted {
@@ -330,7 +331,7 @@ impl Syncer {
                             .await?;
                     }
                 }
-                if self.structure_due(state.structure_read_at, started).await? {
+                if self.structure_due(state.structure_read_at, &walked).await? {
                     self.sync_structure(progress).await?;
                 }
                 self.follow_events(progress, state.events_cursor, self.kommo_now())

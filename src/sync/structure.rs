@@ -21,27 +21,27 @@ use super::listing::Expect;
 use super::slices::Layout;
 use super::{RunProgress, SyncError, Syncer};
 use crate::clock::unix_now;
-use crate::kommo::KommoError;
 use crate::kommo::structure::{
     CustomField, Keyed, LOSS_REASONS, ListEndpoint, PIPELINES, TAGS, USERS,
 };
+use crate::kommo::{Entity, KommoError};
 use crate::store::{Part, StructureSnapshot};
 
 impl Syncer {
-    /// Whether an incremental sync that began at `since` reads the
-    /// structure: the last reading (`read_at`, this machine's clock) is
-    /// `structure_refresh_minutes` old (or from a clock set back since), or
-    /// a record written in this sync names a pipeline, stage, loss reason
-    /// or custom field the mirror lacks, so its named views would show
-    /// NULL until the next reading.
+    /// Whether an incremental sync reads the structure: the last reading
+    /// (`read_at`, this machine's clock) is `structure_refresh_minutes` old
+    /// (or from a clock set back since), or a record its walks wrote (each
+    /// entity's walk start in `walked`) names a stage, loss reason or
+    /// custom field the mirror lacks, so its named views would show NULL
+    /// until the next reading.
     pub(super) async fn structure_due(
         &self,
         read_at: Option<i64>,
-        since: i64,
+        walked: &[(&'static Entity, i64)],
     ) -> Result<bool, SyncError> {
         let max_age = i64::from(self.options.structure_refresh_minutes) * 60;
         let fresh = read_at.is_some_and(|at| (0..max_age).contains(&(unix_now() - at)));
-        Ok(!fresh || self.store.names_unknown_structure(since).await?)
+        Ok(!fresh || self.store.names_unknown_structure(walked).await?)
     }
 
     /// Fetches the account's structure and writes what could be read.
