@@ -1,14 +1,17 @@
-//! Many seeds, one random anomaly each: a small account changes (lead
-//! updates, deletions, restores, stage changes, structure renames and
-//! deletions), then a full sync and an incremental sync under churn each
-//! meet one spoiled answer (a `204`, an empty `200`, `{}`, a page cut short
-//! without `next`, a truncated body, an element with an id sent as a
-//! string) in one listing kind drawn at random, at a random request of that
-//! kind. After each run no alive lead is marked deleted, no structure row
-//! the account still has is flagged deleted, no stage change is mirrored
-//! twice or invented, and a full sync that ends `ok` left nothing missing;
-//! after one clean `--once` the mirror equals the account and holds every
-//! stage change.
+//! Many seeds, one random anomaly each: a small account of leads, contacts
+//! and companies changes (updates, deletions, restores and additions of
+//! each, stage changes, structure renames and deletions), then a full sync
+//! and an incremental sync under churn each meet one spoiled answer (a
+//! `204`, an empty `200`, `{}`, a page cut short without `next`, a
+//! truncated body, an element with an id sent as a string) in one listing
+//! kind drawn at random (of leads, events and the structure, or of contacts
+//! and companies and their custom fields), at a random request of that
+//! kind. After each run no alive lead, contact or company is marked
+//! deleted, no structure row the account still has is flagged deleted, no
+//! stage change is mirrored twice or invented, and a full sync that ends
+//! `ok` left nothing missing; after one clean `--once` the mirror's leads,
+//! contacts and companies equal the account's and it holds every stage
+//! change.
 //!
 //! `cargo test --test random_anomalies` runs 200 seeds;
 //! `cargo test --release --test random_anomalies -- --ignored` runs 2,000.
@@ -22,6 +25,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use common::TestEnv;
+use common::records::{LINKED_KINDS, change_records};
 use kommo_simulator::{Fault, FaultScope, Mutation, RequestRecord, SimulatorConfig};
 use tokio::sync::Semaphore;
 
@@ -49,11 +53,17 @@ struct Draw {
 }
 
 impl Draw {
-    /// Draws a listing kind, an anomaly, and which request of that kind
+    /// Draws a listing kind (of leads, events and the structure, or of
+    /// contacts and companies), an anomaly, and which request of that kind
     /// gets it: one of those the previous run sent (`previous`, the
     /// requests it sent).
     fn new(rng: &mut fastrand::Rng, previous: &[RequestRecord]) -> Draw {
-        let scope = FaultScope::LISTINGS[rng.usize(..FaultScope::LISTINGS.len())];
+        let scopes = || {
+            FaultScope::LISTINGS
+                .into_iter()
+                .chain(FaultScope::CONTACT_COMPANY_LISTINGS)
+        };
+        let scope = scopes().nth(rng.usize(..scopes().count())).unwrap();
         let mut fault = ANOMALIES[rng.usize(..ANOMALIES.len())].clone();
         if scope == FaultScope::Events && fault == Fault::StringId {
             fault = Fault::StringEntityId;
@@ -126,10 +136,14 @@ async fn run_meeting(env: &TestEnv, draw: Draw, args: &[&str], drawn: &Drawn) ->
 }
 
 /// Renames and deletes a few structure rows, moves a few leads between
-/// stages, updates, deletes and restores leads.
+/// stages, updates, deletes, adds and restores leads, contacts and
+/// companies.
 fn change_account(env: &TestEnv, rng: &mut fastrand::Rng, clock_offset: &mut i64) {
     common::change_account(&env.sim, rng.usize(2..12));
     env.move_open_leads(rng.usize(1..6));
+    for kind in LINKED_KINDS {
+        change_records(&env.sim, kind, rng.usize(1..6));
+    }
     let ids = env.sim.structure_ids();
     let pick = |rng: &mut fastrand::Rng, v: &[i64]| v.get(rng.usize(..v.len().max(1))).copied();
     let name = format!("renamed {}", rng.u32(..));
@@ -178,17 +192,27 @@ fn change_account(env: &TestEnv, rng: &mut fastrand::Rng, clock_offset: &mut i64
     }
 }
 
-/// The account's changes so far and the leads the mirror marks deleted:
-/// what a run is judged against.
+/// The account's changes so far and the records the mirror marks deleted
+/// (leads, and of each of [`LINKED_KINDS`] in its order): what a run is
+/// judged against.
 struct Before {
     mutations: usize,
     marked_deleted: HashSet<i64>,
+    linked: Vec<(usize, HashSet<i64>)>,
 }
 
 async fn state_before(env: &TestEnv) -> Before {
+    let mut linked = Vec::new();
+    for kind in LINKED_KINDS {
+        linked.push((
+            env.sim.mutations_of(kind).len(),
+            env.marked_deleted_of(kind).await,
+        ));
+    }
     Before {
         mutations: env.sim.mutations().len(),
         marked_deleted: env.marked_deleted().await,
+        linked,
     }
 }
 
@@ -196,9 +220,9 @@ async fn state_before(env: &TestEnv) -> Before {
 type StageChangeRow = (String, i64, i64, Option<i64>, Option<i64>);
 
 /// What must hold after every run, whatever it met (`after` names the run):
-/// it marked no alive lead deleted (a lead restored after the run began may
-/// still be, as one the run had not yet read as restored; the next sync
-/// mirrors it).
+/// it marked no alive lead, contact or company deleted (one restored after
+/// the run began may still be, as one the run had not yet read as
+/// restored; the next sync mirrors it).
 async fn assert_nothing_wrongly_flagged(env: &TestEnv, before: &Before, after: &str) {
     let since = before.mutations;
     let mutations = env.sim.mutations();
@@ -222,6 +246,10 @@ async fn assert_nothing_wrongly_flagged(env: &TestEnv, before: &Before, after: &
         wrongly_deleted.is_empty(),
         "after {after}: alive leads marked deleted (with their history): {wrongly_deleted:?}"
     );
+    for (kind, (since, marked_before)) in LINKED_KINDS.into_iter().zip(&before.linked) {
+        env.assert_no_false_deletion_since(kind, *since, marked_before, after)
+            .await;
+    }
     let wrong = env.structure_flagged_but_existing().await;
     assert!(
         wrong.is_empty(),
@@ -261,9 +289,24 @@ async fn assert_nothing_wrongly_flagged(env: &TestEnv, before: &Before, after: &
 /// changes-under-churn incremental sync meeting another, a clean `--once`.
 async fn run_seed(seed: u64, drawn: Drawn) {
     let mut rng = fastrand::Rng::with_seed(seed);
+    let leads = rng.usize(60..200);
+    let tie_block = [0, 0, 25, 45][rng.usize(..4)];
+    // Contacts and companies get a bulk-import block of
+    // `tie_block.min(count / 10)`: with a block, enough of them for theirs
+    // to fill a page (20), a crowded second their walk reads by id; without
+    // one, few.
+    let mut records = |small: std::ops::Range<usize>| {
+        if tie_block > 0 {
+            rng.usize(200..240)
+        } else {
+            rng.usize(small)
+        }
+    };
     let account = SimulatorConfig {
-        leads: rng.usize(60..200),
-        tie_block: [0, 0, 25, 45][rng.usize(..4)],
+        leads,
+        tie_block,
+        contacts: records(20..80),
+        companies: records(10..40),
         seed,
         rate_limit_per_second: SERVER_RATE,
         ..SimulatorConfig::default()
@@ -281,6 +324,9 @@ async fn run_seed(seed: u64, drawn: Drawn) {
     if out.code == Some(0) {
         // Nothing changed during it: an `ok` full sync is exact.
         env.assert_mirror_equals_account().await;
+        for kind in LINKED_KINDS {
+            env.assert_records_equal_account(kind).await;
+        }
         let missing = env.stage_changes_missing().await;
         assert!(
             missing.is_empty(),
@@ -300,6 +346,9 @@ async fn run_seed(seed: u64, drawn: Drawn) {
     env.run_ok(&["--once"]).await;
     assert_nothing_wrongly_flagged(&env, &before, "the clean --once").await;
     env.assert_mirror_equals_account().await;
+    for kind in LINKED_KINDS {
+        env.assert_records_equal_account(kind).await;
+    }
     let missing = env.stage_changes_missing().await;
     assert!(
         missing.is_empty(),

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use kommo_simulator::RecordKind;
+use kommo_simulator::{Mutation, RecordKind, Simulator};
 use serde_json::Value;
 
 use super::TestEnv;
@@ -21,6 +21,27 @@ pub fn table(kind: RecordKind) -> (&'static str, &'static str) {
         RecordKind::Lead => ("leads", "lead"),
         RecordKind::Contact => ("contacts", "contact"),
         RecordKind::Company => ("companies", "company"),
+    }
+}
+
+/// Like [`super::change_account`] for the records of `kind`: `n` updates,
+/// `n / 4` deletions, `n / 4` additions, and every other deleted record
+/// restored.
+pub fn change_records(sim: &Simulator, kind: RecordKind, n: usize) {
+    let ids = sim.alive_ids_of(kind);
+    let step = (ids.len() / (n + n / 4 + 1)).max(1);
+    let mut picked = ids.iter().step_by(step);
+    for id in picked.by_ref().take(n) {
+        assert!(sim.update_record(kind, *id));
+    }
+    for id in picked.by_ref().take(n / 4) {
+        assert!(sim.delete_record(kind, *id));
+    }
+    for _ in 0..n / 4 {
+        sim.add_record(kind);
+    }
+    for id in sim.deleted_ids_of(kind).iter().step_by(2) {
+        assert!(sim.restore_record(kind, *id));
     }
 }
 
@@ -137,6 +158,45 @@ impl TestEnv {
         assert!(
             false_deletions.is_empty(),
             "alive {} marked deleted: {false_deletions:?}",
+            table(kind).0
+        );
+    }
+
+    /// Asserts that no record of `kind` alive in the account is marked
+    /// deleted, except records restored after its mutation number `since`
+    /// (a restore that follows the walk's passage, `updated_at` unchanged,
+    /// is the next --once's to mirror, through its event) and records in
+    /// `marked_before` (marked before the run judged, which a run that
+    /// failed may have left as they were; pass an empty set to judge every
+    /// mark). `context` names the run in the message, which lists each
+    /// falsely deleted record with its history of mutations.
+    pub async fn assert_no_false_deletion_since(
+        &self,
+        kind: RecordKind,
+        since: usize,
+        marked_before: &HashSet<i64>,
+        context: &str,
+    ) {
+        let mutations = self.sim.mutations_of(kind);
+        let restored_late: HashSet<i64> = mutations[since..]
+            .iter()
+            .filter_map(|m| match m {
+                Mutation::Restored(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        let alive: HashSet<i64> = self.sim.alive_ids_of(kind).into_iter().collect();
+        let false_deletions: Vec<(i64, Vec<&Mutation>)> = self
+            .marked_deleted_of(kind)
+            .await
+            .into_iter()
+            .filter(|id| !marked_before.contains(id))
+            .filter(|id| alive.contains(id) && !restored_late.contains(id))
+            .map(|id| (id, mutations.iter().filter(|m| m.id() == id).collect()))
+            .collect();
+        assert!(
+            false_deletions.is_empty(),
+            "after {context}: alive {} marked deleted (with their history): {false_deletions:?}",
             table(kind).0
         );
     }
