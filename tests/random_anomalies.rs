@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use common::TestEnv;
 use common::records::{LINKED_KINDS, change_records};
-use kommo_simulator::{Fault, FaultScope, Mutation, RequestRecord, SimulatorConfig};
+use kommo_simulator::{Fault, FaultScope, RecordKind, RequestRecord, SimulatorConfig};
 use tokio::sync::Semaphore;
 
 /// The anomalies drawn from (`StringId` becomes `StringEntityId` on events,
@@ -224,28 +224,13 @@ type StageChangeRow = (String, i64, i64, Option<i64>, Option<i64>);
 /// the run began may still be, as one the run had not yet read as
 /// restored; the next sync mirrors it).
 async fn assert_nothing_wrongly_flagged(env: &TestEnv, before: &Before, after: &str) {
-    let since = before.mutations;
-    let mutations = env.sim.mutations();
-    let restored_late: HashSet<i64> = mutations[since..]
-        .iter()
-        .filter_map(|m| match m {
-            Mutation::Restored(id) => Some(*id),
-            _ => None,
-        })
-        .collect();
-    let alive: HashSet<i64> = env.sim.alive_ids().into_iter().collect();
-    let wrongly_deleted: Vec<(i64, Vec<&Mutation>)> = env
-        .marked_deleted()
-        .await
-        .into_iter()
-        .filter(|id| !before.marked_deleted.contains(id))
-        .filter(|id| alive.contains(id) && !restored_late.contains(id))
-        .map(|id| (id, mutations.iter().filter(|m| m.id() == id).collect()))
-        .collect();
-    assert!(
-        wrongly_deleted.is_empty(),
-        "after {after}: alive leads marked deleted (with their history): {wrongly_deleted:?}"
-    );
+    env.assert_no_false_deletion_since(
+        RecordKind::Lead,
+        before.mutations,
+        &before.marked_deleted,
+        after,
+    )
+    .await;
     for (kind, (since, marked_before)) in LINKED_KINDS.into_iter().zip(&before.linked) {
         env.assert_no_false_deletion_since(kind, *since, marked_before, after)
             .await;
