@@ -35,6 +35,11 @@ pub(super) async fn connect(
         // page cache saved little CPU for much memory (each connection
         // has its own), so SQLite's default of 2 MiB stays.
         .pragma("temp_store", "MEMORY")
+        // A checkpoint every 10,000 WAL pages (40 MiB) instead of 1,000: the
+        // index pages a backfill dirties again and again are copied into
+        // the database file once per checkpoint, not ten times (about 5 %
+        // of a backfill's CPU). The WAL file keeps up to that size.
+        .pragma("wal_autocheckpoint", "10000")
         .foreign_keys(true);
     if let Some(mib) = max_size_mib {
         // 4096-byte pages (SQLite's default page size).

@@ -5,13 +5,13 @@
 //! page's transaction, so they never describe another version of it than
 //! its table does and no stale row survives a change.
 
-use serde_json::{Value, json};
+use sqlx::sqlite::SqliteArguments;
 use sqlx::{AssertSqlSafe, Sqlite, Transaction};
 
 use super::Store;
 use super::StoreError;
-use super::records::id_list;
-use crate::kommo::{Entity, LEADS, Link, Record};
+use super::records::{bind, id_list, next_chunk};
+use crate::kommo::{Entity, FieldValue, LEADS, Link, Record, RecordId};
 
 /// The detail tables of `entity`, each with its id column first.
 fn tables(entity: &Entity) -> Vec<String> {
@@ -23,7 +23,8 @@ fn tables(entity: &Entity) -> Vec<String> {
 
 /// Replaces the detail rows of `records` (alive records of `entity`, just
 /// upserted): deletes the old ones and inserts the new, a few statements for
-/// a whole page (rows travel as one JSON array per table).
+/// a whole page (multi-row inserts of bound values, as the records' own
+/// upsert: no JSON built here nor parsed by SQLite).
 pub async fn replace(
     tx: &mut Transaction<'static, Sqlite>,
     entity: &Entity,
@@ -42,81 +43,106 @@ pub async fn replace(
             .execute(&mut **tx)
             .await?;
     }
-    let mut values = Vec::new();
-    let mut tags = Vec::new();
-    let mut links: Vec<Vec<Value>> = vec![Vec::new(); entity.links.len()];
-    for record in records {
-        let id = record.id;
-        for v in &record.field_values {
-            values.push(json!([
-                id,
-                v.field_id,
-                v.position,
-                v.field_type,
-                v.text,
-                v.number,
-                v.boolean.map(i64::from),
-                v.date,
-                v.enum_id,
-                v.enum_code,
-                v.field_code
-            ]));
-        }
-        tags.extend(record.tags.iter().map(|t| json!([id, t])));
-        for (rows, link) in links.iter_mut().zip(entity.links) {
-            match link {
-                Link::Contacts => rows.extend(
-                    record
-                        .contacts
-                        .iter()
-                        .map(|(c, main)| json!([id, c, i64::from(*main)])),
-                ),
-                Link::Companies => rows.extend(record.companies.iter().map(|c| json!([id, c]))),
+    let values: Vec<(RecordId, &FieldValue)> = records
+        .iter()
+        .flat_map(|r| r.field_values.iter().map(move |v| (r.id, v)))
+        .collect();
+    let table = format!("{e}_field_values");
+    let columns = format!(
+        "{e}_id, field_id, position, field_type, value_text, value_number, value_bool, \
+         value_date, enum_id, enum_code, field_code"
+    );
+    insert_rows(tx, &table, &columns, 11, &values, |args, (id, v)| {
+        bind(args, *id)?;
+        bind(args, v.field_id)?;
+        bind(args, v.position)?;
+        bind(args, v.field_type.as_deref())?;
+        bind(args, v.text.as_deref())?;
+        bind(args, v.number)?;
+        bind(args, v.boolean.map(i64::from))?;
+        bind(args, v.date)?;
+        bind(args, v.enum_id)?;
+        bind(args, v.enum_code.as_deref())?;
+        bind(args, v.field_code.as_deref())
+    })
+    .await?;
+    let tags: Vec<(RecordId, i64)> = records
+        .iter()
+        .flat_map(|r| r.tags.iter().map(move |t| (r.id, *t)))
+        .collect();
+    insert_rows(
+        tx,
+        &format!("{e}_tags"),
+        &format!("{e}_id, tag_id"),
+        2,
+        &tags,
+        |args, (id, tag)| {
+            bind(args, *id)?;
+            bind(args, *tag)
+        },
+    )
+    .await?;
+    for link in entity.links {
+        let table = format!("{e}_{}", link.plural());
+        let other = link.singular();
+        match link {
+            Link::Contacts => {
+                let rows: Vec<(RecordId, i64, bool)> = records
+                    .iter()
+                    .flat_map(|r| r.contacts.iter().map(move |(c, main)| (r.id, *c, *main)))
+                    .collect();
+                let columns = format!("{e}_id, {other}_id, is_main");
+                insert_rows(tx, &table, &columns, 3, &rows, |args, (id, c, main)| {
+                    bind(args, *id)?;
+                    bind(args, *c)?;
+                    bind(args, i64::from(*main))
+                })
+                .await?;
+            }
+            Link::Companies => {
+                let rows: Vec<(RecordId, i64)> = records
+                    .iter()
+                    .flat_map(|r| r.companies.iter().map(move |c| (r.id, *c)))
+                    .collect();
+                let columns = format!("{e}_id, {other}_id");
+                insert_rows(tx, &table, &columns, 2, &rows, |args, (id, c)| {
+                    bind(args, *id)?;
+                    bind(args, *c)
+                })
+                .await?;
             }
         }
     }
-    let mut inserts = vec![
-        (
-            format!(
-                "INSERT OR IGNORE INTO {e}_field_values \
-                 ({e}_id, field_id, position, field_type, value_text, value_number, value_bool, \
-                 value_date, enum_id, enum_code, field_code) \
-                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
-                 value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10 FROM json_each(?1)"
-            ),
-            values,
-        ),
-        (
-            format!(
-                "INSERT OR IGNORE INTO {e}_tags ({e}_id, tag_id) \
-                 SELECT value ->> 0, value ->> 1 FROM json_each(?1)"
-            ),
-            tags,
-        ),
-    ];
-    for (link, rows) in entity.links.iter().zip(links) {
-        let other = link.singular();
-        let sql = match link {
-            Link::Contacts => format!(
-                "INSERT OR IGNORE INTO {e}_{} ({e}_id, {other}_id, is_main) \
-                 SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1)",
-                link.plural()
-            ),
-            Link::Companies => format!(
-                "INSERT OR IGNORE INTO {e}_{} ({e}_id, {other}_id) \
-                 SELECT value ->> 0, value ->> 1 FROM json_each(?1)",
-                link.plural()
-            ),
-        };
-        inserts.push((sql, rows));
-    }
-    for (sql, rows) in inserts {
-        if !rows.is_empty() {
-            sqlx::query(AssertSqlSafe(sql))
-                .bind(Value::Array(rows).to_string())
-                .execute(&mut **tx)
-                .await?;
+    Ok(())
+}
+
+/// `INSERT OR IGNORE INTO table (columns) VALUES (...), ...` for `rows`,
+/// `width` values each, in statements of [`next_chunk`] rows (a row listed
+/// twice in one record is kept once).
+async fn insert_rows<T>(
+    tx: &mut Transaction<'static, Sqlite>,
+    table: &str,
+    columns: &str,
+    width: usize,
+    rows: &[T],
+    bind_row: impl Fn(&mut SqliteArguments, &T) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let (chunk, after) = rest.split_at(next_chunk(rest.len()));
+        rest = after;
+        let mut args = SqliteArguments::default();
+        for row in chunk {
+            bind_row(&mut args, row)?;
         }
+        let row = format!("(?{})", ", ?".repeat(width - 1));
+        let sql = format!(
+            "INSERT OR IGNORE INTO {table} ({columns}) VALUES {}",
+            vec![row; chunk.len()].join(", ")
+        );
+        sqlx::query_with(AssertSqlSafe(sql), args)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }

@@ -23,7 +23,7 @@ const ROWS_PER_STATEMENT: usize = 64;
 /// else the largest power of two, so that at most seven statement shapes are ever
 /// compiled and kept prepared (one per count would fill sqlx's cache with
 /// large programs).
-fn next_chunk(remaining: usize) -> usize {
+pub(super) fn next_chunk(remaining: usize) -> usize {
     if remaining >= ROWS_PER_STATEMENT {
         ROWS_PER_STATEMENT
     } else {
@@ -98,7 +98,7 @@ pub async fn upsert_alive(
 }
 
 /// Adds one bound value.
-fn bind<'q, T>(args: &mut SqliteArguments, value: T) -> Result<(), StoreError>
+pub(super) fn bind<'q, T>(args: &mut SqliteArguments, value: T) -> Result<(), StoreError>
 where
     T: sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite>,
 {
