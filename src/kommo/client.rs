@@ -15,6 +15,7 @@ use reqwest::header::{AUTHORIZATION, HeaderValue};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
+use super::pacer::Lane;
 use super::query::{EventQuery, RecordQuery};
 use super::retry::{Retry, RetryBudget, retry_after};
 use super::server_clock::ServerClock;
@@ -155,7 +156,7 @@ impl KommoClient {
     ) -> Result<RecordPage, KommoError> {
         let path = format!("api/v4/{}", query.entity.plural);
         let (mut page, round_trip) = self
-            .get_bytes_timed(token, &path, &query.to_pairs(), |body| {
+            .get_bytes_timed(token, &path, &query.to_pairs(), Lane::Window, |body| {
                 let page = match body {
                     None => RecordPage::default(),
                     Some(body) => RecordPage::from_slice(query.entity, body)?,
@@ -258,7 +259,10 @@ impl KommoClient {
         query: &[(&'static str, String)],
         parse: impl Fn(Option<&[u8]>) -> Result<T, KommoError>,
     ) -> Result<T, KommoError> {
-        Ok(self.get_bytes_timed(token, path, query, parse).await?.0)
+        Ok(self
+            .get_bytes_timed(token, path, query, Lane::Chain, parse)
+            .await?
+            .0)
     }
 
     /// [`KommoClient::get_bytes`], with the round trip of the try that
@@ -269,6 +273,7 @@ impl KommoClient {
         token: &Secret,
         path: &str,
         query: &[(&'static str, String)],
+        lane: Lane,
         parse: impl Fn(Option<&[u8]>) -> Result<T, KommoError>,
     ) -> Result<(T, Duration), KommoError> {
         let mut url = self.base.join(path).map_err(|e| KommoError::Transport {
@@ -288,7 +293,7 @@ impl KommoClient {
 
         let mut budget = RetryBudget::default();
         loop {
-            self.pacer.ready().await;
+            self.pacer.ready(lane).await;
             if self.run_stopped() {
                 return Err(KommoError::NotSent);
             }

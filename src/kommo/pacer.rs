@@ -9,14 +9,34 @@
 //! a closed window. So the limiter allows no burst and spaces requests by
 //! `(1 s + WINDOW_MARGIN) / limit`: `limit + 1` requests then always span more
 //! than one second plus the margin, which absorbs network jitter.
+//!
+//! Requests wait for the limiter one at a time, and a request of a
+//! [`Lane::Chain`] (a listing read page after page, each page asked once the
+//! one before it is answered: events, structure, account) goes before the
+//! waiting requests of the [`Lane::Window`]s (record listings, of which a
+//! full pass keeps several in flight). A chain sends one request per round
+//! trip at most, so it never starves the windows; without the lane it got
+//! one slot in five while the windows were busy and was left to end the
+//! backfill alone, one page per round trip.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::poison::LockAnyway;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::Notify;
 use tokio::time::Instant;
+
+/// Which requests go first when several wait for the pacer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// A page of a listing read one page at a time: goes first.
+    Chain,
+    /// A page of a record listing, of which several are in flight.
+    Window,
+}
 
 /// Slack added to the one-second window when spacing requests, so that jitter
 /// in when requests arrive cannot put `limit + 1` of them into one second: an
@@ -36,6 +56,29 @@ pub fn request_spacing(per_second: NonZeroU32) -> Duration {
 pub struct Pacer {
     limiter: Arc<DefaultDirectRateLimiter>,
     paused_until: Arc<Mutex<Option<Instant>>>,
+    turns: Arc<Turns>,
+}
+
+/// Who waits for the limiter next.
+#[derive(Default)]
+struct Turns {
+    /// Held by the one request waiting for the limiter; FIFO.
+    turn: tokio::sync::Mutex<()>,
+    /// Chain requests waiting for their turn or for the limiter.
+    chains_waiting: AtomicUsize,
+    /// Signalled when no chain request waits any more.
+    chains_done: Notify,
+}
+
+/// A chain request counted as waiting, until it is sent or dropped.
+struct ChainWaiting<'a>(&'a Turns);
+
+impl Drop for ChainWaiting<'_> {
+    fn drop(&mut self) {
+        if self.0.chains_waiting.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.chains_done.notify_waiters();
+        }
+    }
 }
 
 impl Pacer {
@@ -47,17 +90,47 @@ impl Pacer {
         Pacer {
             limiter: Arc::new(RateLimiter::direct(quota)),
             paused_until: Arc::new(Mutex::new(None)),
+            turns: Arc::default(),
         }
     }
 
-    /// Waits until a request may be sent: through the limiter and past any
-    /// pause, including one imposed while this request waited in the limiter.
-    pub async fn ready(&self) {
+    /// Waits until a request of `lane` may be sent: through the limiter and
+    /// past any pause, including one imposed while this request waited in
+    /// the limiter.
+    pub async fn ready(&self, lane: Lane) {
         loop {
             self.wait_for_pause().await;
-            self.limiter.until_ready().await;
+            {
+                let _chain = (lane == Lane::Chain).then(|| {
+                    self.turns.chains_waiting.fetch_add(1, Ordering::AcqRel);
+                    ChainWaiting(&self.turns)
+                });
+                let _turn = self.take_turn(lane).await;
+                self.limiter.until_ready().await;
+            }
             if !self.is_paused() {
                 return;
+            }
+        }
+    }
+
+    /// The turn to wait for the limiter; a window request gives it up while
+    /// a chain request waits.
+    async fn take_turn(&self, lane: Lane) -> tokio::sync::MutexGuard<'_, ()> {
+        let turns = &*self.turns;
+        loop {
+            if lane == Lane::Window {
+                let done = turns.chains_done.notified();
+                tokio::pin!(done);
+                done.as_mut().enable();
+                if turns.chains_waiting.load(Ordering::Acquire) > 0 {
+                    done.await;
+                    continue;
+                }
+            }
+            let turn = turns.turn.lock().await;
+            if lane == Lane::Chain || turns.chains_waiting.load(Ordering::Acquire) == 0 {
+                return turn;
             }
         }
     }
@@ -95,11 +168,11 @@ mod tests {
     async fn a_pause_holds_back_requests_already_waiting_in_the_limiter() {
         let pacer = Pacer::new(NonZeroU32::new(1).unwrap());
         let start = Instant::now();
-        pacer.ready().await; // the first request goes at once
+        pacer.ready(Lane::Window).await; // the first request goes at once
         let waiting = {
             let pacer = pacer.clone();
             tokio::spawn(async move {
-                pacer.ready().await;
+                pacer.ready(Lane::Window).await;
                 Instant::now()
             })
         };
@@ -111,6 +184,52 @@ mod tests {
             sent_at >= start + Duration::from_secs(10),
             "sent {:?} after start, inside the pause",
             sent_at - start
+        );
+    }
+
+    #[tokio::test]
+    async fn a_chain_request_goes_before_the_window_requests_waiting_before_it() {
+        // 20/s: about 51 ms between requests (governor keeps real time).
+        let pacer = Pacer::new(NonZeroU32::new(20).unwrap());
+        pacer.ready(Lane::Window).await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let send = |lane: Lane, name: &'static str| {
+            let pacer = pacer.clone();
+            let order = order.clone();
+            tokio::spawn(async move {
+                pacer.ready(lane).await;
+                order.lock_anyway().push(name);
+            })
+        };
+        let mut waiting: Vec<_> = (0..4).map(|_| send(Lane::Window, "window")).collect();
+        tokio::task::yield_now().await;
+        waiting.push(send(Lane::Chain, "chain"));
+        for task in waiting {
+            task.await.unwrap();
+        }
+        let order = order.lock_anyway().clone();
+        // The window already waiting in the limiter keeps its slot; the
+        // chain takes the next one.
+        let chain_at = order.iter().position(|n| *n == "chain").unwrap();
+        assert!(chain_at <= 1, "sent in this order: {order:?}");
+        assert_eq!(order.len(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_chain_request_dropped_while_waiting_lets_the_windows_go() {
+        let pacer = Pacer::new(NonZeroU32::new(20).unwrap());
+        pacer.ready(Lane::Window).await;
+        let chain = {
+            let pacer = pacer.clone();
+            tokio::spawn(async move { pacer.ready(Lane::Chain).await })
+        };
+        tokio::task::yield_now().await;
+        chain.abort();
+        let _ = chain.await;
+        let window = tokio::time::timeout(Duration::from_secs(5), pacer.ready(Lane::Window)).await;
+        assert!(
+            window.is_ok(),
+            "a window request waited on a chain request that was dropped"
         );
     }
 
