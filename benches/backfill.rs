@@ -323,6 +323,7 @@ async fn run_case(binary: &Path, case: Case, dir: &Path, timeline: bool) -> Case
     if timeline {
         print_timeline(&sim, backfill.seconds);
     }
+    assert_mirror_exact(&db, &sim).await;
     let once = match case.incremental_after {
         None => None,
         Some(changes) => {
@@ -362,6 +363,40 @@ fn knows_entities(binary: &Path, config: &Path) -> bool {
 }
 
 /// Requests per second of the last run, from the simulator's log.
+/// The mirror a backfill left holds every alive lead of the account at its
+/// version, and no other alive lead: a backfill that lost leads is no
+/// figure. Outside the measured run.
+async fn assert_mirror_exact(db: &Path, sim: &Simulator) {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
+        .read_only(true);
+    let pool = sqlx::SqlitePool::connect_with(options)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", db.display()));
+    let mirror: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT id, updated_at FROM leads WHERE is_deleted = 0 ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .expect("the mirror's leads");
+    pool.close().await;
+    let mut account: Vec<(i64, i64)> = sim
+        .alive_leads()
+        .iter()
+        .filter_map(|l| Some((l["id"].as_i64()?, l["updated_at"].as_i64()?)))
+        .collect();
+    account.sort_unstable();
+    let missing = account
+        .iter()
+        .filter(|l| mirror.binary_search(l).is_err())
+        .count();
+    assert!(
+        mirror == account,
+        "the mirror is not exact: {} alive leads against the account's {}, {missing} of the account's missing or at another version",
+        mirror.len(),
+        account.len()
+    );
+}
+
 fn print_timeline(sim: &Simulator, seconds: f64) {
     let log = sim.request_log();
     let Some(first) = log.first().map(|r| r.at) else {
