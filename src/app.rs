@@ -69,8 +69,7 @@ fn service_spec(settings: &Settings, with_metrics: bool) -> Result<ServiceSpec, 
     Ok(ServiceSpec {
         base_url: settings.require_base_url().map_err(|e| e.to_string())?,
         client: client_options(settings)?,
-        database: settings.database.path.clone(),
-        max_size_mib: settings.database.max_size_mib,
+        database: settings.database.target()?,
         sync: SyncOptions {
             page_size: settings.kommo.page_size,
             overlap_seconds: settings.sync.overlap_seconds,
@@ -281,14 +280,21 @@ fn probe_failed(settings: &Settings, error: &KommoError) -> u8 {
 /// `--status`: the state of the mirror, from the database only.
 async fn status(settings: &Settings) -> u8 {
     let path = &settings.database.path;
-    if !path.exists() {
+    if settings.database.postgres.is_none() && !path.exists() {
         eprintln!(
             "kommo-sync: the mirror {} does not exist yet; run kommo-sync --backfill first (or check database.path)",
             path.display()
         );
         return exit::CONFIG;
     }
-    let store = match Store::open(path).await {
+    let target = match settings.database.target() {
+        Ok(target) => target,
+        Err(e) => {
+            eprintln!("kommo-sync: configuration error: {e}");
+            return exit::CONFIG;
+        }
+    };
+    let store = match Store::open_target(target).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("kommo-sync: {e}");

@@ -9,7 +9,7 @@ use crate::alert::Alert;
 use crate::clock::{format_unix, unix_now};
 use crate::kommo::KommoError;
 use crate::service::SyncService;
-use crate::store::{RunKind, RunStatus, SyncLock};
+use crate::store::{RunKind, RunStatus};
 use crate::sync::{RunProgress, SyncError, SyncReport};
 use crate::token::{ExpiryState, Secret, TokenSource, expiry_state};
 
@@ -75,7 +75,7 @@ impl SyncService {
         cancel: &CancellationToken,
     ) -> AttemptOutcome {
         let store = self.syncer.store();
-        let _lock = match SyncLock::acquire(store.path()) {
+        let _lock = match store.lock_sync().await {
             Ok(lock) => lock,
             Err(message) => {
                 tracing::error!(kind = %kind, "{message}");
@@ -101,8 +101,8 @@ impl SyncService {
             Err(e) => {
                 let message = format!(
                     "cannot record the run in the mirror {}: {e}; check free disk space and that the \
-                     file and its directory are writable by this user",
-                    store.path().display()
+                     database is writable by this user",
+                    store.describe()
                 );
                 tracing::error!(kind = %kind, "{message}");
                 return AttemptOutcome::failed_without_run(message);
@@ -166,9 +166,9 @@ impl SyncService {
             }
             Err(SyncError::Store(e)) => {
                 let message = format!(
-                    "cannot write the mirror {}: {e}; check free disk space and that the file and its \
-                     directory are writable by this user; everything committed before is intact",
-                    self.syncer.store().path().display()
+                    "cannot write the mirror {}: {e}; check free disk space and that the database \
+                     is writable by this user; everything committed before is intact",
+                    self.syncer.store().describe()
                 );
                 tracing::error!(run_id, kind = %kind, leads_upserted = counters.leads_upserted, error = %message, "sync failed");
                 (RunStatus::Failed, None, Some(message))

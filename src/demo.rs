@@ -16,7 +16,7 @@ use crate::exit;
 use crate::kommo::ClientOptions;
 use crate::kommo::{COMPANIES, CONTACTS, EntitySet};
 use crate::service::{ServiceSpec, SyncService};
-use crate::store::{RunKind, Store};
+use crate::store::{RunKind, Store, Target};
 use crate::sync::SyncOptions;
 use crate::token::{TokenSource, fake_jwt};
 use kommo_simulator::{RecordKind, Simulator, SimulatorConfig};
@@ -57,8 +57,10 @@ async fn demo() -> Result<u8, String> {
             requests_per_second: NonZeroU32::new(7).expect("not zero"),
             ..ClientOptions::default()
         },
-        database: path.to_path_buf(),
-        max_size_mib: None,
+        database: Target::Sqlite {
+            path: path.to_path_buf(),
+            max_size_mib: None,
+        },
         sync: SyncOptions {
             page_size: 250,
             overlap_seconds: 300,

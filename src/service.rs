@@ -3,13 +3,11 @@
 //! the store, the sync options, the token's source and the metrics go in;
 //! what comes out is ready to run attempts (see `attempt`).
 
-use std::path::PathBuf;
-
 use reqwest::Url;
 
 use crate::kommo::{ClientOptions, KommoClient};
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Target};
 use crate::sync::{SyncOptions, Syncer};
 use crate::token::TokenSource;
 
@@ -20,10 +18,8 @@ pub struct ServiceSpec {
     pub base_url: Url,
     /// How the client behaves.
     pub client: ClientOptions,
-    /// The mirror's file.
-    pub database: PathBuf,
-    /// The mirror's size limit in MiB, if any.
-    pub max_size_mib: Option<u32>,
+    /// Where the mirror is.
+    pub database: Target,
     /// How the sync walks.
     pub sync: SyncOptions,
     /// Where the token is read from at each attempt.
@@ -60,7 +56,7 @@ impl SyncService {
     pub async fn build(spec: ServiceSpec) -> Result<SyncService, BuildError> {
         let client = KommoClient::new(spec.base_url, spec.client)
             .map_err(|e| BuildError::Config(e.to_string()))?;
-        let store = Store::open_limited(&spec.database, spec.max_size_mib).await?;
+        let store = Store::open_target(spec.database).await?;
         let metrics = spec
             .with_metrics
             .then(|| Metrics::new(store.clone(), client.clone()));

@@ -13,7 +13,7 @@ pub async fn print(store: &Store, settings: &Settings) -> Result<(), StoreError>
     let counts = store.lead_counts().await?;
     let state = store.sync_state().await?;
     let when = |t: Option<i64>| t.map_or_else(|| "never".to_string(), format_unix);
-    println!("mirror:              {}", store.path().display());
+    println!("mirror:              {}", store.describe());
     println!(
         "leads:               {} alive, {} deleted, {} in all",
         counts.alive, counts.deleted, counts.total

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use common::{TestEnv, stop_daemon, test_token, wait_for};
 use kommo_simulator::SimulatorConfig;
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
-async fn count_runs(pool: &SqlitePool, status: &str) -> i64 {
+async fn count_runs(pool: &AnyPool, status: &str) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM sync_runs WHERE status = ?")
         .bind(status)
         .fetch_one(pool)
@@ -170,7 +170,7 @@ async fn daemon_follows_changes_alerts_recovers_and_stops_cleanly() {
 /// to show its new name; whether it did.
 async fn change_and_wait_until_mirrored(
     env: &TestEnv,
-    pool: &SqlitePool,
+    pool: &AnyPool,
     id: i64,
     limit: Duration,
 ) -> bool {
@@ -204,7 +204,7 @@ fn start_daemon(env: &TestEnv, name: &str) -> (tokio::process::Child, std::path:
     (env.spawn_daemon(&log_path), log_path)
 }
 
-async fn runs(pool: &SqlitePool) -> Vec<(String, String)> {
+async fn runs(pool: &AnyPool) -> Vec<(String, String)> {
     sqlx::query_as("SELECT kind, status FROM sync_runs ORDER BY id")
         .fetch_all(pool)
         .await

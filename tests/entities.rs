@@ -40,7 +40,7 @@ async fn assert_every_entity_equals_account(env: &TestEnv) {
 
 /// The incremental cursor of `kind` (`entity_sync_state`).
 async fn incremental_cursor(env: &TestEnv, kind: RecordKind) -> Option<i64> {
-    sqlx::query_scalar("SELECT incremental_cursor FROM entity_sync_state WHERE entity = ?")
+    sqlx::query_scalar("SELECT incremental_cursor FROM entity_sync_state WHERE entity = $1")
         .bind(table(kind).0)
         .fetch_optional(&env.db().await)
         .await
@@ -50,7 +50,10 @@ async fn incremental_cursor(env: &TestEnv, kind: RecordKind) -> Option<i64> {
 
 /// The `raw` column of the record `id` of `kind`.
 async fn raw_of(env: &TestEnv, kind: RecordKind, id: i64) -> Value {
-    let sql = format!("SELECT raw FROM {} WHERE id = ?", table(kind).0);
+    let sql = format!(
+        "SELECT CAST(raw AS TEXT) FROM {} WHERE id = $1",
+        table(kind).0
+    );
     let raw: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .fetch_one(&env.db().await)
@@ -669,13 +672,16 @@ async fn malformed_contacts_and_companies_are_skipped_or_stored_and_the_mirror_m
             "SELECT responsible_user_id IS NULL, custom_fields_values IS NULL, name \
              FROM {table} WHERE id IN (9000001, 9000002, 9000003) ORDER BY id"
         );
-        let rows: Vec<(bool, bool, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .fetch_all(&pool)
             .await
             .unwrap();
         assert_eq!(rows.len(), 3, "{table}");
-        assert!(rows[0].0, "{table}: a text responsible_user_id is NULL");
-        assert!(rows[1].1, "{table}: an object custom_fields_values is NULL");
+        assert_eq!(rows[0].0, 1, "{table}: a text responsible_user_id is NULL");
+        assert_eq!(
+            rows[1].1, 1,
+            "{table}: an object custom_fields_values is NULL"
+        );
         assert_eq!(rows[2].2, "nul \u{0} inside and 4-byte 𝄞 😀", "{table}");
     }
 

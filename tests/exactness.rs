@@ -24,7 +24,6 @@ fn account(leads: usize, tie_block: usize) -> SimulatorConfig {
 /// request meet one walk, in order.
 const ONE_WALK: &str = "[sync]\nparallel_windows = 1\n";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_sync_meeting_each_anomaly_under_churn_marks_only_deleted_leads() {
     for (name, fault) in anomalies() {
         let env = TestEnv::start(account(2_000, 300)).await;
@@ -54,7 +53,6 @@ async fn a_full_sync_meeting_each_anomaly_under_churn_marks_only_deleted_leads()
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_meeting_each_anomaly_is_exact_or_fails() {
     for (name, fault) in anomalies() {
         for skip in [1, 4] {
@@ -76,7 +74,6 @@ async fn a_backfill_meeting_each_anomaly_is_exact_or_fails() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listing_that_ends_early_with_204_is_asked_again_or_fails_the_backfill() {
     // One 204 where a page was due: asked again, the backfill is exact.
     let env = TestEnv::start(account(2_000, 0)).await;
@@ -103,7 +100,6 @@ async fn a_listing_that_ends_early_with_204_is_asked_again_or_fails_the_backfill
     env.assert_token_absent(&[&out]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lead_restored_behind_the_walk_is_confirmed_alive_by_id_not_marked_deleted() {
     // Two requests a second, 100 leads a page: a full sync of ~20 pages.
     let env = TestEnv::start_with(
@@ -147,7 +143,6 @@ async fn a_lead_restored_behind_the_walk_is_confirmed_alive_by_id_not_marked_del
     env.assert_mirror_equals_account().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_that_becomes_visible_late_is_mirrored_by_the_next_once() {
     let env = TestEnv::start(account(1_000, 0)).await;
     env.run_ok(&["--backfill"]).await;
@@ -173,7 +168,6 @@ async fn a_change_that_becomes_visible_late_is_mirrored_by_the_next_once() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_that_keep_meeting_empty_answers_fail_the_run_and_keep_progress() {
     let env = TestEnv::start_with(account(2_000, 0), "max_retries = 1", ONE_WALK).await;
     // The first try and its one retry (of one walk) both meet an empty 200.
@@ -191,7 +185,7 @@ async fn retries_that_keep_meeting_empty_answers_fail_the_run_and_keep_progress(
         run_statuses(&pool).await,
         vec![("full".into(), "failed".into())]
     );
-    let kept = mirror_rows(&pool, "1").await.len();
+    let kept = mirror_rows(&pool, "TRUE").await.len();
     assert!(kept >= 250, "the pages before the failure are kept: {kept}");
     // The next backfill resumes and completes.
     env.run_ok(&["--backfill"]).await;
@@ -199,7 +193,6 @@ async fn retries_that_keep_meeting_empty_answers_fail_the_run_and_keep_progress(
     env.assert_token_absent(&[&out]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bulk_edit_into_the_current_second_during_a_parallel_full_sync_marks_no_alive_lead_deleted()
  {
     let env = TestEnv::start(account(5_000, 600)).await;
@@ -229,7 +222,6 @@ async fn a_bulk_edit_into_the_current_second_during_a_parallel_full_sync_marks_n
     env.assert_token_absent(&[&out]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_clock_15_minutes_ahead_or_behind_keeps_the_mirror_exact() {
     for offset in [15 * 60, -15 * 60] {
         let env = TestEnv::start(account(2_000, 300)).await;
@@ -257,7 +249,6 @@ async fn a_server_clock_15_minutes_ahead_or_behind_keeps_the_mirror_exact() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lead_stamped_a_year_ahead_moves_no_cursor_past_now() {
     let env = TestEnv::start(account(2_000, 0)).await;
     env.run_ok(&["--backfill"]).await;
@@ -295,7 +286,6 @@ async fn a_lead_stamped_a_year_ahead_moves_no_cursor_past_now() {
     env.assert_mirror_equals_account().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_leads_are_skipped_or_stored_and_the_mirror_moves_on() {
     let env = TestEnv::start(account(1_000, 0)).await;
     let stamp = env.sim.alive_leads()[500]["updated_at"].as_i64().unwrap();
@@ -354,7 +344,14 @@ async fn malformed_leads_are_skipped_or_stored_and_the_mirror_moves_on() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(name, odd[2]["name"].as_str().unwrap());
+    let sent = odd[2]["name"].as_str().unwrap();
+    if env.on_postgres() {
+        // PostgreSQL's text holds no NUL: the column drops it, `raw` (json,
+        // checked above) keeps it escaped, as received.
+        assert_eq!(name, sent.replace('\0', ""));
+    } else {
+        assert_eq!(name, sent);
+    }
 
     // The next --once is not stuck on them.
     let ids = env.sim.alive_ids();
@@ -379,7 +376,6 @@ async fn malformed_leads_are_skipped_or_stored_and_the_mirror_moves_on() {
     env.assert_token_absent(&[&out]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_page_where_the_listing_seems_to_end_is_asked_again() {
     // Two leads a page, the smallest overlap (1 s: the generated leads are
     // all older, so only the changes are listed): the page from the last
@@ -407,7 +403,6 @@ async fn a_short_page_where_the_listing_seems_to_end_is_asked_again() {
     env.assert_token_absent(&[&out]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lead_stamped_ahead_does_not_keep_a_slow_walk_going() {
     // One request a second: every answer's Date is a second later than the
     // last, and a lead an hour ahead must not drag the cursor along.
@@ -431,7 +426,6 @@ async fn a_lead_stamped_ahead_does_not_keep_a_slow_walk_going() {
 /// The full sync leaves the deleted-leads cursor at its start: the next
 /// `--once` lists only the leads deleted since, not the whole trash, and
 /// still marks every one of them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_once_after_a_backfill_lists_only_the_leads_deleted_since_it_began() {
     let env = TestEnv::start(account(3_000, 0)).await;
     // A trash of 700 leads (three pages), deleted an hour before the first
@@ -468,7 +462,6 @@ async fn a_once_after_a_backfill_lists_only_the_leads_deleted_since_it_began() {
 /// A lead deleted and restored within one second: events come newest
 /// first, so the last one read for it is the deletion, which the mirror
 /// already holds; it is asked for by id all the same and stays alive.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lead_deleted_and_restored_within_one_second_is_mirrored_alive() {
     let env = TestEnv::start(account(500, 0)).await;
     env.run_ok(&["--backfill"]).await;
@@ -484,3 +477,20 @@ async fn a_lead_deleted_and_restored_within_one_second_is_mirrored_alive() {
     env.sim.freeze_clock(false);
     env.assert_mirror_equals_account().await;
 }
+
+on_each_backend!(
+    a_full_sync_meeting_each_anomaly_under_churn_marks_only_deleted_leads,
+    a_backfill_meeting_each_anomaly_is_exact_or_fails,
+    a_listing_that_ends_early_with_204_is_asked_again_or_fails_the_backfill,
+    a_lead_restored_behind_the_walk_is_confirmed_alive_by_id_not_marked_deleted,
+    a_change_that_becomes_visible_late_is_mirrored_by_the_next_once,
+    retries_that_keep_meeting_empty_answers_fail_the_run_and_keep_progress,
+    a_bulk_edit_into_the_current_second_during_a_parallel_full_sync_marks_no_alive_lead_deleted,
+    a_server_clock_15_minutes_ahead_or_behind_keeps_the_mirror_exact,
+    a_lead_stamped_a_year_ahead_moves_no_cursor_past_now,
+    malformed_leads_are_skipped_or_stored_and_the_mirror_moves_on,
+    a_short_page_where_the_listing_seems_to_end_is_asked_again,
+    a_lead_stamped_ahead_does_not_keep_a_slow_walk_going,
+    a_once_after_a_backfill_lists_only_the_leads_deleted_since_it_began,
+    a_lead_deleted_and_restored_within_one_second_is_mirrored_alive,
+);

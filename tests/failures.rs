@@ -25,7 +25,6 @@ fn assert_one_alert(out: &RunOutput, alert: &str) {
     assert!(lines[0].contains("ERROR"), "{}", lines[0]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ignored_filters_stop_backfill_and_once_within_a_few_requests() {
     let env = TestEnv::start(account(1_000)).await;
     env.run_ok(&["--backfill"]).await;
@@ -87,7 +86,6 @@ fn requests_after_first(env: &TestEnv, status: u16) -> usize {
     log.len() - first - 1
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_or_unpaid_account_stops_every_phase_at_once() {
     for (fault, status, alert) in [
         (Fault::Blocked, 403, "account_blocked"),
@@ -136,7 +134,6 @@ async fn a_blocked_or_unpaid_account_stops_every_phase_at_once() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_sync_of_a_blocked_account_sends_one_request() {
     let env = TestEnv::start(account(300)).await;
     env.run_ok(&["--backfill"]).await;
@@ -155,7 +152,6 @@ async fn a_full_sync_of_a_blocked_account_sends_one_request() {
     assert_eq!(sent.len(), 1, "the probe of a blocked account: {sent:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_daemon_probes_rarely_and_syncs_again_once_unblocked() {
     let env = TestEnv::start_with(
         account(300),
@@ -259,7 +255,6 @@ async fn a_blocked_daemon_probes_rarely_and_syncs_again_once_unblocked() {
     env.assert_token_absent(&[]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_holds_every_request_until_the_pause_ends_and_the_run_completes() {
     for (retry_after, pause) in [
         (RetryAfter::Seconds(2), Duration::from_secs(2)),
@@ -368,3 +363,11 @@ async fn a_full_disk_fails_the_run_naming_the_file_and_keeps_what_was_committed(
     env.assert_mirror_equals_account().await;
     env.assert_token_absent(&[&out]);
 }
+
+on_each_backend!(
+    ignored_filters_stop_backfill_and_once_within_a_few_requests,
+    a_blocked_or_unpaid_account_stops_every_phase_at_once,
+    a_full_sync_of_a_blocked_account_sends_one_request,
+    a_blocked_daemon_probes_rarely_and_syncs_again_once_unblocked,
+    throttling_holds_every_request_until_the_pause_ends_and_the_run_completes,
+);

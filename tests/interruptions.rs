@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestEnv, mirror_rows, open_db, run_statuses};
+use common::{TestEnv, mirror_rows, run_statuses};
 use kommo_simulator::SimulatorConfig;
 
 fn slow_account() -> (SimulatorConfig, &'static str) {
@@ -22,7 +22,7 @@ fn slow_account() -> (SimulatorConfig, &'static str) {
 }
 
 /// Leads the mirror holds marked deleted.
-async fn deleted_count(pool: &sqlx::SqlitePool) -> i64 {
+async fn deleted_count(pool: &sqlx::AnyPool) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM leads WHERE is_deleted = 1")
         .fetch_one(pool)
         .await
@@ -49,7 +49,7 @@ async fn backfill_until_query(
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         assert!(Instant::now() < deadline, "the backfill made no progress");
-        if env.db.exists() {
+        if env.on_postgres() || env.db.exists() {
             let pool = env.db().await;
             let n: Option<i64> = sqlx::query_scalar(query)
                 .fetch_one(&pool)
@@ -64,7 +64,6 @@ async fn backfill_until_query(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resumes_backfill_after_kill() {
     let (account, kommo) = slow_account();
     let env = TestEnv::start_with(account, kommo, "").await;
@@ -75,17 +74,19 @@ async fn resumes_backfill_after_kill() {
 
     // Consistent after the kill: every row equals the account, the pass is unfinished.
     let pool = env.db().await;
-    let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(integrity, "ok");
+    if !env.on_postgres() {
+        let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(integrity, "ok");
+    }
     let account = env.sim.alive_leads();
     let by_id: std::collections::HashMap<i64, &serde_json::Value> = account
         .iter()
         .map(|l| (l["id"].as_i64().unwrap(), l))
         .collect();
-    let rows = mirror_rows(&pool, "1").await;
+    let rows = mirror_rows(&pool, "TRUE").await;
     assert!(
         rows.len() >= 1_000 && rows.len() < 3_000,
         "{} rows",
@@ -135,7 +136,6 @@ async fn resumes_backfill_after_kill() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_a_backfill_after_the_page_in_flight() {
     let (account, kommo) = slow_account();
     let env = TestEnv::start_with(account, kommo, "").await;
@@ -162,14 +162,13 @@ async fn sigterm_stops_a_backfill_after_the_page_in_flight() {
     assert_eq!(status, "interrupted");
     assert!(upserted >= 500);
     assert!(error.unwrap_or_default().contains("interrupted"));
-    let rows = mirror_rows(&pool, "1").await;
+    let rows = mirror_rows(&pool, "TRUE").await;
     assert!(rows.len() < 3_000, "stopped before the end");
 
     env.run_ok(&["--backfill"]).await;
     env.assert_mirror_equals_account().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resumes_every_window_of_a_parallel_backfill_after_kill() {
     let env = TestEnv::start_with(
         SimulatorConfig {
@@ -219,7 +218,6 @@ async fn resumes_every_window_of_a_parallel_backfill_after_kill() {
     assert_eq!(deleted, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lead_restored_by_once_during_an_unfinished_pass_is_not_taken_for_deleted() {
     let (account, kommo) = slow_account();
     let env = TestEnv::start_with(account, kommo, "").await;
@@ -254,7 +252,7 @@ async fn a_lead_restored_by_once_during_an_unfinished_pass_is_not_taken_for_dele
     env.run_ok(&["--once"]).await;
     assert!(env.sim.restore_lead(oldest));
     env.run_ok(&["--once"]).await;
-    let alive: i64 = sqlx::query_scalar("SELECT 1 - is_deleted FROM leads WHERE id = ?")
+    let alive: i64 = sqlx::query_scalar("SELECT 1 - is_deleted FROM leads WHERE id = $1")
         .bind(oldest)
         .fetch_one(&pool)
         .await
@@ -268,7 +266,6 @@ async fn a_lead_restored_by_once_during_an_unfinished_pass_is_not_taken_for_dele
     assert_eq!(deleted, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pass_killed_after_its_last_window_finishes_without_a_request() {
     let env = TestEnv::start_with(
         SimulatorConfig {
@@ -284,7 +281,7 @@ async fn a_pass_killed_after_its_last_window_finishes_without_a_request() {
     // What a kill between the last window's commit and the pass's end leaves:
     // the pass open, every window done.
     {
-        let pool = open_db(&env.db).await;
+        let pool = env.db().await;
         for sql in [
             "UPDATE sync_state SET full_pass_started_at = 1, full_cursor = \
              (SELECT incremental_cursor FROM entity_sync_state WHERE entity = 'leads')",
@@ -317,3 +314,50 @@ async fn a_pass_killed_after_its_last_window_finishes_without_a_request() {
     assert_eq!((pass_open, windows), (None, 0), "the pass is closed");
     env.assert_mirror_equals_account().await;
 }
+
+/// Two `--once` started together on one mirror: one syncs, the other is
+/// refused by the mirror's sync lock (a lock file, or PostgreSQL's advisory
+/// lock) with a message saying so, and writes nothing, not even a run.
+async fn two_syncs_at_once_one_runs_and_the_other_is_refused_writing_nothing() {
+    let env = TestEnv::start_with(
+        SimulatorConfig {
+            leads: 600,
+            tie_block: 0,
+            ..SimulatorConfig::default()
+        },
+        "requests_per_second = 2\n",
+        "[sync]\nentities = [\"leads\"]\n",
+    )
+    .await;
+    env.run_ok(&["--backfill"]).await;
+    common::change_account(&env.sim, 20);
+    let runs_before = run_statuses(&env.db().await).await.len();
+    let (first, second) = tokio::join!(env.run(&["--once"]), env.run(&["--once"]));
+    let mut codes = [first.code, second.code];
+    codes.sort_unstable();
+    assert_eq!(codes, [Some(0), Some(1)], "{first:#?}\n{second:#?}");
+    let refused = if first.code == Some(1) {
+        &first
+    } else {
+        &second
+    };
+    assert!(
+        refused
+            .stderr
+            .contains("another kommo-sync process is syncing"),
+        "{refused:#?}"
+    );
+    let runs = run_statuses(&env.db().await).await;
+    assert_eq!(runs.len(), runs_before + 1, "one run recorded: {runs:?}");
+    assert_eq!(runs.last().unwrap().1, "ok");
+    env.assert_mirror_equals_account().await;
+}
+
+on_each_backend!(
+    two_syncs_at_once_one_runs_and_the_other_is_refused_writing_nothing,
+    resumes_backfill_after_kill,
+    sigterm_stops_a_backfill_after_the_page_in_flight,
+    resumes_every_window_of_a_parallel_backfill_after_kill,
+    a_lead_restored_by_once_during_an_unfinished_pass_is_not_taken_for_deleted,
+    a_pass_killed_after_its_last_window_finishes_without_a_request,
+);

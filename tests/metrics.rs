@@ -13,7 +13,7 @@ use common::{RunOutput, TestEnv, wait_for};
 use kommo_simulator::{Fault, FaultScope, RetryAfter, SimulatorConfig, SimulatorStats};
 use kommo_sync::token::{Secret, fake_jwt, jwt_expiry};
 use serde_json::json;
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 /// One sample of the exposition: `name{labels} value`.
 #[derive(Debug, Clone, PartialEq)]
@@ -201,7 +201,17 @@ async fn scrape(port: u16) -> Scrape {
         "{content_type}"
     );
     let text = response.text().await.unwrap();
-    let samples = parse_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let mut samples = parse_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    // Every series carries the account (the simulator's host), so that the
+    // metrics of several instances stay apart; the checks below leave it out.
+    for sample in &mut samples {
+        assert_eq!(
+            sample.labels.remove("account").as_deref(),
+            Some("127.0.0.1"),
+            "{} has no account label:\n{text}",
+            sample.name
+        );
+    }
     Scrape { text, samples }
 }
 
@@ -247,7 +257,7 @@ struct MirrorFigures {
 }
 
 impl MirrorFigures {
-    async fn read(pool: &SqlitePool) -> MirrorFigures {
+    async fn read(pool: &AnyPool) -> MirrorFigures {
         let groups = sqlx::query_as(
             "SELECT kind, status, COUNT(*), MAX(finished_at), SUM(leads_skipped) \
              FROM sync_runs GROUP BY kind, status ORDER BY kind, status",
@@ -284,7 +294,7 @@ impl MirrorFigures {
 /// counters.
 async fn quiet_scrape(
     env: &TestEnv,
-    pool: &SqlitePool,
+    pool: &AnyPool,
     port: u16,
 ) -> (Scrape, MirrorFigures, SimulatorStats) {
     for _ in 0..200 {

@@ -307,12 +307,12 @@ async fn the_leads_cursors_and_an_unfinished_pass_survive_the_move_to_per_entity
             ("leads".into(), Some(500), Some(400), 2),
         ]
     );
-    let windows: Vec<(i64, String, i64, i64, bool)> =
+    let windows: Vec<(i64, String, i64, i64, i64)> =
         sqlx::query_as("SELECT full_pass, entity, window_id, cursor, done FROM full_pass_windows")
             .fetch_all(pool)
             .await
             .unwrap();
-    assert_eq!(windows, vec![(3, "leads".into(), 0, 450, false)]);
+    assert_eq!(windows, vec![(3, "leads".into(), 0, 450, 0)]);
     let state = store.sync_state().await.unwrap();
     assert_eq!(
         (state.full_pass, state.full_cursor, state.events_cursor),

@@ -135,7 +135,7 @@ async fn backfill_under_churn_keeps_every_unchanged_lead_then_converges() {
         missing.len(),
         &missing[..missing.len().min(10)]
     );
-    let unchanged_rows = mirror_rows(&pool, "1").await;
+    let unchanged_rows = mirror_rows(&pool, "TRUE").await;
     let account = env.sim.alive_leads();
     let by_id: std::collections::HashMap<i64, &serde_json::Value> = account
         .iter()
@@ -300,7 +300,7 @@ async fn revoked_token_mid_backfill_exits_3_and_keeps_progress() {
         run_statuses(&pool).await,
         vec![("full".into(), "unauthorized".into())]
     );
-    let rows = mirror_rows(&pool, "1").await;
+    let rows = mirror_rows(&pool, "TRUE").await;
     assert!(
         rows.len() >= 4 * 250 - 250,
         "the pages before the 401 are kept: {}",
@@ -557,6 +557,7 @@ async fn assert_details_equal_account(env: &TestEnv) {
     .await
     .unwrap()
     .into_iter()
+    .map(|(lead, contact, main): (i64, i64, i64)| (lead, contact, main != 0))
     .collect();
     assert_eq!(got, contacts, "lead_contacts");
     let got: BTreeSet<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(

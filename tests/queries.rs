@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use common::TestEnv;
 use kommo_simulator::{RecordKind, SimulatorConfig, StatusChange};
 use serde_json::{Value, json};
-use sqlx::{Row, SqlitePool, TypeInfo, ValueRef};
+use sqlx::{AnyPool, Row, TypeInfo, ValueRef};
 
 const QUERIES: &str = include_str!("../docs/queries.sql");
 const DAY: i64 = 86_400;
@@ -30,8 +30,8 @@ fn queries() -> Vec<(String, String)> {
     out
 }
 
-/// A query's rows, each column as JSON: INTEGER, REAL, TEXT or NULL.
-async fn run(pool: &SqlitePool, sql: &str) -> Vec<Vec<Value>> {
+/// A query's rows, each column as JSON: an integer, a real, text or NULL.
+async fn run(pool: &AnyPool, sql: &str) -> Vec<Vec<Value>> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
         .fetch_all(pool)
         .await
@@ -45,8 +45,8 @@ async fn run(pool: &SqlitePool, sql: &str) -> Vec<Vec<Value>> {
                         return Value::Null;
                     }
                     match raw.type_info().name() {
-                        "INTEGER" => json!(row.get::<i64, _>(i)),
-                        "REAL" => json!(row.get::<f64, _>(i)),
+                        "INTEGER" | "BIGINT" | "SMALLINT" => json!(row.get::<i64, _>(i)),
+                        "REAL" | "DOUBLE" => json!(row.get::<f64, _>(i)),
                         "TEXT" => json!(row.get::<String, _>(i)),
                         other => panic!("column {i} has type {other}"),
                     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::TestEnv;
 use kommo_simulator::SimulatorConfig;
 use serde_json::{Value, json};
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 /// The structure read at every sync, not once an hour: these tests change
 /// it between syncs and look for the change after the next one.
@@ -25,7 +25,7 @@ fn account(leads: usize) -> SimulatorConfig {
 }
 
 /// Rows of `sql`, whose one column is a JSON object per row.
-async fn json_rows(pool: &SqlitePool, sql: &str) -> Vec<Value> {
+async fn json_rows(pool: &AnyPool, sql: &str) -> Vec<Value> {
     let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
         .fetch_all(pool)
         .await

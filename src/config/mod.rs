@@ -93,6 +93,97 @@ pub struct DatabaseSettings {
     /// The largest size the mirror may grow to, in MiB (a disk budget);
     /// `None` for no limit. A sync that would pass it fails, nothing half-written.
     pub max_size_mib: Option<u32>,
+    /// The mirror in PostgreSQL instead (`database.url`).
+    pub postgres: Option<PostgresSettings>,
+}
+
+/// The PostgreSQL mirror: `database.url`, `database.schema`,
+/// `database.password_file`.
+#[derive(Clone)]
+pub struct PostgresSettings {
+    /// The server and database, possibly with a password: shown only
+    /// through [`crate::store::without_password`].
+    pub url: Url,
+    /// This account's schema.
+    pub schema: String,
+    /// The file holding the password, if any.
+    pub password_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for PostgresSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSettings")
+            .field("url", &crate::store::without_password(&self.url))
+            .field("schema", &self.schema)
+            .field("password_file", &self.password_file)
+            .finish()
+    }
+}
+
+/// The systemd credential (`LoadCredential=database-password:…`) read for
+/// the PostgreSQL password when neither the URL nor `database.password_file`
+/// gives one.
+pub const DATABASE_PASSWORD_CREDENTIAL: &str = "database-password";
+
+impl DatabaseSettings {
+    /// Where the mirror is, the PostgreSQL password read from its file or
+    /// credential; `Err` says what is wrong (a configuration error).
+    pub fn target(&self) -> Result<crate::store::Target, String> {
+        let Some(pg) = &self.postgres else {
+            return Ok(crate::store::Target::Sqlite {
+                path: self.path.clone(),
+                max_size_mib: self.max_size_mib,
+            });
+        };
+        let mut url = pg.url.clone();
+        if url.password().is_none() {
+            let credential = std::env::var_os("CREDENTIALS_DIRECTORY")
+                .map(|dir| PathBuf::from(dir).join(DATABASE_PASSWORD_CREDENTIAL))
+                .filter(|path| path.exists());
+            let (file, key) = match (&pg.password_file, credential) {
+                (Some(file), _) => (Some(file.clone()), "database.password_file"),
+                (None, Some(file)) => (Some(file), "the database-password credential"),
+                (None, None) => (None, ""),
+            };
+            if let Some(file) = file {
+                let text = std::fs::read_to_string(&file).map_err(|e| {
+                    format!(
+                        "cannot read the database password from {} ({key}): {e}; check the path and that this user may read it",
+                        file.display()
+                    )
+                })?;
+                let password = text.trim_end_matches(['\r', '\n']);
+                if password.is_empty() {
+                    return Err(format!(
+                        "the database password file {} ({key}) is empty; write the password in it",
+                        file.display()
+                    ));
+                }
+                if url.set_password(Some(password)).is_err() {
+                    return Err(format!(
+                        "database.url {} cannot carry a password; give it a user (postgres://USER@HOST/DATABASE)",
+                        crate::store::without_password(&url)
+                    ));
+                }
+            }
+        }
+        Ok(crate::store::Target::Postgres {
+            url,
+            schema: pg.schema.clone(),
+        })
+    }
+
+    /// The mirror as messages name it, without any password.
+    pub fn describe(&self) -> String {
+        match &self.postgres {
+            None => self.path.display().to_string(),
+            Some(pg) => format!(
+                "{} (schema {})",
+                crate::store::without_password(&pg.url),
+                pg.schema
+            ),
+        }
+    }
 }
 
 /// When the daemon syncs (cron expressions with a seconds field, UTC).

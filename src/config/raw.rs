@@ -78,6 +78,9 @@ impl Default for RawKommo {
 pub(super) struct RawDatabase {
     pub(super) path: PathBuf,
     pub(super) max_size_mib: Option<i64>,
+    pub(super) url: Option<String>,
+    pub(super) schema: String,
+    pub(super) password_file: Option<PathBuf>,
 }
 
 impl Default for RawDatabase {
@@ -85,6 +88,9 @@ impl Default for RawDatabase {
         RawDatabase {
             path: PathBuf::from("kommo-sync.sqlite"),
             max_size_mib: None,
+            url: None,
+            schema: "public".to_string(),
+            password_file: None,
         }
     }
 }

@@ -111,6 +111,7 @@ impl Settings {
             10_080,
             "use a number of minutes up to 10080 (a week), e.g. 60 (the default), or 0 to read the structure at every sync",
         )?;
+        let postgres = postgres_settings(&raw.database)?;
         let max_size_mib = match raw.database.max_size_mib {
             None => None,
             Some(mib) => Some(in_range(
@@ -145,6 +146,7 @@ impl Settings {
             database: DatabaseSettings {
                 path: raw.database.path,
                 max_size_mib,
+                postgres,
             },
             schedule: ScheduleSettings { incremental, full },
             sync: SyncSettings {
@@ -307,6 +309,80 @@ fn entity_set(names: &[String]) -> Result<EntitySet, ConfigError> {
         ));
     }
     Ok(set)
+}
+
+/// `database.url`, `database.schema` and `database.password_file`: the
+/// PostgreSQL mirror, or `None` for SQLite. The URL is never shown with its
+/// password.
+fn postgres_settings(
+    raw: &super::raw::RawDatabase,
+) -> Result<Option<PostgresSettings>, ConfigError> {
+    let Some(text) = &raw.url else {
+        if raw.schema != "public" {
+            return Err(invalid(
+                "database.schema",
+                "is for PostgreSQL; set database.url too, or remove database.schema",
+            ));
+        }
+        return Ok(None);
+    };
+    let shown = crate::store::without_password_text(text);
+    let url = Url::parse(text).map_err(|e| {
+        invalid(
+            "database.url",
+            format!("{shown:?} is not a URL ({e}); write it as postgres://USER@HOST:PORT/DATABASE"),
+        )
+    })?;
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        return Err(invalid(
+            "database.url",
+            format!(
+                "{shown:?} is not a PostgreSQL URL; write it as postgres://USER@HOST:PORT/DATABASE, or remove database.url to use the SQLite file of database.path"
+            ),
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid(
+            "database.url",
+            format!("{shown:?} names no host; write it as postgres://USER@HOST:PORT/DATABASE"),
+        ));
+    }
+    if raw.max_size_mib.is_some() {
+        return Err(invalid(
+            "database.max_size_mib",
+            "is for the SQLite file; remove it when database.url is set (limit the PostgreSQL database on the server)",
+        ));
+    }
+    let schema = &raw.schema;
+    let plain = schema.len() <= 63
+        && schema
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !plain {
+        return Err(invalid(
+            "database.schema",
+            format!(
+                "{schema:?} is not a plain schema name; use lower-case letters, digits and _ (at most 63, not starting with a digit), e.g. \"acme\""
+            ),
+        ));
+    }
+    if let Some(path) = &raw.password_file
+        && path.as_os_str().is_empty()
+    {
+        return Err(invalid(
+            "database.password_file",
+            "is empty; give the path of the file holding the database password, or remove the key",
+        ));
+    }
+    Ok(Some(PostgresSettings {
+        url,
+        schema: schema.clone(),
+        password_file: raw.password_file.clone(),
+    }))
 }
 
 #[cfg(test)]

@@ -207,7 +207,7 @@ pub async fn run(
     tracing::info!(
         incremental = %schedule.incremental,
         full = %schedule.full,
-        database = %state.service.store().path().display(),
+        database = %state.service.store().describe(),
         "kommo-sync daemon started"
     );
     notify_systemd(&[sd_notify::NotifyState::Ready]);

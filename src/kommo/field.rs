@@ -81,7 +81,7 @@ record_fields!(
 
 impl Field {
     /// Text columns; every other scalar column holds integers.
-    pub(super) fn is_text(self) -> bool {
+    pub fn is_text(self) -> bool {
         matches!(self, Field::Name | Field::FirstName | Field::LastName)
     }
 }

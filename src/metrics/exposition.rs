@@ -30,6 +30,9 @@ const END_STATUSES: [RunStatus; 4] = [
 /// The figures of one scrape.
 #[derive(Debug)]
 pub struct Snapshot {
+    /// The Kommo account (its host, e.g. `acme.kommo.com`): a label of every
+    /// series, so that the metrics of several instances stay apart.
+    pub account: String,
     /// `sync_runs` by kind and status.
     pub run_groups: Vec<RunGroup>,
     /// Leads in the mirror.
@@ -91,7 +94,13 @@ fn counter(value: u64) -> Counter {
 
 /// Writes `snapshot` as Prometheus text.
 pub fn encode(snapshot: &Snapshot) -> String {
-    let mut registry = Registry::with_prefix("kommo_sync");
+    let mut registry = Registry::with_prefix_and_labels(
+        "kommo_sync",
+        std::iter::once((
+            std::borrow::Cow::Borrowed("account"),
+            std::borrow::Cow::Owned(snapshot.account.clone()),
+        )),
+    );
     registry.register(
         "build",
         "The running kommo-sync version (always 1)",
@@ -241,6 +250,7 @@ mod tests {
             leads_skipped: skipped,
         };
         let snapshot = Snapshot {
+            account: "acme.kommo.com".into(),
             run_groups: vec![
                 group("full", "ok", 2, Some(1_700_000_100), 3),
                 group("incremental", "failed", 4, Some(1_700_000_300), 0),
@@ -271,23 +281,23 @@ mod tests {
         };
         let text = encode(&snapshot);
         for line in [
-            "kommo_sync_build_info{version=\"",
-            "kommo_sync_last_success_timestamp_seconds{kind=\"full\"} 1700000100\n",
-            "kommo_sync_last_success_timestamp_seconds{kind=\"incremental\"} 1700000200\n",
-            "kommo_sync_runs_total{kind=\"incremental\",status=\"failed\"} 4\n",
-            "kommo_sync_runs_total{kind=\"incremental\",status=\"ok\"} 7\n",
-            "kommo_sync_leads_skipped_total 6\n",
-            "kommo_sync_last_attempt_timestamp_seconds 1700000300\n",
-            "kommo_sync_last_attempt_status{status=\"failed\"} 1\n",
-            "kommo_sync_last_attempt_status{status=\"ok\"} 0\n",
-            "kommo_sync_leads{state=\"alive\"} 10\n",
-            "kommo_sync_leads{state=\"deleted\"} 2\n",
-            "kommo_sync_records{entity=\"contacts\",state=\"alive\"} 4\n",
-            "kommo_sync_records{entity=\"contacts\",state=\"deleted\"} 1\n",
-            "kommo_sync_api_requests_total 40\n",
-            "kommo_sync_api_responses_429_total 2\n",
-            "kommo_sync_api_retries_total 3\n",
-            "kommo_sync_token_rejected 0\n",
+            "kommo_sync_build_info{account=\"acme.kommo.com\",version=\"",
+            "kommo_sync_last_success_timestamp_seconds{account=\"acme.kommo.com\",kind=\"full\"} 1700000100\n",
+            "kommo_sync_last_success_timestamp_seconds{account=\"acme.kommo.com\",kind=\"incremental\"} 1700000200\n",
+            "kommo_sync_runs_total{account=\"acme.kommo.com\",kind=\"incremental\",status=\"failed\"} 4\n",
+            "kommo_sync_runs_total{account=\"acme.kommo.com\",kind=\"incremental\",status=\"ok\"} 7\n",
+            "kommo_sync_leads_skipped_total{account=\"acme.kommo.com\"} 6\n",
+            "kommo_sync_last_attempt_timestamp_seconds{account=\"acme.kommo.com\"} 1700000300\n",
+            "kommo_sync_last_attempt_status{account=\"acme.kommo.com\",status=\"failed\"} 1\n",
+            "kommo_sync_last_attempt_status{account=\"acme.kommo.com\",status=\"ok\"} 0\n",
+            "kommo_sync_leads{account=\"acme.kommo.com\",state=\"alive\"} 10\n",
+            "kommo_sync_leads{account=\"acme.kommo.com\",state=\"deleted\"} 2\n",
+            "kommo_sync_records{account=\"acme.kommo.com\",entity=\"contacts\",state=\"alive\"} 4\n",
+            "kommo_sync_records{account=\"acme.kommo.com\",entity=\"contacts\",state=\"deleted\"} 1\n",
+            "kommo_sync_api_requests_total{account=\"acme.kommo.com\"} 40\n",
+            "kommo_sync_api_responses_429_total{account=\"acme.kommo.com\"} 2\n",
+            "kommo_sync_api_retries_total{account=\"acme.kommo.com\"} 3\n",
+            "kommo_sync_token_rejected{account=\"acme.kommo.com\"} 0\n",
             "# TYPE kommo_sync_runs_total counter\n",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");

@@ -162,6 +162,7 @@ impl Metrics {
         let live = self.live().clone();
         let client = &self.shared.client;
         let snapshot = exposition::Snapshot {
+            account: client.base_host(),
             run_groups,
             leads,
             records,

@@ -1,45 +1,73 @@
 //! What can go wrong with the mirror, each error with what to do about it.
 
-use std::path::PathBuf;
+use super::backend::Backend;
 
-/// A database failure, with the file it concerns.
+/// A database failure, with the mirror it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error(
-        "cannot open the SQLite database {path}: {source}; check database.path and that its directory exists and is writable"
-    )]
-    Open { path: PathBuf, source: sqlx::Error },
+    #[error("cannot open the mirror {target}: {source}; {}", open_advice(*.backend))]
+    Open {
+        /// The file, or the URL without its password and the schema.
+        target: String,
+        backend: Backend,
+        source: sqlx::Error,
+    },
     /// The schema could not be brought up to date: the cause, and what to do
     /// about it ([`migrate_advice`]).
-    #[error("cannot migrate the SQLite database {path}: {source}; {}", migrate_advice(.source))]
+    #[error("cannot migrate the mirror {target}: {source}; {}", migrate_advice(*.backend, .source))]
     Migrate {
-        path: PathBuf,
+        target: String,
+        backend: Backend,
         source: sqlx::migrate::MigrateError,
     },
-    #[error("SQLite error: {0}")]
+    #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
     #[error(
         "pages of this run were not written after an earlier error; the next sync fetches them again"
     )]
     BatchLost,
+    #[error("another kommo-sync process is syncing {0} right now; this sync is skipped")]
+    Busy(String),
+}
+
+/// What to do when the mirror cannot be opened.
+fn open_advice(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "check database.path and that its directory exists and is writable",
+        Backend::Postgres => {
+            "check database.url (host, port, user, database), the password (database.password_file or the database-password credential) and that the server accepts connections"
+        }
+    }
 }
 
 /// What to do about a failed migration, by its cause. Only a migration
 /// recorded in the file that this build does not have means a newer
 /// kommo-sync wrote it.
-fn migrate_advice(error: &sqlx::migrate::MigrateError) -> String {
+fn migrate_advice(backend: Backend, error: &sqlx::migrate::MigrateError) -> String {
     use sqlx::migrate::MigrateError;
+    let setting = match backend {
+        Backend::Sqlite => "point database.path at another file",
+        Backend::Postgres => "point database.schema at another schema",
+    };
     match error {
         MigrateError::VersionMissing(version) => format!(
-            "the file records migration {version}, which this build does not have: a newer kommo-sync migrated it; run that version or a later one, or point database.path at another file"
+            "the mirror records migration {version}, which this build does not have: a newer kommo-sync migrated it; run that version or a later one, or {setting}"
         ),
         MigrateError::VersionMismatch(version) => format!(
-            "the file records another text of migration {version} than this build has: another build of kommo-sync migrated it; run that build, or point database.path at a new file and run --backfill"
+            "the mirror records another text of migration {version} than this build has: another build of kommo-sync migrated it; run that build, or {setting} and run --backfill"
         ),
-        MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => {
-            sqlite_advice(e).to_string()
-        }
-        _ => "check database.path and that the file and its directory are writable".to_string(),
+        MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => match backend {
+            Backend::Sqlite => sqlite_advice(e).to_string(),
+            Backend::Postgres => {
+                "check that the database user may create tables in the schema (GRANT CREATE ON SCHEMA)".to_string()
+            }
+        },
+        _ => match backend {
+            Backend::Sqlite => {
+                "check database.path and that the file and its directory are writable".to_string()
+            }
+            Backend::Postgres => "check database.url and the user's rights on the schema".to_string(),
+        },
     }
 }
 

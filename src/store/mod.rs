@@ -1,12 +1,16 @@
-//! The SQLite mirror behind one interface, [`Store`]: every table the sync
-//! writes and reads, each in the child module of its job.
+//! The mirror behind one interface, [`Store`], in SQLite or PostgreSQL:
+//! every table the sync writes and reads, each in the child module of its
+//! job. The sync does not know which database it writes to.
 //!
-//! - `open`: the file, its pragmas and the embedded migrations;
+//! - `backend`: which database, and the few pieces of SQL that differ;
+//! - `open`: the file or schema, its settings and the embedded migrations;
 //! - `writer`: the batching writer and the rule that no decision reads
 //!   around the open batch;
 //! - `page`: what one page of a walk changes, written together;
-//! - `lock`: one syncing process per mirror;
-//! - `leads`, `lead_details`: the mirrored rows, their detail rows and
+//! - `rows`: statements of many rows, every value bound;
+//! - `lock`: one syncing process per mirror (a lock file, or an advisory
+//!   lock in PostgreSQL);
+//! - `records`, `record_details`: the mirrored rows, their detail rows and
 //!   deletion marks;
 //! - `state`: cursors and the full-pass bookkeeping;
 //! - `runs`, `run_stats`: the `sync_runs` record and its figures;
@@ -15,12 +19,14 @@
 //!
 //! All SQL lives in these modules; each adds the [`Store`] methods of its job.
 
+mod backend;
 mod error;
 mod lock;
 mod open;
 mod page;
 mod record_details;
 mod records;
+mod rows;
 mod run_stats;
 mod runs;
 mod stage_history;
@@ -28,13 +34,14 @@ mod state;
 mod structure;
 mod writer;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
+pub use backend::Backend;
 pub use error::StoreError;
 pub use lock::SyncLock;
-pub use open::BUSY_TIMEOUT;
+pub use open::{BUSY_TIMEOUT, Target, without_password, without_password_text};
 pub use page::PageCommit;
 pub use records::StoredLeadCounts;
 pub use run_stats::RunGroup;
@@ -47,12 +54,12 @@ use writer::Database;
 /// The mirror database.
 #[derive(Clone)]
 pub struct Store {
-    path: PathBuf,
+    target: Target,
     db: Database,
 }
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database at `path`.
+    /// Opens (creating if needed) and migrates the SQLite file at `path`.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
         Store::open_limited(path, None).await
     }
@@ -60,25 +67,45 @@ impl Store {
     /// Like [`Store::open`], with writes failing once the file would pass
     /// `max_size_mib` (SQLite's `max_page_count`).
     pub async fn open_limited(path: &Path, max_size_mib: Option<u32>) -> Result<Store, StoreError> {
-        let pool = open::connect(path, max_size_mib).await?;
-        Ok(Store {
+        Store::open_target(Target::Sqlite {
             path: path.to_path_buf(),
-            db: Database::new(pool),
+            max_size_mib,
+        })
+        .await
+    }
+
+    /// Opens (creating if needed) and migrates the mirror at `target`.
+    pub async fn open_target(target: Target) -> Result<Store, StoreError> {
+        let (pool, backend) = open::connect(&target).await?;
+        Ok(Store {
+            target,
+            db: Database::new(pool, backend),
         })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the mirror is.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The mirror as messages name it: the file, or the URL without its
+    /// password and the schema.
+    pub fn describe(&self) -> String {
+        self.target.describe()
+    }
+
+    /// The database behind the store.
+    pub fn backend(&self) -> Backend {
+        self.db.backend()
     }
 
     /// What is committed, for read-only queries by tests and `--status`.
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         self.db.committed()
     }
 
     /// Commits what is gathered, then closes every connection
-    /// (checkpointing the WAL).
+    /// (checkpointing SQLite's WAL).
     pub async fn close(&self) {
         self.db.close().await;
     }
@@ -90,6 +117,7 @@ impl Store {
 
     /// Answers a trivial query: the database is usable (for the watchdog).
     pub async fn ping(&self) -> bool {
+        // Answered by either database.
         sqlx::query("SELECT 1")
             .execute(self.db.committed())
             .await
@@ -477,9 +505,9 @@ mod tests {
         commit_page_of(&store, run, Some(pass), &[lead(1, json!(10))], &[]).await;
 
         // Killed; the next run resumes the same pass.
-        let path = store.path().to_path_buf();
+        let target = store.target().clone();
         store.close().await;
-        let store = Store::open(&path).await.unwrap();
+        let store = Store::open_target(target).await.unwrap();
         assert_eq!(store.begin_full_pass(2_000).await.unwrap().0, pass);
         assert_eq!(store.unseen_alive(&LEADS, pass).await.unwrap(), vec![2]);
         store.finish_entity_pass(pass, &LEADS, 0).await.unwrap();

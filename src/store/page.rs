@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Any, Transaction};
 
 use super::{CursorUpdate, RunCounters, StoreError, Window};
 use super::{record_details, records, runs, state};
@@ -50,7 +50,7 @@ impl Default for PageCommit<'_> {
 
 /// The statements of one page.
 pub(super) async fn write(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     commit: &PageCommit<'_>,
 ) -> Result<(), StoreError> {
     // A lead listed twice in one page counts as its last listing.

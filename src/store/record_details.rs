@@ -5,12 +5,14 @@
 //! page's transaction, so they never describe another version of it than
 //! its table does and no stale row survives a change.
 
-use sqlx::sqlite::SqliteArguments;
-use sqlx::{AssertSqlSafe, Sqlite, Transaction};
+use sqlx::any::AnyArguments;
+use sqlx::{Any, AssertSqlSafe, Transaction};
 
 use super::Store;
 use super::StoreError;
-use super::records::{bind, id_list, next_chunk};
+use super::backend::Backend;
+use super::records::id_list;
+use super::rows::{bind, execute_in_chunks, row_params};
 use crate::kommo::{Entity, FieldValue, LEADS, Link, Record, RecordId};
 
 /// The detail tables of `entity`, each with its id column first.
@@ -26,7 +28,7 @@ fn tables(entity: &Entity) -> Vec<String> {
 /// a whole page (multi-row inserts of bound values, as the records' own
 /// upsert: no JSON built here nor parsed by SQLite).
 pub async fn replace(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     entity: &Entity,
     records: &[&Record],
 ) -> Result<(), StoreError> {
@@ -34,10 +36,10 @@ pub async fn replace(
         return Ok(());
     }
     let e = entity.singular;
+    let backend = Backend::of(tx);
     let ids = id_list(records.iter().map(|r| r.id));
     for table in tables(entity) {
-        let delete =
-            format!("DELETE FROM {table} WHERE {e}_id IN (SELECT value FROM json_each(?1))");
+        let delete = format!("DELETE FROM {table} WHERE {e}_id {}", backend.in_ids(1));
         sqlx::query(AssertSqlSafe(delete))
             .bind(&ids)
             .execute(&mut **tx)
@@ -56,14 +58,37 @@ pub async fn replace(
         bind(args, *id)?;
         bind(args, v.field_id)?;
         bind(args, v.position)?;
-        bind(args, v.field_type.as_deref())?;
-        bind(args, v.text.as_deref())?;
-        bind(args, v.number)?;
+        bind(
+            args,
+            v.field_type
+                .as_deref()
+                .map(|t| backend.text(t).into_owned()),
+        )?;
+        bind(
+            args,
+            v.text.as_deref().map(|t| backend.text(t).into_owned()),
+        )?;
+        match v.number {
+            Some(number) => bind(args, number)?,
+            // sqlx 0.9's `Any` binds a NULL f64 as a NULL float4 for
+            // PostgreSQL (its Real and Double arms are swapped): a statement
+            // prepared with it then refuses every float8 value. A NULL f32
+            // comes out as a NULL float8.
+            None => bind(args, None::<f32>)?,
+        }
         bind(args, v.boolean.map(i64::from))?;
         bind(args, v.date)?;
         bind(args, v.enum_id)?;
-        bind(args, v.enum_code.as_deref())?;
-        bind(args, v.field_code.as_deref())
+        bind(
+            args,
+            v.enum_code.as_deref().map(|t| backend.text(t).into_owned()),
+        )?;
+        bind(
+            args,
+            v.field_code
+                .as_deref()
+                .map(|t| backend.text(t).into_owned()),
+        )
     })
     .await?;
     let tags: Vec<(RecordId, i64)> = records
@@ -116,35 +141,27 @@ pub async fn replace(
     Ok(())
 }
 
-/// `INSERT OR IGNORE INTO table (columns) VALUES (...), ...` for `rows`,
-/// `width` values each, in statements of [`next_chunk`] rows (a row listed
+/// `INSERT INTO table (columns) VALUES (...), ... ON CONFLICT DO NOTHING`
+/// for `rows`, `width` values each, a few statements in all (a row listed
 /// twice in one record is kept once).
 async fn insert_rows<T>(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     table: &str,
     columns: &str,
     width: usize,
     rows: &[T],
-    bind_row: impl Fn(&mut SqliteArguments, &T) -> Result<(), StoreError>,
+    bind_row: impl FnMut(&mut AnyArguments, &T) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    let mut rest = rows;
-    while !rest.is_empty() {
-        let (chunk, after) = rest.split_at(next_chunk(rest.len()));
-        rest = after;
-        let mut args = SqliteArguments::default();
-        for row in chunk {
-            bind_row(&mut args, row)?;
-        }
-        let row = format!("(?{})", ", ?".repeat(width - 1));
-        let sql = format!(
-            "INSERT OR IGNORE INTO {table} ({columns}) VALUES {}",
-            vec![row; chunk.len()].join(", ")
-        );
-        sqlx::query_with(AssertSqlSafe(sql), args)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
+    let sql = |n: usize| {
+        let values: Vec<String> = (0..n)
+            .map(|row| format!("({})", row_params(row, width, |_, n| format!("${n}"))))
+            .collect();
+        format!(
+            "INSERT INTO {table} ({columns}) VALUES {} ON CONFLICT DO NOTHING",
+            values.join(", ")
+        )
+    };
+    execute_in_chunks(tx, rows, sql, bind_row).await
 }
 
 impl Store {
@@ -154,13 +171,20 @@ impl Store {
         let pool = self.db.committed();
         let mut counts = Vec::new();
         for table in tables(&LEADS) {
-            let is_table: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?)",
-            )
-            .bind(&table)
-            .fetch_one(pool)
-            .await?;
-            if is_table {
+            let exists = match self.db.backend() {
+                Backend::Sqlite => {
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1"
+                }
+                Backend::Postgres => {
+                    "SELECT COUNT(*) FROM information_schema.tables \
+                     WHERE table_schema = current_schema() AND table_name = $1"
+                }
+            };
+            let is_table: i64 = sqlx::query_scalar(exists)
+                .bind(&table)
+                .fetch_one(pool)
+                .await?;
+            if is_table > 0 {
                 let sql = format!("SELECT COUNT(*) FROM {table}");
                 let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                     .fetch_one(pool)

@@ -26,7 +26,7 @@ impl Store {
     pub async fn run_groups(&self) -> Result<Vec<RunGroup>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT kind, status, COUNT(*) AS runs, MAX(finished_at) AS last_finished_at, \
-             COALESCE(SUM(leads_skipped), 0) AS leads_skipped \
+             CAST(COALESCE(SUM(leads_skipped), 0) AS BIGINT) AS leads_skipped \
              FROM sync_runs GROUP BY kind, status ORDER BY kind, status",
         )
         .fetch_all(self.db.committed())

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Any, Transaction};
 
 use super::Store;
 use super::StoreError;
@@ -107,8 +107,8 @@ pub struct RunRecord {
     pub alert: Option<Alert>,
 }
 
-impl<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> for RunRecord {
-    fn from_row(row: &'r sqlx::sqlite::SqliteRow) -> Result<Self, sqlx::Error> {
+impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for RunRecord {
+    fn from_row(row: &'r sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
         use sqlx::Row;
         /// A value this build does not know (a newer build wrote it).
         fn unknown(column: &str, value: &str) -> sqlx::Error {
@@ -137,12 +137,12 @@ impl<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> for RunRecord {
 }
 
 pub async fn set_counters(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     run_id: i64,
     counters: &RunCounters,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE sync_runs SET leads_upserted = ?, leads_skipped = ?, requests = ? WHERE id = ?",
+        "UPDATE sync_runs SET leads_upserted = $1, leads_skipped = $2, requests = $3 WHERE id = $4",
     )
     .bind(counters.leads_upserted)
     .bind(counters.leads_skipped)
@@ -160,7 +160,7 @@ impl Store {
         let db = self.db.flushed_for_new_run().await?;
         let pool = db.pool();
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO sync_runs (kind, started_at, status) VALUES (?, ?, 'running') RETURNING id",
+            "INSERT INTO sync_runs (kind, started_at, status) VALUES ($1, $2, 'running') RETURNING id",
         )
         .bind(kind.as_str())
         .bind(now)
@@ -183,8 +183,8 @@ impl Store {
         let pool = db.pool();
         let mut tx = pool.begin().await?;
         sqlx::query(
-            "UPDATE sync_runs SET status = ?, finished_at = ?, leads_upserted = ?, leads_skipped = ?, \
-             requests = ?, error = ? WHERE id = ?",
+            "UPDATE sync_runs SET status = $1, finished_at = $2, leads_upserted = $3, leads_skipped = $4, \
+             requests = $5, error = $6 WHERE id = $7",
         )
         .bind(status.as_str())
         .bind(now)
@@ -196,11 +196,14 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if let Some(alert) = alert {
-            sqlx::query("INSERT OR REPLACE INTO run_alerts (run_id, alert) VALUES (?, ?)")
-                .bind(run_id)
-                .bind(alert.name())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO run_alerts (run_id, alert) VALUES ($1, $2) \
+                 ON CONFLICT (run_id) DO UPDATE SET alert = excluded.alert",
+            )
+            .bind(run_id)
+            .bind(alert.name())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -212,7 +215,7 @@ impl Store {
         let db = self.db.flushed().await?;
         let pool = db.pool();
         let result = sqlx::query(
-            "UPDATE sync_runs SET status = 'interrupted', finished_at = ?, \
+            "UPDATE sync_runs SET status = 'interrupted', finished_at = $1, \
              error = 'the process ended before the run finished (killed or crashed); the next run resumed from the last committed page' \
              WHERE status = 'running'",
         )
@@ -227,7 +230,7 @@ impl Store {
         let db = self.db.flushed().await?;
         let pool = db.pool();
         Ok(sqlx::query_scalar(
-            "SELECT MAX(started_at) FROM sync_runs WHERE kind = ? AND status = 'ok'",
+            "SELECT MAX(started_at) FROM sync_runs WHERE kind = $1 AND status = 'ok'",
         )
         .bind(kind.as_str())
         .fetch_one(pool)
@@ -260,7 +263,7 @@ impl Store {
         Ok(sqlx::query_as(
             "SELECT id, kind, started_at, finished_at, status, leads_upserted, leads_skipped, requests, \
              error, alert FROM sync_runs LEFT JOIN run_alerts ON run_alerts.run_id = sync_runs.id \
-             ORDER BY id DESC LIMIT ?",
+             ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(pool)

@@ -3,13 +3,14 @@
 //! the key), and `sync_state.stage_history_cursor`, the `created_at` up to
 //! which the history was followed.
 
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Transaction};
 
 use super::StoreError;
+use super::backend::Backend;
 use super::{RunCounters, Store};
 use crate::kommo::StatusChange;
 
-type Tx = Transaction<'static, Sqlite>;
+type Tx = Transaction<'static, Any>;
 
 /// Inserts the changes not yet recorded; returns how many were new.
 pub async fn insert(tx: &mut Tx, changes: &[StatusChange]) -> Result<u64, StoreError> {
@@ -17,7 +18,7 @@ pub async fn insert(tx: &mut Tx, changes: &[StatusChange]) -> Result<u64, StoreE
     for c in changes {
         added += sqlx::query(
             "INSERT INTO lead_status_changes (event_id, lead_id, from_pipeline_id, from_status_id, \
-             to_pipeline_id, to_status_id, changed_at, changed_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             to_pipeline_id, to_status_id, changed_at, changed_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (event_id) DO NOTHING",
         )
         .bind(&c.event_id)
@@ -37,10 +38,10 @@ pub async fn insert(tx: &mut Tx, changes: &[StatusChange]) -> Result<u64, StoreE
 
 /// Moves the cursor forward to `until` (never back).
 pub async fn advance_cursor(tx: &mut Tx, until: i64) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE sync_state SET stage_history_cursor = MAX(COALESCE(stage_history_cursor, ?1), ?1) \
-         WHERE id = 1",
-    )
+    let forward = Backend::of(tx).greatest("COALESCE(stage_history_cursor, $1)", "$1");
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE sync_state SET stage_history_cursor = {forward} WHERE id = 1"
+    )))
     .bind(until)
     .execute(&mut **tx)
     .await?;
@@ -48,7 +49,7 @@ pub async fn advance_cursor(tx: &mut Tx, until: i64) -> Result<(), StoreError> {
 }
 
 /// The cursor; `None` before the history was first followed.
-pub async fn cursor(pool: &SqlitePool) -> Result<Option<i64>, StoreError> {
+pub async fn cursor(pool: &AnyPool) -> Result<Option<i64>, StoreError> {
     Ok(
         sqlx::query_scalar("SELECT stage_history_cursor FROM sync_state WHERE id = 1")
             .fetch_one(pool)
@@ -57,7 +58,7 @@ pub async fn cursor(pool: &SqlitePool) -> Result<Option<i64>, StoreError> {
 }
 
 /// Stage changes recorded.
-pub async fn count(pool: &SqlitePool) -> Result<i64, StoreError> {
+pub async fn count(pool: &AnyPool) -> Result<i64, StoreError> {
     Ok(
         sqlx::query_scalar("SELECT COUNT(*) FROM lead_status_changes")
             .fetch_one(pool)

@@ -3,10 +3,11 @@
 //! number, start and progress of the full pass, the events cursor); the
 //! windows of an unfinished full pass, per entity (`full_pass_windows`).
 
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Transaction};
 
 use super::Store;
 use super::StoreError;
+use super::backend::Backend;
 use crate::kommo::Entity;
 
 /// One window of `updated_at` of a full pass, as stored.
@@ -60,7 +61,7 @@ pub struct CursorUpdate {
     pub events: Option<i64>,
 }
 
-pub async fn read(pool: &SqlitePool) -> Result<SyncState, StoreError> {
+pub async fn read(pool: &AnyPool) -> Result<SyncState, StoreError> {
     Ok(sqlx::query_as(
         "SELECT full_pass, full_cursor, full_pass_started_at, events_cursor, structure_read_at \
          FROM sync_state WHERE id = 1",
@@ -69,9 +70,9 @@ pub async fn read(pool: &SqlitePool) -> Result<SyncState, StoreError> {
     .await?)
 }
 
-pub async fn read_entity(pool: &SqlitePool, entity: &Entity) -> Result<EntityState, StoreError> {
+pub async fn read_entity(pool: &AnyPool, entity: &Entity) -> Result<EntityState, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT incremental_cursor, deleted_cursor, full_pass_done FROM entity_sync_state WHERE entity = ?",
+        "SELECT incremental_cursor, deleted_cursor, full_pass_done FROM entity_sync_state WHERE entity = $1",
     )
     .bind(entity.plural)
     .fetch_optional(pool)
@@ -81,17 +82,28 @@ pub async fn read_entity(pool: &SqlitePool, entity: &Entity) -> Result<EntitySta
 
 /// Moves the cursors of `update` (see [`CursorUpdate`]).
 pub async fn apply(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     entity: &Entity,
     update: &CursorUpdate,
 ) -> Result<(), StoreError> {
+    let backend = Backend::of(tx);
     if update.incremental.is_some() || update.deleted.is_some() {
-        sqlx::query(
-            "INSERT INTO entity_sync_state (entity, incremental_cursor, deleted_cursor) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (entity) DO UPDATE SET \
-             incremental_cursor = CASE WHEN ?2 IS NULL THEN incremental_cursor ELSE MAX(COALESCE(incremental_cursor, ?2), ?2) END, \
-             deleted_cursor = CASE WHEN ?3 IS NULL THEN deleted_cursor ELSE MAX(COALESCE(deleted_cursor, ?3), ?3) END",
-        )
+        // Each cursor moves only forward; a cursor not moved keeps its value.
+        let forward = |column: &str, param: &str| {
+            format!(
+                "{column} = COALESCE({}, entity_sync_state.{column})",
+                backend.greatest(
+                    &format!("COALESCE(entity_sync_state.{column}, {param})"),
+                    param
+                )
+            )
+        };
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO entity_sync_state (entity, incremental_cursor, deleted_cursor) VALUES ($1, $2, $3) \
+             ON CONFLICT (entity) DO UPDATE SET {}, {}",
+            forward("incremental_cursor", "$2"),
+            forward("deleted_cursor", "$3"),
+        )))
         .bind(entity.plural)
         .bind(update.incremental)
         .bind(update.deleted)
@@ -99,9 +111,10 @@ pub async fn apply(
         .await?;
     }
     if update.events.is_some() {
-        sqlx::query(
-            "UPDATE sync_state SET events_cursor = MAX(COALESCE(events_cursor, ?1), ?1) WHERE id = 1",
-        )
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE sync_state SET events_cursor = {} WHERE id = 1",
+            backend.greatest("COALESCE(events_cursor, $1)", "$1")
+        )))
         .bind(update.events)
         .execute(&mut **tx)
         .await?;
@@ -113,7 +126,7 @@ pub async fn apply(
 /// cursor it had reached (0 for a new pass). The first pass also starts the
 /// events cursor (earlier deletions are caught by the pass itself).
 pub async fn begin_full_pass(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     now: i64,
 ) -> Result<(i64, i64), StoreError> {
     let (pass, cursor): (i64, Option<i64>) =
@@ -125,8 +138,8 @@ pub async fn begin_full_pass(
     }
     let pass = pass + 1;
     sqlx::query(
-        "UPDATE sync_state SET full_pass = ?1, full_cursor = 0, full_pass_started_at = ?2, \
-         events_cursor = COALESCE(events_cursor, ?2) WHERE id = 1",
+        "UPDATE sync_state SET full_pass = $1, full_cursor = 0, full_pass_started_at = $2, \
+         events_cursor = COALESCE(events_cursor, $2) WHERE id = 1",
     )
     .bind(pass)
     .bind(now)
@@ -138,12 +151,12 @@ pub async fn begin_full_pass(
 /// The windows of `entity` in pass `pass`, the first one opened when its
 /// walk begins; `None` when the pass has already walked it whole.
 pub async fn entity_windows(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     pass: i64,
     entity: &Entity,
 ) -> Result<Option<Vec<Window>>, StoreError> {
     let done: Option<i64> =
-        sqlx::query_scalar("SELECT full_pass_done FROM entity_sync_state WHERE entity = ?")
+        sqlx::query_scalar("SELECT full_pass_done FROM entity_sync_state WHERE entity = $1")
             .bind(entity.plural)
             .fetch_optional(&mut **tx)
             .await?;
@@ -171,25 +184,30 @@ pub async fn entity_windows(
 /// before the pass began was asked for by id and is marked; one deleted
 /// since is met after that cursor.
 pub async fn finish_entity_pass(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     pass: i64,
     entity: &Entity,
     overlap: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    let backend = Backend::of(tx);
+    let start = backend.greatest("full_pass_started_at - $2", "0");
+    let deleted = backend.greatest(
+        "COALESCE(entity_sync_state.deleted_cursor, 0)",
+        "excluded.deleted_cursor",
+    );
+    sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO entity_sync_state (entity, incremental_cursor, deleted_cursor, full_pass_done) \
-         SELECT ?1, MAX(full_pass_started_at - ?2, 0), MAX(full_pass_started_at - ?2, 0), ?3 \
-         FROM sync_state WHERE id = 1 AND full_pass = ?3 AND full_cursor IS NOT NULL \
+         SELECT $1, {start}, {start}, $3 \
+         FROM sync_state WHERE id = 1 AND full_pass = $3 AND full_cursor IS NOT NULL \
          ON CONFLICT (entity) DO UPDATE SET incremental_cursor = excluded.incremental_cursor, \
-         deleted_cursor = MAX(COALESCE(deleted_cursor, 0), excluded.deleted_cursor), \
-         full_pass_done = excluded.full_pass_done",
-    )
+         deleted_cursor = {deleted}, full_pass_done = excluded.full_pass_done"
+    )))
     .bind(entity.plural)
     .bind(overlap)
     .bind(pass)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("DELETE FROM full_pass_windows WHERE full_pass = ? AND entity = ?")
+    sqlx::query("DELETE FROM full_pass_windows WHERE full_pass = $1 AND entity = $2")
         .bind(pass)
         .bind(entity.plural)
         .execute(&mut **tx)
@@ -199,17 +217,17 @@ pub async fn finish_entity_pass(
 
 /// Closes the full pass `pass`, every entity of it finished.
 pub async fn close_full_pass(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     pass: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE sync_state SET full_cursor = NULL, full_pass_started_at = NULL \
-         WHERE id = 1 AND full_pass = ?1 AND full_cursor IS NOT NULL",
+         WHERE id = 1 AND full_pass = $1 AND full_cursor IS NOT NULL",
     )
     .bind(pass)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("DELETE FROM full_pass_windows WHERE full_pass = ?")
+    sqlx::query("DELETE FROM full_pass_windows WHERE full_pass = $1")
         .bind(pass)
         .execute(&mut **tx)
         .await?;
@@ -223,11 +241,11 @@ pub async fn windows<'e, E>(
     entity: &Entity,
 ) -> Result<Vec<Window>, StoreError>
 where
-    E: sqlx::Executor<'e, Database = Sqlite>,
+    E: sqlx::Executor<'e, Database = Any>,
 {
-    let rows: Vec<(i64, i64, Option<i64>, bool)> = sqlx::query_as(
+    let rows: Vec<(i64, i64, Option<i64>, i64)> = sqlx::query_as(
         "SELECT window_id, cursor, end_at, done FROM full_pass_windows \
-         WHERE full_pass = ? AND entity = ? ORDER BY window_id",
+         WHERE full_pass = $1 AND entity = $2 ORDER BY window_id",
     )
     .bind(pass)
     .bind(entity.plural)
@@ -239,21 +257,21 @@ where
             id,
             cursor,
             end,
-            done,
+            done: done != 0,
         })
         .collect())
 }
 
 /// Records a split: the shortened window's new end and the new window.
 pub async fn save_split(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     pass: i64,
     entity: &Entity,
     shortened: &Window,
     new: &Window,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE full_pass_windows SET end_at = ? WHERE full_pass = ? AND entity = ? AND window_id = ?",
+        "UPDATE full_pass_windows SET end_at = $1 WHERE full_pass = $2 AND entity = $3 AND window_id = $4",
     )
     .bind(shortened.end)
     .bind(pass)
@@ -267,28 +285,29 @@ pub async fn save_split(
 /// Saves a window's progress (its cursor only moves forward) and the pass's
 /// `full_cursor` (the smallest cursor of its open windows).
 pub async fn save_window(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     pass: i64,
     entity: &Entity,
     window: &Window,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    let cursor = Backend::of(tx).greatest("full_pass_windows.cursor", "excluded.cursor");
+    sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO full_pass_windows (full_pass, entity, window_id, cursor, end_at, done) \
-         VALUES (?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (full_pass, entity, window_id) DO UPDATE SET cursor = MAX(cursor, excluded.cursor), \
-         done = excluded.done",
-    )
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (full_pass, entity, window_id) DO UPDATE SET cursor = {cursor}, \
+         done = excluded.done"
+    )))
     .bind(pass)
     .bind(entity.plural)
     .bind(window.id)
     .bind(window.cursor)
     .bind(window.end)
-    .bind(window.done)
+    .bind(i64::from(window.done))
     .execute(&mut **tx)
     .await?;
     sqlx::query(
         "UPDATE sync_state SET full_cursor = COALESCE((SELECT MIN(cursor) FROM full_pass_windows \
-         WHERE full_pass = ?1 AND done = 0), full_cursor) WHERE id = 1 AND full_cursor IS NOT NULL",
+         WHERE full_pass = $1 AND done = 0), full_cursor) WHERE id = 1 AND full_cursor IS NOT NULL",
     )
     .bind(pass)
     .execute(&mut **tx)

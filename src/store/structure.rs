@@ -10,9 +10,10 @@
 //! nothing of that part is flagged, since the skipped one could be any row.
 
 use serde_json::Value;
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Any, AnyPool, Transaction};
 
 use super::StoreError;
+use super::backend::Backend;
 use super::{RunCounters, Store};
 use crate::kommo::structure::{
     AccountInfo, CustomField, FieldEnum, LossReason, Pipeline, Status, Tag, User,
@@ -63,7 +64,7 @@ pub const TABLES: [&str; 8] = [
     "tags",
 ];
 
-type Tx = Transaction<'static, Sqlite>;
+type Tx = Transaction<'static, Any>;
 
 /// A value of a structure row, bound by its type.
 enum Cell<'a> {
@@ -255,12 +256,19 @@ async fn upsert<R: StructureRow + Received + Sync>(
         .iter()
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
+    let backend = Backend::of(tx);
+    let mut marks: Vec<String> = (1..=columns.len()).map(|n| format!("${n}")).collect();
+    if R::WITH_RAW {
+        let raw = marks.len();
+        marks[raw - 1] = backend.json(raw);
+    }
     let sql = format!(
-        "INSERT INTO {table} ({columns}, is_deleted, synced_at) VALUES ({marks}0, ?) \
+        "INSERT INTO {table} ({columns}, is_deleted, synced_at) VALUES ({marks}, 0, ${now}) \
          ON CONFLICT ({key}) DO UPDATE SET {updates}, is_deleted = 0, synced_at = excluded.synced_at",
         table = R::TABLE,
         columns = columns.join(", "),
-        marks = "?, ".repeat(columns.len()),
+        marks = marks.join(", "),
+        now = columns.len() + 1,
         key = R::KEY.join(", "),
         updates = updates.join(", "),
     );
@@ -269,8 +277,8 @@ async fn upsert<R: StructureRow + Received + Sync>(
         for cell in row.cells() {
             query = match cell {
                 Cell::Int(v) => query.bind(v),
-                Cell::Text(v) => query.bind(v),
-                Cell::Bool(v) => query.bind(v),
+                Cell::Text(v) => query.bind(v.map(|t| backend.text(t).into_owned())),
+                Cell::Bool(v) => query.bind(v.map(i64::from)),
             };
         }
         if R::WITH_RAW {
@@ -320,9 +328,12 @@ pub async fn write(tx: &mut Tx, snapshot: &StructureSnapshot, now: i64) -> Resul
         if part.complete {
             // Only this entity's fields: each entity lists its own.
             let listed = ids(part.items.iter().map(|f| f.id));
-            let sql = "UPDATE custom_fields SET is_deleted = 1, synced_at = ?1 WHERE is_deleted = 0 \
-                 AND entity_type = ?3 AND id NOT IN (SELECT value FROM json_each(?2))";
-            sqlx::query(sql)
+            let sql = format!(
+                "UPDATE custom_fields SET is_deleted = 1, synced_at = $1 WHERE is_deleted = 0 \
+                 AND entity_type = $3 AND id NOT {}",
+                Backend::of(tx).in_ids(2)
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(now)
                 .bind(Value::from(listed).to_string())
                 .bind(*entity_type)
@@ -337,7 +348,7 @@ pub async fn write(tx: &mut Tx, snapshot: &StructureSnapshot, now: i64) -> Resul
             // options, and another entity's fields are not this listing's.
             let mut unlisted = ids(part.items.iter().filter(|f| !f.enums_listed).map(|f| f.id));
             let others: Vec<i64> =
-                sqlx::query_scalar("SELECT id FROM custom_fields WHERE entity_type != ?")
+                sqlx::query_scalar("SELECT id FROM custom_fields WHERE entity_type != $1")
                     .bind(*entity_type)
                     .fetch_all(&mut **tx)
                     .await?;
@@ -387,8 +398,8 @@ async fn flag_missing(
     now: i64,
 ) -> Result<(), StoreError> {
     let sql = format!(
-        "UPDATE {table} SET is_deleted = 1, synced_at = ?1 WHERE is_deleted = 0 \
-         AND id NOT IN (SELECT value FROM json_each(?2))"
+        "UPDATE {table} SET is_deleted = 1, synced_at = $1 WHERE is_deleted = 0 AND id NOT {}",
+        Backend::of(tx).in_ids(2)
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(now)
@@ -408,10 +419,12 @@ async fn flag_missing_pairs(
     unlisted: &[i64],
     now: i64,
 ) -> Result<(), StoreError> {
+    let backend = Backend::of(tx);
     let sql = format!(
-        "UPDATE {table} SET is_deleted = 1, synced_at = ?1 WHERE is_deleted = 0 \
-         AND ({parent}, id) NOT IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') \
-         FROM json_each(?2)) AND {parent} NOT IN (SELECT value FROM json_each(?3))"
+        "UPDATE {table} SET is_deleted = 1, synced_at = $1 WHERE is_deleted = 0 \
+         AND ({parent}, id) NOT IN (SELECT parent, id FROM {} AS pairs) AND {parent} NOT {}",
+        backend.pairs(2),
+        backend.in_ids(3)
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(now)
@@ -423,11 +436,11 @@ async fn flag_missing_pairs(
 }
 
 /// Rows listed and flagged deleted, per structure table.
-pub async fn counts(pool: &SqlitePool) -> Result<Vec<EntityCount>, StoreError> {
+pub async fn counts(pool: &AnyPool) -> Result<Vec<EntityCount>, StoreError> {
     let mut counts = Vec::with_capacity(TABLES.len());
     for table in TABLES {
         let sql = format!(
-            "SELECT COALESCE(SUM(is_deleted = 0), 0), COALESCE(SUM(is_deleted = 1), 0) FROM {table}"
+            "SELECT COUNT(CASE WHEN is_deleted = 0 THEN 1 END), COUNT(CASE WHEN is_deleted = 1 THEN 1 END) FROM {table}"
         );
         let (alive, deleted): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .fetch_one(pool)
@@ -454,7 +467,7 @@ impl Store {
         let db = self.db.flushed().await?;
         let mut tx = db.begin().await?;
         write(&mut tx, snapshot, now).await?;
-        sqlx::query("UPDATE sync_state SET structure_read_at = ?1 WHERE id = 1")
+        sqlx::query("UPDATE sync_state SET structure_read_at = $1 WHERE id = 1")
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -477,15 +490,15 @@ impl Store {
         for &(entity, since) in from {
             let (table, singular) = (entity.plural, entity.singular);
             let mut sql = format!(
-                "SELECT EXISTS (SELECT 1 FROM {table} AS r \
+                "SELECT CASE WHEN EXISTS (SELECT 1 FROM {table} AS r \
                    JOIN {singular}_field_values AS v ON v.{singular}_id = r.id \
-                   WHERE r.is_deleted = 0 AND r.updated_at >= ?1 AND NOT EXISTS \
+                   WHERE r.is_deleted = 0 AND r.updated_at >= $1 AND NOT EXISTS \
                    (SELECT 1 FROM custom_fields AS f WHERE f.id = v.field_id))"
             );
             if std::ptr::eq(entity, &LEADS) {
                 sql.push_str(
                     " OR EXISTS (SELECT 1 FROM leads AS l \
-                       WHERE l.is_deleted = 0 AND l.updated_at >= ?1 AND ( \
+                       WHERE l.is_deleted = 0 AND l.updated_at >= $1 AND ( \
                        (l.pipeline_id IS NOT NULL AND l.status_id IS NOT NULL AND NOT EXISTS \
                          (SELECT 1 FROM statuses AS s \
                           WHERE s.pipeline_id = l.pipeline_id AND s.id = l.status_id)) \
@@ -493,12 +506,13 @@ impl Store {
                          (SELECT 1 FROM loss_reasons AS x WHERE x.id = l.loss_reason_id))))",
                 );
             }
+            sql.push_str(" THEN 1 ELSE 0 END");
             // Table names come from the entity constants, never from input.
-            let unknown: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            let unknown: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                 .bind(since)
                 .fetch_one(self.db.committed())
                 .await?;
-            if unknown {
+            if unknown != 0 {
                 return Ok(true);
             }
         }

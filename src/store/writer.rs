@@ -18,10 +18,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::{Mutex, MutexGuard};
 
 use super::StoreError;
+use super::backend::Backend;
 use super::page::{self, PageCommit};
 
 /// Pages gathered in one transaction at most.
@@ -33,7 +34,8 @@ const COMMIT_AFTER: Duration = Duration::from_secs(1);
 /// The pool and the batch, behind the rule above.
 #[derive(Clone)]
 pub(super) struct Database {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
     /// Serializes this process's write transactions (several windows of a
     /// full pass commit pages concurrently; SQLite has one writer anyway),
     /// and holds the transaction pages are gathered in.
@@ -43,7 +45,7 @@ pub(super) struct Database {
 /// The transaction the pages of a run are gathered in.
 #[derive(Default)]
 struct Batch {
-    open: Option<(Transaction<'static, Sqlite>, u32, Instant)>,
+    open: Option<(Transaction<'static, Any>, u32, Instant)>,
     /// A batch of this run was rolled back: the run's later pages are refused,
     /// since their windows' progress counts on the pages lost with it.
     lost: bool,
@@ -66,33 +68,50 @@ impl Batch {
 /// batch while it lives.
 pub(super) struct Flushed<'a> {
     _batch: MutexGuard<'a, Batch>,
-    pool: &'a SqlitePool,
+    pool: &'a AnyPool,
+    backend: Backend,
 }
 
-impl Flushed<'_> {
-    /// For reads and single statements.
-    pub(super) fn pool(&self) -> &SqlitePool {
+impl<'a> Flushed<'a> {
+    /// For reads and single statements. (The pool, not the guard, is
+    /// borrowed: the guard holds a transaction, which is not `Sync`, so a
+    /// future must not keep a reference to it across an await.)
+    pub(super) fn pool(&self) -> &'a AnyPool {
         self.pool
     }
 
+    /// The database, for the SQL that differs.
+    pub(super) fn backend(&self) -> Backend {
+        self.backend
+    }
+
     /// A transaction of its own, for a write that commits whole.
-    pub(super) async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        Ok(self.pool.begin().await?)
+    pub(super) fn begin(
+        &self,
+    ) -> impl Future<Output = Result<Transaction<'static, Any>, StoreError>> + Send + 'a {
+        let pool = self.pool;
+        async move { Ok(pool.begin().await?) }
     }
 }
 
 impl Database {
-    pub(super) fn new(pool: SqlitePool) -> Database {
+    pub(super) fn new(pool: AnyPool, backend: Backend) -> Database {
         Database {
             pool,
+            backend,
             batch: Arc::new(Mutex::new(Batch::default())),
         }
     }
 
     /// What is committed, without the pages of the open batch: for display,
     /// metrics and tests, never for a decision of the sync.
-    pub(super) fn committed(&self) -> &SqlitePool {
+    pub(super) fn committed(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The database, for the SQL that differs.
+    pub(super) fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Commits the open batch and holds the writer: see [`Flushed`].
@@ -102,6 +121,7 @@ impl Database {
         Ok(Flushed {
             _batch: batch,
             pool: &self.pool,
+            backend: self.backend,
         })
     }
 
@@ -114,6 +134,7 @@ impl Database {
         Ok(Flushed {
             _batch: batch,
             pool: &self.pool,
+            backend: self.backend,
         })
     }
 
@@ -123,7 +144,7 @@ impl Database {
     }
 
     /// Commits what is gathered, then closes every connection
-    /// (checkpointing the WAL).
+    /// (checkpointing SQLite's WAL).
     pub(super) async fn close(&self) {
         if let Err(e) = self.flush().await {
             tracing::error!(error = %e, "the last pages could not be committed; the next sync fetches them again");

@@ -1,6 +1,8 @@
 //! Test harness: each test gets its own simulated Kommo account on 127.0.0.1,
-//! its own directory with a config file, a token file and a real SQLite
-//! mirror, and runs the real `kommo-sync` binary against them.
+//! its own directory with a config file, a token file and a real mirror (a
+//! SQLite file, or under [`on_postgres`] a schema of its own in the
+//! PostgreSQL server of `KOMMO_SYNC_TEST_POSTGRES_URL`, dropped afterwards),
+//! and runs the real `kommo-sync` binary against them.
 
 #![allow(dead_code)]
 
@@ -12,7 +14,9 @@ use std::collections::{BTreeSet, HashSet};
 
 use kommo_simulator::{Mutation, Simulator, SimulatorConfig};
 use serde_json::Value;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
 use tempfile::TempDir;
 
 pub mod records;
@@ -54,8 +58,109 @@ pub struct TestEnv {
     pub dir: TempDir,
     pub token: String,
     pub token_file: PathBuf,
+    /// The SQLite mirror's file (unused on PostgreSQL).
     pub db: PathBuf,
     pub config: PathBuf,
+    /// The PostgreSQL mirror, when the test runs under [`on_postgres`].
+    pub postgres: Option<PostgresMirror>,
+}
+
+/// A test's PostgreSQL mirror: the server and a schema of its own.
+pub struct PostgresMirror {
+    pub url: String,
+    pub schema: String,
+}
+
+/// The environment variable naming the PostgreSQL server of the tests.
+pub const POSTGRES_URL_VARIABLE: &str = "KOMMO_SYNC_TEST_POSTGRES_URL";
+
+tokio::task_local! {
+    /// The PostgreSQL server of the test running in this task, if any.
+    static POSTGRES_URL: String;
+}
+
+/// Runs `test` with its mirror in PostgreSQL (a schema of its own, dropped
+/// afterwards), when `KOMMO_SYNC_TEST_POSTGRES_URL` names a server; else
+/// says once that the PostgreSQL tests are skipped, and passes.
+pub async fn on_postgres(test: impl std::future::Future<Output = ()>) {
+    match std::env::var(POSTGRES_URL_VARIABLE) {
+        Ok(url) if !url.is_empty() => POSTGRES_URL.scope(url, test).await,
+        _ => {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                use std::io::Write;
+                // Straight to the terminal: the harness captures eprintln!.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "note: the PostgreSQL runs of these tests were skipped: {POSTGRES_URL_VARIABLE} is not set (e.g. postgres://postgres@127.0.0.1:5432/test)"
+                );
+            });
+        }
+    }
+}
+
+/// Each named test (an `async fn` of the file) twice: `sqlite::NAME` on a
+/// SQLite file, `postgres::NAME` in a PostgreSQL schema ([`on_postgres`]).
+#[macro_export]
+macro_rules! on_each_backend {
+    ($($name:ident),+ $(,)?) => {
+        /// The tests of this file on a SQLite mirror.
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name().await
+                }
+            )+
+        }
+        /// The same tests on a PostgreSQL mirror.
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    $crate::common::on_postgres(super::$name()).await
+                }
+            )+
+        }
+    };
+}
+
+/// A schema name no other test uses.
+fn unique_schema() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "t_{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        fastrand::u32(..)
+    )
+}
+
+impl Drop for TestEnv {
+    /// Drops the test's PostgreSQL schema.
+    fn drop(&mut self) {
+        let Some(pg) = self.postgres.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime: a thread of its own with a
+        // runtime of its own does the async work.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                sqlx::any::install_default_drivers();
+                if let Ok(mut connection) = sqlx::AnyConnection::connect(&pg.url).await {
+                    let drop = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", pg.schema);
+                    let _ = connection.execute(sqlx::AssertSqlSafe(drop)).await;
+                    let _ = connection.close().await;
+                }
+            });
+        })
+        .join();
+    }
 }
 
 /// A JWT-shaped token valid for a year, unique to the test.
@@ -90,6 +195,12 @@ impl TestEnv {
         }
         let db = dir.path().join("mirror.sqlite");
         let config = dir.path().join("config.toml");
+        let postgres = POSTGRES_URL
+            .try_with(|url| PostgresMirror {
+                url: url.clone(),
+                schema: unique_schema(),
+            })
+            .ok();
         let env = TestEnv {
             sim,
             dir,
@@ -97,6 +208,7 @@ impl TestEnv {
             token_file,
             db,
             config,
+            postgres,
         };
         env.write_config(kommo_extra, sections);
         env
@@ -104,13 +216,21 @@ impl TestEnv {
 
     /// Rewrites the config file.
     pub fn write_config(&self, kommo_extra: &str, sections: &str) {
+        let database = match &self.postgres {
+            None => format!("path = \"{}\"", self.db.display()),
+            Some(pg) => format!("url = \"{}\"\nschema = \"{}\"", pg.url, pg.schema),
+        };
         let text = format!(
-            "[kommo]\nbase_url = \"{}\"\ntoken_file = \"{}\"\n{kommo_extra}\n[database]\npath = \"{}\"\n{sections}\n",
+            "[kommo]\nbase_url = \"{}\"\ntoken_file = \"{}\"\n{kommo_extra}\n[database]\n{database}\n{sections}\n",
             self.sim.base_url(),
             self.token_file.display(),
-            self.db.display()
         );
         std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// Whether the mirror is in PostgreSQL.
+    pub fn on_postgres(&self) -> bool {
+        self.postgres.is_some()
     }
 
     /// The binary, with this test's config and a clean environment.
@@ -150,9 +270,42 @@ impl TestEnv {
         out
     }
 
-    /// A read connection to the mirror.
-    pub async fn db(&self) -> SqlitePool {
-        open_db(&self.db).await
+    /// A read connection to the mirror, whichever database holds it.
+    pub async fn db(&self) -> AnyPool {
+        sqlx::any::install_default_drivers();
+        match &self.postgres {
+            None => {
+                let url = SqliteConnectOptions::new()
+                    .filename(&self.db)
+                    .to_url_lossy();
+                AnyPoolOptions::new()
+                    .max_connections(1)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA busy_timeout = 30000")
+                                .await
+                                .map(|_| ())
+                        })
+                    })
+                    .connect_with(AnyConnectOptions::from_url(&url).unwrap())
+                    .await
+                    .expect("mirror opens")
+            }
+            Some(pg) => {
+                let set = format!("SET search_path TO \"{}\"", pg.schema);
+                AnyPoolOptions::new()
+                    .max_connections(1)
+                    .after_connect(move |conn, _| {
+                        let set = set.clone();
+                        Box::pin(
+                            async move { conn.execute(sqlx::AssertSqlSafe(set)).await.map(|_| ()) },
+                        )
+                    })
+                    .connect(&pg.url)
+                    .await
+                    .expect("mirror opens")
+            }
+        }
     }
 
     /// Asserts that the alive leads of the mirror are exactly the account's
@@ -187,6 +340,14 @@ pub fn anomalies() -> Vec<(&'static str, kommo_simulator::Fault)> {
     ]
 }
 
+/// Whether `pool` reads a PostgreSQL mirror.
+pub fn is_postgres(pool: &AnyPool) -> bool {
+    pool.connect_options()
+        .database_url
+        .scheme()
+        .starts_with("postgres")
+}
+
 /// Opens a SQLite file read-write (tests only read).
 pub async fn open_db(path: &Path) -> SqlitePool {
     let options = SqliteConnectOptions::new()
@@ -214,13 +375,19 @@ pub struct MirrorRow {
 type RowTuple = (i64, String, i64, Option<i64>, Option<String>, String);
 
 /// The rows matching `filter`, by id.
-pub async fn mirror_rows(pool: &SqlitePool, filter: &str) -> Vec<MirrorRow> {
+pub async fn mirror_rows(pool: &AnyPool, filter: &str) -> Vec<MirrorRow> {
     let object: Vec<String> = SCALAR_COLUMNS
         .iter()
         .map(|c| format!("'{c}', {c}"))
         .collect();
+    let json_object = if is_postgres(pool) {
+        "json_build_object"
+    } else {
+        "json_object"
+    };
     let sql = format!(
-        "SELECT id, json_object({}), is_deleted, deleted_at, custom_fields_values, raw FROM leads WHERE {filter} ORDER BY id",
+        "SELECT id, CAST({json_object}({}) AS TEXT), is_deleted, deleted_at, \
+         CAST(custom_fields_values AS TEXT), CAST(raw AS TEXT) FROM leads WHERE {filter} ORDER BY id",
         object.join(", ")
     );
     let rows: Vec<RowTuple> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -267,7 +434,7 @@ pub fn assert_row_equals_lead(row: &MirrorRow, lead: &Value) {
 }
 
 /// The statuses of the runs, oldest first.
-pub async fn run_statuses(pool: &SqlitePool) -> Vec<(String, String)> {
+pub async fn run_statuses(pool: &AnyPool) -> Vec<(String, String)> {
     sqlx::query_as("SELECT kind, status FROM sync_runs ORDER BY id")
         .fetch_all(pool)
         .await

@@ -77,9 +77,9 @@ impl TestEnv {
         let expected = self.sim.alive_records(kind);
         let pool = self.db().await;
         let sql = format!(
-            "SELECT id, name, updated_at, raw, \
+            "SELECT id, name, updated_at, CAST(raw AS TEXT), \
              (SELECT COUNT(*) FROM {e}_field_values WHERE {e}_id = t.id), \
-             (SELECT group_concat(tag_id) FROM {e}_tags WHERE {e}_id = t.id) \
+             (SELECT string_agg(CAST(tag_id AS TEXT), ',') FROM {e}_tags WHERE {e}_id = t.id) \
              FROM {table} AS t WHERE is_deleted = 0 ORDER BY id"
         );
         type Row = (
