@@ -18,8 +18,11 @@
 //! Without arguments it runs a default suite (`--quick` for a smaller one).
 //! With arguments it runs one case, `--runs` times, and with `--vs BINARY`
 //! alternates another build with this one, printing the medians and the
-//! ratios. `--incremental-after N` changes N leads after the backfill and
-//! runs `--once`. See benches/README.md.
+//! ratios. `--postgres URL` instead runs this build twice per run, its
+//! mirror in SQLite and in a schema of that PostgreSQL database (dropped
+//! before each run), and prints PostgreSQL / SQLite. `--incremental-after N`
+//! changes N leads after the backfill and runs `--once`. See
+//! benches/README.md.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -73,6 +76,8 @@ struct Args {
     case: Case,
     runs: usize,
     vs: Option<PathBuf>,
+    /// Compare this build's SQLite and PostgreSQL mirrors instead.
+    postgres: Option<String>,
     quick: bool,
     /// Any case argument given: run that case instead of the suite.
     custom: bool,
@@ -83,7 +88,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: cargo bench --bench backfill -- [--quick] | [--leads N] [--latency-ms MS] [--rate N] \
          [--windows N] [--runs N] [--vs OTHER_BINARY] [--incremental-after N] [--crowded N] \
-         [--contacts N --companies N] [--timeline]"
+         [--contacts N --companies N] [--postgres URL] [--timeline]"
     );
     std::process::exit(2)
 }
@@ -101,6 +106,7 @@ fn parse_args() -> Args {
         },
         runs: 0,
         vs: None,
+        postgres: None,
         quick: false,
         custom: false,
         timeline: false,
@@ -134,12 +140,17 @@ fn parse_args() -> Args {
                 args.case.people = Some((contacts, number(value()) as usize));
             }
             "--vs" => args.vs = Some(PathBuf::from(value())),
+            "--postgres" => args.postgres = Some(value()),
             _ => usage(),
         }
         args.custom |= !matches!(arg.as_str(), "--bench" | "--quick" | "--timeline");
     }
     if args.runs == 0 {
-        args.runs = if args.vs.is_some() { 3 } else { 1 };
+        args.runs = if args.vs.is_some() || args.postgres.is_some() {
+            3
+        } else {
+            1
+        };
     }
     args
 }
@@ -247,7 +258,13 @@ async fn run_child(binary: &Path, args: &[&str], sim: &Simulator, token: &str) -
 
 /// One backfill (and `--once` after changes) of `binary` against a fresh
 /// simulator.
-async fn run_case(binary: &Path, case: Case, dir: &Path, timeline: bool) -> CaseRun {
+async fn run_case(
+    binary: &Path,
+    postgres: Option<&str>,
+    case: Case,
+    dir: &Path,
+    timeline: bool,
+) -> CaseRun {
     let token = kommo_sync::token::fake_jwt(kommo_sync::clock::unix_now() + 365 * 86_400);
     // Leads alone still link to the simulator's default contacts and
     // companies (which are then not listed).
@@ -287,6 +304,13 @@ async fn run_case(binary: &Path, case: Case, dir: &Path, timeline: bool) -> Case
         Some(_) => "entities = [\"leads\", \"contacts\", \"companies\"]\n",
         None => "entities = [\"leads\"]\n",
     };
+    let database = match postgres {
+        None => format!("path = \"{}\"", db.display()),
+        Some(url) => format!("url = \"{url}\"\nschema = \"{BENCH_SCHEMA}\""),
+    };
+    if let Some(url) = postgres {
+        drop_bench_schema(url).await;
+    }
     let write = |sync: &str| {
         let sync = if sync.is_empty() {
             String::new()
@@ -296,10 +320,9 @@ async fn run_case(binary: &Path, case: Case, dir: &Path, timeline: bool) -> Case
         std::fs::write(
             &config,
             format!(
-                "[kommo]\nbase_url = \"{}\"\nrequests_per_second = {}\n[database]\npath = \"{}\"\n{sync}",
+                "[kommo]\nbase_url = \"{}\"\nrequests_per_second = {}\n[database]\n{database}\n{sync}",
                 sim.base_url(),
                 case.rate,
-                db.display()
             ),
         )
         .unwrap();
@@ -323,7 +346,7 @@ async fn run_case(binary: &Path, case: Case, dir: &Path, timeline: bool) -> Case
     if timeline {
         print_timeline(&sim, backfill.seconds);
     }
-    assert_mirror_exact(&db, &sim).await;
+    assert_mirror_exact(&db, postgres, &sim).await;
     let once = match case.incremental_after {
         None => None,
         Some(changes) => {
@@ -362,23 +385,56 @@ fn knows_entities(binary: &Path, config: &Path) -> bool {
     !(out.status.code() == Some(2) && String::from_utf8_lossy(&out.stderr).contains("entities"))
 }
 
+/// The schema of the PostgreSQL runs.
+const BENCH_SCHEMA: &str = "kommo_sync_bench";
+
+/// Drops the PostgreSQL runs' schema: each backfill starts from no mirror.
+async fn drop_bench_schema(url: &str) {
+    use sqlx::{Connection, Executor};
+    let mut connection = sqlx::PgConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("--postgres: {e}"));
+    connection
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {BENCH_SCHEMA} CASCADE"
+        )))
+        .await
+        .expect("drop the bench schema");
+    let _ = connection.close().await;
+}
+
 /// Requests per second of the last run, from the simulator's log.
 /// The mirror a backfill left holds every alive lead of the account at its
 /// version, and no other alive lead: a backfill that lost leads is no
 /// figure. Outside the measured run.
-async fn assert_mirror_exact(db: &Path, sim: &Simulator) {
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(db)
-        .read_only(true);
-    let pool = sqlx::SqlitePool::connect_with(options)
-        .await
-        .unwrap_or_else(|e| panic!("{}: {e}", db.display()));
-    let mirror: Vec<(i64, i64)> =
-        sqlx::query_as("SELECT id, updated_at FROM leads WHERE is_deleted = 0 ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .expect("the mirror's leads");
-    pool.close().await;
+async fn assert_mirror_exact(db: &Path, postgres: Option<&str>, sim: &Simulator) {
+    let alive = "SELECT id, updated_at FROM leads WHERE is_deleted = 0 ORDER BY id";
+    let mirror: Vec<(i64, i64)> = match postgres {
+        None => {
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(db)
+                .read_only(true);
+            let pool = sqlx::SqlitePool::connect_with(options)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", db.display()));
+            let rows = sqlx::query_as(alive).fetch_all(&pool).await;
+            pool.close().await;
+            rows
+        }
+        Some(url) => {
+            use sqlx::Connection;
+            let mut connection = sqlx::PgConnection::connect(url).await.expect(url);
+            let select = format!(
+                "SELECT id, updated_at FROM {BENCH_SCHEMA}.leads WHERE is_deleted = 0 ORDER BY id"
+            );
+            let rows = sqlx::query_as(sqlx::AssertSqlSafe(select))
+                .fetch_all(&mut connection)
+                .await;
+            let _ = connection.close().await;
+            rows
+        }
+    }
+    .expect("the mirror's leads");
     let mut account: Vec<(i64, i64)> = sim
         .alive_leads()
         .iter()
@@ -536,11 +592,16 @@ fn medians(runs: &[Measured]) -> Measured {
 /// run and, for several, the medians and ratios.
 async fn run_custom(args: &Args, dir: &Path) {
     let this = PathBuf::from(THIS);
-    let mut builds: Vec<(&str, &Path)> = vec![("this", &this)];
+    // (name, binary, PostgreSQL URL); with two, the first is "other".
+    let mut builds: Vec<(&str, &Path, Option<&str>)> = vec![("this", &this, None)];
     if let Some(other) = &args.vs {
         assert!(other.is_file(), "--vs {}: no such binary", other.display());
         println!("other = {}", other.display());
-        builds.insert(0, ("other", other));
+        builds.insert(0, ("other", other, None));
+    }
+    if let Some(url) = &args.postgres {
+        builds = vec![("sqlite", &this, None), ("postgres", &this, Some(url))];
+        println!("sqlite and postgres: this build, its mirror in each");
     }
     println!("this  = {THIS}");
     header();
@@ -553,8 +614,8 @@ async fn run_custom(args: &Args, dir: &Path) {
             order.reverse();
         }
         for b in order {
-            let (name, binary) = builds[b];
-            let r = run_case(binary, args.case, dir, args.timeline).await;
+            let (name, binary, postgres) = builds[b];
+            let r = run_case(binary, postgres, args.case, dir, args.timeline).await;
             row(name, args.case, &r.backfill);
             if args.timeline {
                 println!(
@@ -582,7 +643,7 @@ async fn run_custom(args: &Args, dir: &Path) {
     if builds.len() == 2 {
         let (other, this) = (&med[0], &med[1]);
         let ratio = |t: f64, o: f64| format!("{:.3} (other / this = {:.2})", t / o, o / t);
-        println!("this / other:");
+        println!("{} / {}:", builds[1].0, builds[0].0);
         println!(
             "  CPU per lead  {}",
             ratio(this.cpu_seconds, other.cpu_seconds)
@@ -621,7 +682,7 @@ async fn run_suite(quick: bool, dir: &Path) {
         if leads == big {
             c.incremental_after = Some(100);
         }
-        let r = run_case(this, c, dir, false).await;
+        let r = run_case(this, None, c, dir, false).await;
         row("this", c, &r.backfill);
         if let Some(once) = &r.once {
             once_row("this", 100, once);
@@ -642,7 +703,7 @@ async fn run_suite(quick: bool, dir: &Path) {
     for &leads in limited {
         for (latency_ms, windows) in [(0, 1), (0, 4), (300, 1), (300, 4)] {
             let c = case(leads, latency_ms, 7, windows);
-            let r = run_case(this, c, dir, false).await;
+            let r = run_case(this, None, c, dir, false).await;
             row("this", c, &r.backfill);
         }
     }

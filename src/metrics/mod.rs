@@ -240,19 +240,24 @@ mod tests {
         let m = metrics(&dir).await;
         let text = m.render().await.unwrap();
         assert!(
-            text.contains("kommo_sync_leads{state=\"alive\"} 0\n"),
+            text.contains("kommo_sync_leads{account=\"127.0.0.1\",state=\"alive\"} 0\n"),
             "{text}"
         );
-        assert!(text.contains("kommo_sync_token_rejected 0\n"), "{text}");
         assert!(
-            !text.contains("kommo_sync_token_expiry_timestamp_seconds "),
+            text.contains("kommo_sync_token_rejected{account=\"127.0.0.1\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("kommo_sync_token_expiry_timestamp_seconds{"),
             "unknown expiry is absent: {text}"
         );
         let token = crate::token::fake_jwt(1_900_000_000);
         m.token_read(&token);
         let text = m.render().await.unwrap();
         assert!(
-            text.contains("kommo_sync_token_expiry_timestamp_seconds 1900000000\n"),
+            text.contains(
+                "kommo_sync_token_expiry_timestamp_seconds{account=\"127.0.0.1\"} 1900000000\n"
+            ),
             "{text}"
         );
         assert!(!text.contains(token.expose()));

@@ -575,10 +575,9 @@ mod tests {
             .unwrap()
     }
 
-    #[tokio::test]
     async fn rows_kommo_stops_listing_are_flagged_and_come_back_when_listed_again() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("m.sqlite")).await.unwrap();
+        let store = crate::store::testing::open(&dir).await;
         let two = json!([
             {"id": 1, "name": "A", "_embedded": {"statuses": [{"id": 10}, {"id": 142}]}},
             {"id": 2, "name": "B", "_embedded": {"statuses": [{"id": 20}, {"id": 142}]}}
@@ -651,10 +650,9 @@ mod tests {
         );
     }
 
-    #[tokio::test]
     async fn a_listing_with_an_unreadable_element_flags_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("m.sqlite")).await.unwrap();
+        let store = crate::store::testing::open(&dir).await;
         write_snapshot(
             &store,
             StructureSnapshot {
@@ -699,10 +697,9 @@ mod tests {
         assert_eq!(statuses, vec![(1, 10, 0), (2, 20, 0)]);
     }
 
-    #[tokio::test]
     async fn the_account_and_the_entity_counts() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("m.sqlite")).await.unwrap();
+        let store = crate::store::testing::open(&dir).await;
         let account = crate::kommo::structure::AccountInfo::from_json(json!({
             "id": 31, "name": "Acme", "subdomain": "acme", "currency": "EUR",
             "_embedded": {"datetime_settings": {"timezone": "Europe/Madrid"}}
@@ -728,4 +725,10 @@ mod tests {
         let tags = counts.iter().find(|c| c.table == "tags").unwrap();
         assert_eq!((tags.alive, tags.deleted), (3, 0));
     }
+
+    crate::store::testing::on_each_backend!(
+        rows_kommo_stops_listing_are_flagged_and_come_back_when_listed_again,
+        a_listing_with_an_unreadable_element_flags_nothing,
+        the_account_and_the_entity_counts,
+    );
 }
