@@ -14,12 +14,14 @@ use serde_json::{Value, json};
 use sqlx::{AnyPool, Row, TypeInfo, ValueRef};
 
 const QUERIES: &str = include_str!("../docs/queries.sql");
+/// The same queries written for PostgreSQL: the same names, columns, rows.
+const POSTGRES_QUERIES: &str = include_str!("../docs/queries.postgres.sql");
 const DAY: i64 = 86_400;
 
 /// The queries of the file: (name, SQL), split on their `-- query:` headers.
-fn queries() -> Vec<(String, String)> {
+fn queries(text: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
-    for line in QUERIES.lines() {
+    for line in text.lines() {
         if let Some(name) = line.strip_prefix("-- query: ") {
             out.push((name.trim().to_string(), String::new()));
         } else if let Some((_, sql)) = out.last_mut() {
@@ -673,7 +675,8 @@ impl Account {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On PostgreSQL the queries of its twin, docs/queries.postgres.sql, which
+/// must name the same queries in the same order.
 async fn every_query_of_docs_queries_sql_answers_as_the_account_itself() {
     let env = TestEnv::start_with(
         SimulatorConfig {
@@ -743,7 +746,18 @@ async fn every_query_of_docs_queries_sql_answers_as_the_account_itself() {
 
     let pool = env.db().await;
     let account = Account::read(&env, deleted);
-    let queries = queries();
+    let queries = if env.on_postgres() {
+        let twin = queries(POSTGRES_QUERIES);
+        let names = |qs: &[(String, String)]| qs.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(&twin),
+            names(&queries(QUERIES)),
+            "docs/queries.postgres.sql names the queries of docs/queries.sql, in order"
+        );
+        twin
+    } else {
+        queries(QUERIES)
+    };
     assert!(queries.len() >= 12, "{} queries", queries.len());
     let mut names: Vec<&str> = queries.iter().map(|(n, _)| n.as_str()).collect();
     names.sort_unstable();
@@ -767,3 +781,5 @@ async fn every_query_of_docs_queries_sql_answers_as_the_account_itself() {
         );
     }
 }
+
+on_each_backend!(every_query_of_docs_queries_sql_answers_as_the_account_itself);

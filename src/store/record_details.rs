@@ -68,14 +68,9 @@ pub async fn replace(
             args,
             v.text.as_deref().map(|t| backend.text(t).into_owned()),
         )?;
-        match v.number {
-            Some(number) => bind(args, number)?,
-            // sqlx 0.9's `Any` binds a NULL f64 as a NULL float4 for
-            // PostgreSQL (its Real and Double arms are swapped): a statement
-            // prepared with it then refuses every float8 value. A NULL f32
-            // comes out as a NULL float8.
-            None => bind(args, None::<f32>)?,
-        }
+        // A NULL f64 is a NULL float8 from sqlx 0.9.1 on (0.9.0's `Any` sent
+        // a NULL float4, and PostgreSQL then refused every later float8).
+        bind(args, v.number)?;
         bind(args, v.boolean.map(i64::from))?;
         bind(args, v.date)?;
         bind(args, v.enum_id)?;
