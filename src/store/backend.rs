@@ -67,9 +67,14 @@ impl Backend {
     /// `custom_fields_values`): PostgreSQL's `json` keeps the text as
     /// received; SQLite keeps it as TEXT.
     pub(super) fn json(self, param: usize) -> String {
+        self.json_of(&format!("${param}"))
+    }
+
+    /// The placeholder `placeholder` (`?`, `$3`) as a value of a JSON column.
+    pub(super) fn json_of(self, placeholder: &str) -> String {
         match self {
-            Backend::Sqlite => format!("${param}"),
-            Backend::Postgres => format!("${param}::json"),
+            Backend::Sqlite => placeholder.to_string(),
+            Backend::Postgres => format!("{placeholder}::json"),
         }
     }
 

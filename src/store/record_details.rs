@@ -147,9 +147,15 @@ async fn insert_rows<T>(
     rows: &[T],
     bind_row: impl FnMut(&mut AnyArguments, &T) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
+    let backend = Backend::of(tx);
     let sql = |n: usize| {
         let values: Vec<String> = (0..n)
-            .map(|row| format!("({})", row_params(row, width, |_, n| format!("${n}"))))
+            .map(|row| {
+                format!(
+                    "({})",
+                    row_params(backend, row, width, |_, p| p.to_string())
+                )
+            })
             .collect();
         format!(
             "INSERT INTO {table} ({columns}) VALUES {} ON CONFLICT DO NOTHING",

@@ -21,11 +21,11 @@ fn upsert_sql(backend: Backend, entity: &Entity, rows: usize) -> String {
     let width = entity.columns.len() + 4;
     let rows: Vec<String> = (0..rows)
         .map(|row| {
-            let values = row_params(row, width, |i, n| {
+            let values = row_params(backend, row, width, |i, p| {
                 if i == width - 3 || i == width - 2 {
-                    backend.json(n)
+                    backend.json_of(p)
                 } else {
-                    format!("${n}")
+                    p.to_string()
                 }
             });
             format!("({values}, 0, NULL)")
