@@ -245,3 +245,43 @@ async fn two_accounts_in_two_schemas_of_one_database_are_each_mirrored_exactly()
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_database_fails_the_run_naming_the_mirror_and_changes_nothing() {
+    on_postgres(async {
+        let env = TestEnv::start_with(small(), "", "[sync]\nentities = [\"leads\"]\n").await;
+        env.run_ok(&["--backfill"]).await;
+        common::change_account(&env.sim, 10);
+        let pg = env.postgres.as_ref().unwrap();
+        let before = common::run_statuses(&env.db().await).await;
+        // The server refuses every write of this session (as for a role
+        // granted SELECT alone, or a read-only replica).
+        let read_only = format!(
+            "[kommo]\nbase_url = \"{}\"\ntoken_file = \"{}\"\n[database]\nurl = \"{}?options=-c%20default_transaction_read_only%3Don\"\nschema = \"{}\"\n[sync]\nentities = [\"leads\"]\n",
+            env.sim.base_url(),
+            env.token_file.display(),
+            pg.url,
+            pg.schema
+        );
+        std::fs::write(&env.config, read_only).unwrap();
+        let out = env.run(&["--once"]).await;
+        assert_eq!(out.code, Some(1), "{out:#?}");
+        assert!(
+            out.stderr.contains(&format!("(schema {})", pg.schema))
+                && out.stderr.contains("read-only"),
+            "the message names the mirror and the cause: {}",
+            out.stderr
+        );
+        assert_eq!(
+            common::run_statuses(&env.db().await).await,
+            before,
+            "nothing written, not even a run"
+        );
+        env.assert_token_absent(&[&out]);
+        // Writable again: the next sync mirrors the changes.
+        env.write_config("", "[sync]\nentities = [\"leads\"]\n");
+        env.run_ok(&["--once"]).await;
+        env.assert_mirror_equals_account().await;
+    })
+    .await;
+}
