@@ -190,11 +190,84 @@ fn open_leads(env: &TestEnv) -> (i64, i64) {
     (open.len() as i64, value)
 }
 
+/// One instance of `systemd/kommo-sync@.service` as systemd would start it:
+/// its `ExecStart=` and `Environment=` lines with `%i` filled in, the
+/// instance's config and token (`LoadCredential=kommo-token:`) taken from
+/// `etc` instead of /etc/kommo-sync, its state directory under `var`.
+fn template_instance(
+    instance: &str,
+    etc: &std::path::Path,
+    var: &std::path::Path,
+) -> tokio::process::Command {
+    let unit = include_str!("../systemd/kommo-sync@.service");
+    let fill = |value: &str| {
+        value
+            .replace("%i", instance)
+            .replace("/etc/kommo-sync", &etc.display().to_string())
+            .replace("/var/lib/kommo-sync", &var.display().to_string())
+    };
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("the template has ExecStart=");
+    let mut words = exec.split_whitespace().map(fill);
+    assert_eq!(words.next().as_deref(), Some("/usr/local/bin/kommo-sync"));
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_kommo-sync"));
+    command.args(words);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key.starts_with("KOMMO") || key == "CREDENTIALS_DIRECTORY" || key == "NOTIFY_SOCKET" {
+            command.env_remove(key);
+        }
+    }
+    for line in unit.lines().filter_map(|l| l.strip_prefix("Environment=")) {
+        let (key, value) = line.split_once('=').unwrap();
+        command.env(key, fill(value));
+    }
+    // LoadCredential=kommo-token:PATH: systemd copies PATH into the
+    // instance's credentials directory.
+    let credential = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("LoadCredential=kommo-token:"))
+        .expect("the template loads the token as a credential");
+    let credentials = var.join(format!("credentials-{instance}"));
+    std::fs::create_dir_all(&credentials).unwrap();
+    std::fs::copy(fill(credential), credentials.join("kommo-token")).unwrap();
+    std::fs::create_dir_all(var.join(instance)).unwrap();
+    command.env("CREDENTIALS_DIRECTORY", &credentials);
+    command.env("RUST_LOG", "info");
+    command.stdin(std::process::Stdio::null());
+    command.stdout(std::process::Stdio::null());
+    // The log in a file (a pipe nobody reads would fill and stall it).
+    let log = std::fs::File::create(var.join(format!("{instance}.log"))).unwrap();
+    command.stderr(std::process::Stdio::from(log));
+    command.kill_on_drop(true);
+    command
+}
+
+/// Whether the alive leads of `env`'s mirror are the account's, each at
+/// its version (polled while a daemon syncs).
+async fn leads_match(env: &TestEnv) -> bool {
+    let mirror: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT id, updated_at FROM leads WHERE is_deleted = 0 ORDER BY id")
+            .fetch_all(&env.db().await)
+            .await
+            .unwrap_or_default();
+    let mut account: Vec<(i64, i64)> = env
+        .sim
+        .alive_leads()
+        .iter()
+        .filter_map(|l| Some((l["id"].as_i64()?, l["updated_at"].as_i64()?)))
+        .collect();
+    account.sort_unstable();
+    mirror == account
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_accounts_in_two_schemas_of_one_database_are_each_mirrored_exactly() {
     on_postgres(async {
-        // Two instances of the template unit: two accounts, two configs,
-        // one server, a schema each, syncing at the same time.
+        // Two instances of the template unit, acme and globex: two accounts,
+        // an instance config and token each, one server, a schema each.
         let acme = TestEnv::start(small()).await;
         let globex = TestEnv::start(SimulatorConfig {
             leads: 450,
@@ -202,19 +275,61 @@ async fn two_accounts_in_two_schemas_of_one_database_are_each_mirrored_exactly()
             ..small()
         })
         .await;
-        let (a, b) = tokio::join!(acme.run(&["--backfill"]), globex.run(&["--backfill"]));
-        assert_eq!((a.code, b.code), (Some(0), Some(0)), "{a:#?}\n{b:#?}");
+        let root = tempfile::tempdir().unwrap();
+        let (etc, var) = (root.path().join("etc"), root.path().join("var"));
+        std::fs::create_dir_all(&etc).unwrap();
+        let mut daemons = Vec::new();
+        for (instance, env) in [("acme", &acme), ("globex", &globex)] {
+            let pg = env.postgres.as_ref().unwrap();
+            std::fs::write(
+                etc.join(format!("{instance}.toml")),
+                format!(
+                    "[kommo]\nbase_url = \"{}\"\n[database]\nurl = \"{}\"\nschema = \"{}\"\n\
+                     [schedule]\nincremental = \"*/2 * * * * *\"\nfull = \"0 0 0 1 1 *\"\n",
+                    env.sim.base_url(),
+                    pg.url,
+                    pg.schema
+                ),
+            )
+            .unwrap();
+            std::fs::write(etc.join(format!("{instance}.token")), &env.token).unwrap();
+            daemons.push(template_instance(instance, &etc, &var).spawn().unwrap());
+        }
+        // Each instance backfills its account at start, then follows it.
+        for env in [&acme, &globex] {
+            assert!(
+                common::wait_for(Duration::from_secs(90), || leads_match(env)).await,
+                "an instance did not mirror its account"
+            );
+        }
         common::change_account(&acme.sim, 20);
         common::change_account(&globex.sim, 30);
-        let (a, b) = tokio::join!(acme.run(&["--once"]), globex.run(&["--once"]));
-        assert_eq!((a.code, b.code), (Some(0), Some(0)), "{a:#?}\n{b:#?}");
+        for env in [&acme, &globex] {
+            assert!(
+                common::wait_for(Duration::from_secs(60), || leads_match(env)).await,
+                "an instance did not follow its account's changes"
+            );
+        }
+        for daemon in &mut daemons {
+            let pid = daemon.id().unwrap() as libc::pid_t;
+            // SAFETY: a plain signal to our own child.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        for (instance, mut daemon) in ["acme", "globex"].into_iter().zip(daemons) {
+            let status = tokio::time::timeout(Duration::from_secs(30), daemon.wait())
+                .await
+                .expect("an instance stops on SIGTERM")
+                .unwrap();
+            let log = std::fs::read_to_string(var.join(format!("{instance}.log"))).unwrap();
+            assert_eq!(status.code(), Some(0), "{instance}: {log}");
+            assert!(!log.contains(&acme.token) && !log.contains(&globex.token));
+        }
         acme.assert_mirror_equals_account().await;
         globex.assert_mirror_equals_account().await;
         for kind in [RecordKind::Contact, RecordKind::Company] {
             acme.assert_records_equal_account(kind).await;
             globex.assert_records_equal_account(kind).await;
         }
-
         // The README's query over both schemas answers for both accounts.
         let schemas = [
             acme.postgres.as_ref().unwrap().schema.as_str(),
