@@ -172,18 +172,6 @@ impl DatabaseSettings {
             schema: pg.schema.clone(),
         })
     }
-
-    /// The mirror as messages name it, without any password.
-    pub fn describe(&self) -> String {
-        match &self.postgres {
-            None => self.path.display().to_string(),
-            Some(pg) => format!(
-                "{} (schema {})",
-                crate::store::without_password(&pg.url),
-                pg.schema
-            ),
-        }
-    }
 }
 
 /// When the daemon syncs (cron expressions with a seconds field, UTC).
